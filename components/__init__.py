@@ -1,0 +1,1 @@
+"""kubeha components: LoadBalancerPair, ControlPlaneNode, WorkerNode and what they share."""

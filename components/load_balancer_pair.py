@@ -1,0 +1,92 @@
+"""LoadBalancerPair: keepalived + haproxy on dedicated hosts, holding the apiserver VIP."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+from pulumi_command import remote
+
+from components.config import APISERVER_PORT, Host, LoadBalancerSettings, PackageSettings, host_port
+from components.remote import SshAccess, run_script
+from components.render import render
+
+# The first host starts with the higher priority; with nopreempt this only decides who takes
+# the VIP when both come up together.
+_FIRST_PRIORITY = 101
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    endpoint: str  # host:port, IPv6 in brackets
+
+
+@dataclass(frozen=True)
+class LoadBalancerPairArgs:
+    settings: LoadBalancerSettings
+    control_planes: list[Host]
+    ssh: SshAccess
+    packages: PackageSettings
+
+
+def backends_for(control_planes: list[Host]) -> list[Backend]:
+    """haproxy backends, derived from the one control-plane list."""
+    return [Backend(host.name, host_port(host.address, APISERVER_PORT)) for host in control_planes]
+
+
+def rollout_order(hosts: list[Host]) -> list[Host]:
+    """Backups first, the preferred master (hosts[0]) last, so one host always serves."""
+    return [*hosts[1:], hosts[0]]
+
+
+def render_lb_files(settings: LoadBalancerSettings, host: Host, control_planes: list[Host]) -> dict[str, str]:
+    """The three files one LB host gets, by their path on the host."""
+    index = settings.hosts.index(host)
+    haproxy_cfg = render(
+        "loadbalancer/haproxy.cfg.j2", host=host, port=settings.port, backends=backends_for(control_planes),
+        health_port=settings.health_port, stats_port=settings.stats_port)
+    keepalived_conf = render(
+        "loadbalancer/keepalived.conf.j2", host=host, interface=settings.interface,
+        instance_name=f"kubeha_vip_{settings.virtual_router_id}",
+        virtual_router_id=settings.virtual_router_id, priority=_FIRST_PRIORITY - index,
+        peers=[peer for peer in settings.hosts if peer != host], vip=settings.vip,
+        vip_prefix=settings.vip.max_prefixlen)
+    check_script = render("loadbalancer/check_apiserver.sh.j2", health_port=settings.health_port)
+    return {
+        "/etc/haproxy/haproxy.cfg": haproxy_cfg,
+        "/etc/keepalived/keepalived.conf": keepalived_conf,
+        "/etc/keepalived/check_apiserver.sh": check_script,
+    }
+
+
+class LoadBalancerPair(pulumi.ComponentResource):
+    """Installs, configures and rolls out keepalived + haproxy on the LB hosts, one at a time."""
+
+    vip: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    ready: remote.Command  # the last host's rollout; depend on it for "the VIP serves"
+
+    def __init__(self, name: str, args: LoadBalancerPairArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("kubeha:index:LoadBalancerPair", name, None, opts)
+        settings = args.settings
+        previous: remote.Command | None = None
+        for host in rollout_order(settings.hosts):
+            install = run_script(
+                f"{name}-{host.name}-install", host=host, ssh=args.ssh,
+                create=render("loadbalancer/install-lb.sh.j2", package_proxy=args.packages.proxy),
+                opts=pulumi.ResourceOptions(parent=self))
+            files = render_lb_files(settings, host, args.control_planes)
+            previous = run_script(
+                f"{name}-{host.name}-config", host=host, ssh=args.ssh,
+                create=render(
+                    "loadbalancer/apply-lb-config.sh.j2", host=host,
+                    haproxy_cfg=files["/etc/haproxy/haproxy.cfg"].rstrip("\n"),
+                    keepalived_conf=files["/etc/keepalived/keepalived.conf"].rstrip("\n"),
+                    check_script=files["/etc/keepalived/check_apiserver.sh"].rstrip("\n")),
+                delete=render("loadbalancer/remove-lb-config.sh.j2", host=host),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[install, *([previous] if previous else [])]))
+        assert previous is not None  # settings guarantee at least two hosts
+        self.ready = previous
+        self.vip = pulumi.Output.from_input(str(settings.vip))
+        self.endpoint = pulumi.Output.from_input(f"https://{settings.endpoint_host_port}")
+        self.register_outputs({"vip": self.vip, "endpoint": self.endpoint})

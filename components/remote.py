@@ -1,0 +1,76 @@
+"""The one SSH connection builder and the one command helper every component uses."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_command import remote
+
+from components.config import Host, SshSettings
+from components.render import render
+
+# The provider stops retrying a host after this many failed dials (about a minute and a half
+# with the default per-dial timeout), so a dead host fails `pulumi up` instead of hanging it.
+_DIAL_ERROR_LIMIT = 10
+_PER_DIAL_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class SshAccess:
+    """How to reach every host: one user/port and one secret private key."""
+
+    settings: SshSettings
+    private_key: pulumi.Output[str]
+
+    def connection(self, host: Host) -> remote.ConnectionArgs:
+        return remote.ConnectionArgs(
+            host=host.ip,
+            port=self.settings.port,
+            user=self.settings.user,
+            private_key=self.private_key,
+            dial_error_limit=_DIAL_ERROR_LIMIT,
+            per_dial_timeout=_PER_DIAL_TIMEOUT_S,
+        )
+
+
+def as_remote_command(script: str, label: str) -> str:
+    """Wrap a bash script so it runs under bash whatever the login shell is.
+
+    The script text stays verbatim in the command (so `pulumi preview --diff` shows reviewers the
+    real script) and the session's stdin stays free for secrets.
+    """
+    return render("remote-command.sh.j2", script=script.rstrip("\n"), label=label)
+
+
+def run_script(
+    resource_name: str,
+    *,
+    host: Host,
+    ssh: SshAccess,
+    create: pulumi.Input[str],
+    delete: Optional[str] = None,
+    stdin: Optional[pulumi.Input[str]] = None,
+    secret_stdout: bool = False,
+    triggers: Optional[Sequence[pulumi.Input[object]]] = None,
+    opts: pulumi.ResourceOptions,
+) -> remote.Command:
+    """One remote.Command running rendered bash on `host`.
+
+    With secret_stdout the command's stdout is a Pulumi secret and is not logged, so a token or a
+    kubeconfig never appears in the engine's output.
+    """
+    if secret_stdout:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
+    return remote.Command(
+        resource_name,
+        connection=ssh.connection(host),
+        create=pulumi.Output.from_input(create).apply(lambda script: as_remote_command(script, f"{resource_name}-create")),
+        delete=as_remote_command(delete, f"{resource_name}-delete") if delete else None,
+        stdin=stdin,
+        triggers=list(triggers) if triggers else None,
+        logging=remote.Logging.STDERR if secret_stdout else None,
+        # The previous stdout may hold a secret; never hand it to the next run's environment.
+        add_previous_output_in_env=False,
+        opts=opts,
+    )

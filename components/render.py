@@ -1,0 +1,26 @@
+"""The one renderer: every file and script the program pushes comes from templates/ through here."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    undefined=jinja2.StrictUndefined,  # a missing variable is a bug, never an empty string
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+    # Bash uses `{#` (as in ${#array[@]}), so Jinja comments get a delimiter bash never writes.
+    comment_start_string="{##",
+    comment_end_string="##}",
+)
+
+
+def render(template: str, **context: Any) -> str:
+    """Render templates/<template> with the given variables."""
+    return _environment.get_template(template).render(**context)

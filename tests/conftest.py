@@ -1,0 +1,56 @@
+"""Shared fixtures: a valid cluster config (documentation addresses) and a mocked deployment."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import pytest
+
+from tests.harness import Deployment, run_program
+
+FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
+def _hosts(prefix: str, first_octet: int, count: int) -> list[dict[str, str]]:
+    return [{"name": f"{prefix}{i}", "address": f"198.51.100.{first_octet + i}"} for i in range(1, count + 1)]
+
+
+@pytest.fixture
+def lb_hosts() -> list[dict[str, str]]:
+    return _hosts("lb", 10, 2)
+
+
+@pytest.fixture
+def control_plane_hosts() -> list[dict[str, str]]:
+    return _hosts("cp", 20, 3)
+
+
+@pytest.fixture
+def worker_hosts() -> list[dict[str, str]]:
+    return _hosts("w", 30, 2)
+
+
+@pytest.fixture
+def stack_config(lb_hosts, control_plane_hosts, worker_hosts) -> dict[str, Any]:
+    """A valid stack config, as the keys of Pulumi.<stack>.yaml (without the namespace)."""
+    return {
+        "ssh": {"user": "root", "port": 22},
+        "loadBalancer": {"mode": "keepalived-haproxy", "vip": "198.51.100.100", "port": 8443,
+                         "interface": "eth0", "virtualRouterId": 51, "hosts": lb_hosts},
+        "controlPlanes": control_plane_hosts,
+        "workers": worker_hosts,
+        "kubernetes": {"version": "1.31.4", "podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"},
+    }
+
+
+@pytest.fixture
+def deploy() -> Callable[[dict[str, Any]], Deployment]:
+    """Run the program under mocks with a config (the SSH key given as a secret)."""
+    def _deploy(config: dict[str, Any]) -> Deployment:
+        return run_program(copy.deepcopy(config), {"sshPrivateKey": FAKE_PRIVATE_KEY})
+    return _deploy
+
+
+@pytest.fixture
+def deployment(deploy, stack_config) -> Deployment:
+    return deploy(stack_config)

@@ -1,0 +1,135 @@
+"""Runs the real __main__.py under Pulumi mocks and records every registration.
+
+The stock mocks only see a resource's inputs; the recording monitor also keeps its parent,
+dependencies and additional secret outputs, so tests can check ordering and secrecy.
+"""
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime import mocks, rpc
+from pulumi.runtime.stack import wait_for_rpcs
+from pulumi.runtime.sync_await import _sync_await
+
+PROJECT = "kubeha"
+MAIN = Path(__file__).resolve().parent.parent / "__main__.py"
+FAKE_CA_HASH = "sha256:" + "ab" * 32
+FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    parent: str
+    dependencies: list[str]
+    secret_outputs: list[str]
+    inputs: dict[str, Any]
+
+    @property
+    def target_host(self) -> str | None:
+        """The address a remote.Command connects to."""
+        return self.inputs.get("connection", {}).get("host")
+
+
+@dataclass
+class Deployment:
+    registrations: list[Registration]
+    exports: dict[str, Any]
+    secret_exports: set[str]
+    urns: dict[str, str] = field(default_factory=dict)  # urn -> name
+
+    def named(self, name: str) -> Registration:
+        matches = [r for r in self.registrations if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name}, found {len(matches)}"
+        return matches[0]
+
+    def of_type(self, type_token: str) -> list[Registration]:
+        return [r for r in self.registrations if r.type == type_token]
+
+    def depends_on(self, name: str, other: str) -> bool:
+        """True when `name` waits for `other`, directly or through a chain of dependencies."""
+        by_name = {r.name: r for r in self.registrations}
+        pending, seen = [name], set()
+        while pending:
+            current = pending.pop()
+            for dependency in by_name[current].dependencies:
+                dependency_name = self.urns.get(dependency, "")
+                if dependency_name == other:
+                    return True
+                if dependency_name and dependency_name not in seen:
+                    seen.add(dependency_name)
+                    pending.append(dependency_name)
+        return False
+
+
+class _FakeOutputs(pulumi.runtime.Mocks):
+    """Commands answer with plausible stdout; everything else echoes its inputs."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        outputs = dict(args.inputs)
+        if args.typ == "command:remote:Command":
+            outputs["stdout"] = self._stdout_for(args.name)
+            outputs["stderr"] = ""
+        return f"{args.name}-id", outputs
+
+    @staticmethod
+    def _stdout_for(name: str) -> str:
+        if name.endswith("-ca-cert-hash"):
+            return FAKE_CA_HASH
+        if name.endswith("-kubeconfig"):
+            return FAKE_KUBECONFIG
+        if name.endswith("-join-material"):
+            return "abcdef.0123456789abcdef " + "f" * 64
+        return "ok"
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:
+        return {}, []
+
+
+class _RecordingMonitor(mocks.MockMonitor):
+    def __init__(self) -> None:
+        super().__init__(_FakeOutputs())
+        self.registrations: list[Registration] = []
+        self.urn_names: dict[str, str] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.urn_names[response.urn] = request.name
+            self.registrations.append(Registration(
+                type=request.type, name=request.name, parent=request.parent,
+                dependencies=list(request.dependencies), secret_outputs=list(request.additionalSecretOutputs),
+                inputs=rpc.deserialize_properties(request.object)))
+        return response
+
+
+def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = None) -> Deployment:
+    """Run __main__.py with this stack config; return what it registered and exported."""
+    monitor = _RecordingMonitor()
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+    all_config = {f"{PROJECT}:{key}": json.dumps(value) for key, value in config.items()}
+    all_config.update({f"{PROJECT}:{key}": value for key, value in (secret_config or {}).items()})
+    pulumi.runtime.set_all_config(all_config, [f"{PROJECT}:{key}" for key in (secret_config or {})])
+
+    exports: dict[str, Any] = {}
+    original_export: Callable[[str, Any], None] = pulumi.export
+    pulumi.export = lambda name, value: exports.__setitem__(name, value)  # type: ignore[assignment]
+    try:
+        runpy.run_path(str(MAIN), run_name="__main__")
+        _sync_await(wait_for_rpcs())
+    finally:
+        pulumi.export = original_export  # type: ignore[assignment]
+
+    resolved, secret = {}, set()
+    for name, value in exports.items():
+        output = pulumi.Output.from_input(value)
+        resolved[name] = _sync_await(output.future())
+        if _sync_await(output.is_secret()):
+            secret.add(name)
+    return Deployment(monitor.registrations, resolved, secret, monitor.urn_names)
