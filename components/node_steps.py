@@ -78,7 +78,7 @@ def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTic
         create=ticket.ca_cert_hash.apply(
             lambda ca_hash: render_join_script(host, cluster, control_plane=control_plane, ca_cert_hash=ca_hash)),
         delete=render("node/kubeadm-reset.sh.j2", host=host),
-        stdin=material.stdout,
+        stdin=pulumi.Output.secret(material.stdout),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[material]))
     # Depends on the join, so on removal it runs first: drain and delete before the reset.
     run_script(

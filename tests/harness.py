@@ -34,7 +34,19 @@ class Registration:
     @property
     def target_host(self) -> str | None:
         """The address a remote.Command connects to."""
-        return self.inputs.get("connection", {}).get("host")
+        return unsecret(self.inputs.get("connection", {})).get("host")
+
+    def input_is_secret(self, key: str) -> bool:
+        return is_secret(self.inputs.get(key))
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def unsecret(value: Any) -> Any:
+    """The plain value inside a secret-wrapped input (or the value itself)."""
+    return value["value"] if is_secret(value) else value
 
 
 @dataclass
@@ -109,10 +121,14 @@ class _RecordingMonitor(mocks.MockMonitor):
         return response
 
 
-def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = None) -> Deployment:
-    """Run __main__.py with this stack config; return what it registered and exported."""
-    monitor = _RecordingMonitor()
-    mocks.set_mocks(monitor.mocks, project=PROJECT, stack="test", preview=False, monitor=monitor)
+_last_monitor: "_RecordingMonitor | None" = None
+
+
+def _run(config: dict[str, Any], secret_config: dict[str, str] | None, preview: bool
+         ) -> tuple[_RecordingMonitor, dict[str, Any]]:
+    global _last_monitor
+    monitor = _last_monitor = _RecordingMonitor()
+    mocks.set_mocks(monitor.mocks, project=PROJECT, stack="test", preview=preview, monitor=monitor)
     all_config = {f"{PROJECT}:{key}": json.dumps(value) for key, value in config.items()}
     all_config.update({f"{PROJECT}:{key}": value for key, value in (secret_config or {}).items()})
     pulumi.runtime.set_all_config(all_config, [f"{PROJECT}:{key}" for key in (secret_config or {})])
@@ -125,7 +141,13 @@ def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = N
         _sync_await(wait_for_rpcs())
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
+    return monitor, exports
 
+
+def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = None,
+                preview: bool = False) -> Deployment:
+    """Run __main__.py with this stack config; return what it registered and exported."""
+    monitor, exports = _run(config, secret_config, preview)
     resolved, secret = {}, set()
     for name, value in exports.items():
         output = pulumi.Output.from_input(value)
@@ -133,3 +155,14 @@ def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = N
         if _sync_await(output.is_secret()):
             secret.add(name)
     return Deployment(monitor.registrations, resolved, secret, monitor.urn_names)
+
+
+def run_program_expecting_error(config: dict[str, Any], secret_config: dict[str, str] | None = None
+                                ) -> tuple[Exception, list[Registration]]:
+    """Run a program that must fail; return the error and whatever it registered before failing."""
+    monitor = None
+    try:
+        monitor, _ = _run(config, secret_config, preview=True)
+    except Exception as error:  # noqa: BLE001 - the error is what the caller inspects
+        return error, list(_last_monitor.registrations) if _last_monitor else []
+    raise AssertionError(f"the program succeeded; registered {len(monitor.registrations)} resources")

@@ -1,0 +1,119 @@
+"""Bad input fails before any resource is registered, with one message naming the config key."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import pytest
+
+from components.config import ConfigError, parse_cluster_config
+from tests.harness import run_program_expecting_error
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    def mutate(config: dict[str, Any]) -> None:
+        *parents, last = path.split(".")
+        target = config
+        for part in parents:
+            target = target[int(part)] if part.isdigit() else target[part]
+        if last.isdigit():
+            target[int(last)] = value
+        else:
+            target[last] = value
+    return mutate
+
+
+def _delete(key: str) -> Mutation:
+    return lambda config: config.pop(key)
+
+
+BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
+    "vip not an IP": (_set("loadBalancer.vip", "not-an-ip"), "kubeha:loadBalancer.vip: must be an IP address"),
+    "vip equals a host address": (_set("loadBalancer.vip", "198.51.100.21"),
+                                  "kubeha:loadBalancer.vip: 198.51.100.21 is also the address of controlPlanes[0]"),
+    "duplicate host name": (_set("workers.0.name", "cp1"),
+                            "kubeha:workers[0].name: duplicate host name 'cp1' (also at controlPlanes[0])"),
+    "duplicate host address": (_set("workers.1.address", "198.51.100.11"),
+                               "kubeha:workers[1].address: duplicate host address '198.51.100.11' "
+                               "(also at loadBalancer.hosts[0])"),
+    "router id zero": (_set("loadBalancer.virtualRouterId", 0), "kubeha:loadBalancer.virtualRouterId: must be between 1 and 255"),
+    "router id too large": (_set("loadBalancer.virtualRouterId", 256), "kubeha:loadBalancer.virtualRouterId: must be between"),
+    "one lb host": (lambda c: c["loadBalancer"]["hosts"].pop(), "kubeha:loadBalancer.hosts: needs at least two hosts"),
+    "no control planes": (_set("controlPlanes", []), "kubeha:controlPlanes: needs at least one control plane"),
+    "missing control planes": (_delete("controlPlanes"), "kubeha:controlPlanes: is required"),
+    "lb port zero": (_set("loadBalancer.port", 0), "kubeha:loadBalancer.port: must be a port between 1 and 65535"),
+    "lb port too large": (_set("loadBalancer.port", 70000), "kubeha:loadBalancer.port: must be a port"),
+    "ssh port too large": (_set("ssh.port", 65536), "kubeha:ssh.port: must be a port"),
+    "unknown mode": (_set("loadBalancer.mode", "f5"), "kubeha:loadBalancer.mode: unknown mode 'f5'"),
+    "version not x.y.z": (_set("kubernetes.version", "1.31"), "kubeha:kubernetes.version: must be x.y.z"),
+    "version with v": (_set("kubernetes.version", "v1.31.4"), "kubeha:kubernetes.version: must be x.y.z"),
+    "subnets overlap": (_set("kubernetes.serviceSubnet", "10.244.128.0/20"),
+                        "kubeha:kubernetes.podSubnet: 10.244.0.0/16 overlaps kubernetes.serviceSubnet"),
+    "pod subnet holds a host": (_set("kubernetes.podSubnet", "198.51.100.0/24"),
+                                "kubeha:kubernetes.podSubnet: 198.51.100.0/24 contains loadBalancer.hosts[0]"),
+    "service subnet holds a host": (_set("kubernetes.serviceSubnet", "198.51.100.16/28"),
+                                    "kubeha:kubernetes.serviceSubnet: 198.51.100.16/28 contains controlPlanes[0]"),
+    "subnet not a network": (_set("kubernetes.podSubnet", "10.244.0.0/33"), "kubeha:kubernetes.podSubnet: must be a network"),
+    "host address not an IP": (_set("controlPlanes.1.address", "cp2.example"),
+                               "kubeha:controlPlanes[1].address: must be an IP address"),
+    "misspelt key": (_set("loadBalancer.virtualRouterID", 5), "kubeha:loadBalancer.virtualRouterID: is not a known key"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_naming_the_key_before_any_resource(stack_config, case):
+    mutate, expected = BAD_INPUTS[case]
+    config = copy.deepcopy(stack_config)
+    mutate(config)
+    error, registered = run_program_expecting_error(config, {"sshPrivateKey": "key"})
+    assert isinstance(error, ConfigError)
+    assert str(error).startswith(expected), str(error)
+    assert registered == []
+
+
+def test_no_ssh_credential_fails_naming_the_key(stack_config):
+    error, registered = run_program_expecting_error(stack_config)
+    assert isinstance(error, ConfigError)
+    assert str(error).startswith("kubeha:sshPrivateKey: no SSH credential")
+    assert registered == []
+
+
+def test_missing_private_key_file_fails_naming_the_key(stack_config, tmp_path):
+    stack_config["ssh"]["privateKeyPath"] = str(tmp_path / "absent")
+    error, registered = run_program_expecting_error(stack_config)
+    assert str(error).startswith("kubeha:ssh.privateKeyPath: no such file")
+    assert registered == []
+
+
+def test_even_number_of_control_planes_is_allowed_with_a_quorum_warning(stack_config, deploy, caplog):
+    stack_config["controlPlanes"].pop()
+    deployment = deploy(stack_config)
+    assert len(deployment.of_type("kubeha:index:ControlPlaneNode")) == 2
+    assert any("quorum" in record.getMessage() for record in caplog.records)
+
+
+def test_defaults_fill_every_unlisted_key():
+    config = parse_cluster_config({
+        "loadBalancer": {"vip": "198.51.100.100", "hosts": [{"name": "lb1", "address": "198.51.100.11"},
+                                                            {"name": "lb2", "address": "198.51.100.12"}]},
+        "controlPlanes": [{"name": "cp1", "address": "198.51.100.21"}],
+    })
+    assert (config.ssh.user, config.ssh.port) == ("root", 22)
+    assert (config.load_balancer.port, config.load_balancer.virtual_router_id) == (8443, 51)
+    assert config.kubernetes.version == "1.31.4"
+    assert config.workers == []
+    assert config.apiserver_endpoint == "https://198.51.100.100:8443"
+
+
+def test_ipv6_vip_gets_brackets_in_the_endpoint(stack_config):
+    stack_config["loadBalancer"]["vip"] = "2001:db8::100"
+    assert parse_cluster_config(stack_config).apiserver_endpoint == "https://[2001:db8::100]:8443"
+
+
+def test_config_error_is_a_clean_pulumi_run_error():
+    import pulumi
+    assert issubclass(ConfigError, pulumi.RunError)
+    with pytest.raises(ConfigError):
+        parse_cluster_config({})
