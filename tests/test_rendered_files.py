@@ -1,0 +1,185 @@
+"""Every file and script kubeha pushes, checked by its real tool."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from components.config import parse_cluster_config
+from components.load_balancer_pair import render_lb_files
+from components.node_steps import ClusterContext, render_join_config
+from tests.harness import FAKE_CA_HASH
+from tests.kubeadm_config_check import KubeadmConfigError, check_kubeadm_config
+from tests.validators import haproxy_check, inner_script, keepalived_check, shellcheck
+
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture
+def cluster_config(stack_config):
+    return parse_cluster_config(stack_config)
+
+
+@pytest.fixture
+def lb_files(cluster_config):
+    settings = cluster_config.load_balancer
+    return {host.name: render_lb_files(settings, host, cluster_config.control_planes) for host in settings.hosts}
+
+
+@pytest.fixture
+def command_scripts(deploy, stack_config):
+    """Every create/delete script of every command, with a package proxy so that branch renders too."""
+    stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
+    scripts = {}
+    for command in deploy(stack_config).of_type(COMMAND):
+        for phase in ("create", "delete"):
+            if command.inputs.get(phase):
+                scripts[f"{command.name}:{phase}"] = command.inputs[phase]
+    return scripts
+
+
+@pytest.mark.parametrize("lb", ["lb1", "lb2"])
+def test_haproxy_accepts_the_rendered_config(lb_files, lb):
+    haproxy_check(lb_files[lb]["/etc/haproxy/haproxy.cfg"])
+
+
+@pytest.mark.parametrize("lb", ["lb1", "lb2"])
+def test_keepalived_accepts_the_rendered_config(lb_files, lb):
+    keepalived_check(lb_files[lb]["/etc/keepalived/keepalived.conf"], lb_files[lb]["/etc/keepalived/check_apiserver.sh"])
+
+
+def test_haproxy_rejects_a_broken_config(lb_files):
+    with pytest.raises(AssertionError, match="haproxy -c failed"):
+        haproxy_check(lb_files["lb1"]["/etc/haproxy/haproxy.cfg"].replace("balance roundrobin", "balance nonsense"))
+
+
+def test_keepalived_rejects_a_broken_config(lb_files):
+    files = lb_files["lb1"]
+    with pytest.raises(AssertionError, match="keepalived -t failed"):
+        keepalived_check(files["/etc/keepalived/keepalived.conf"].replace("nopreempt", "nopreemptx"),
+                         files["/etc/keepalived/check_apiserver.sh"])
+
+
+def test_check_script_passes_shellcheck(lb_files):
+    shellcheck(lb_files["lb1"]["/etc/keepalived/check_apiserver.sh"])
+
+
+def test_keepalived_peers_are_unicast_and_exclude_self(lb_files):
+    conf = lb_files["lb1"]["/etc/keepalived/keepalived.conf"]
+    assert "unicast_src_ip 198.51.100.11" in conf
+    peers = re.search(r"unicast_peer \{(.*?)\}", conf, re.DOTALL).group(1).split()
+    assert peers == ["198.51.100.12"]
+
+
+def test_keepalived_priorities_differ_and_both_start_backup_without_preemption(lb_files):
+    priorities = {lb: re.search(r"priority (\d+)", files["/etc/keepalived/keepalived.conf"]).group(1)
+                  for lb, files in lb_files.items()}
+    assert priorities == {"lb1": "101", "lb2": "100"}
+    for files in lb_files.values():
+        assert "state BACKUP" in files["/etc/keepalived/keepalived.conf"]
+        assert "nopreempt" in files["/etc/keepalived/keepalived.conf"]
+
+
+def test_haproxy_admin_and_health_ports_listen_on_loopback_only(lb_files):
+    cfg = lb_files["lb1"]["/etc/haproxy/haproxy.cfg"]
+    assert "bind 127.0.0.1:8081" in cfg and "bind 127.0.0.1:9090" in cfg
+    assert "stats auth" not in cfg
+
+
+def test_haproxy_checks_readyz_over_tls_with_fast_timers(lb_files):
+    cfg = lb_files["lb1"]["/etc/haproxy/haproxy.cfg"]
+    assert "http-check send meth GET uri /readyz" in cfg
+    assert "check-ssl" in cfg and "inter 1s" in cfg and "fall 2" in cfg
+
+
+def test_every_remote_script_passes_shellcheck(command_scripts):
+    assert len(command_scripts) >= 20
+    failures = []
+    for name, command_text in sorted(command_scripts.items()):
+        try:
+            shellcheck(command_text, shell="sh")  # the wrapper runs in the login shell
+            shellcheck(inner_script(command_text))
+        except AssertionError as error:
+            failures.append(f"{name}: {error}")
+    assert not failures, "\n".join(failures)
+
+
+def test_every_remote_script_is_strict_bash(command_scripts):
+    for name, command_text in command_scripts.items():
+        assert "set -euo pipefail" in inner_script(command_text), name
+
+
+def test_shellcheck_catches_a_bad_script():
+    with pytest.raises(AssertionError, match="shellcheck failed"):
+        shellcheck("#!/usr/bin/env bash\nrm -rf $1/*\n")
+
+
+def _heredoc(text: str, marker: str) -> str:
+    return re.search(rf"<<'?{marker}'?\n(.*?)\n{marker}\n", text, re.DOTALL).group(1)
+
+
+def test_kubeadm_init_config_passes_the_strict_checker(command_scripts):
+    config = _heredoc(command_scripts["cp1-init:create"], "KUBEHA_KUBEADM_CONFIG")
+    documents = check_kubeadm_config(config, "1.31.4")
+    assert [d["kind"] for d in documents] == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
+
+
+@pytest.mark.parametrize("command, control_plane", [("cp2-join:create", True), ("w1-join:create", False)])
+def test_kubeadm_join_config_passes_the_strict_checker(command_scripts, command, control_plane):
+    config = _heredoc(command_scripts[command], "KUBEHA_JOIN_CONFIG")
+    # The script fills these from stdin; put in values of the real formats.
+    config = config.replace("${KUBEADM_TOKEN}", "abcdef.0123456789abcdef")
+    config = config.replace("${KUBEADM_CERTIFICATE_KEY}", "0f" * 32)
+    documents = check_kubeadm_config(config, "1.31.4")
+    assert ("controlPlane" in documents[0]) is control_plane
+
+
+def test_kubeadm_v1beta3_for_kubernetes_before_1_31(deploy, stack_config):
+    stack_config["kubernetes"]["version"] = "1.30.8"
+    init = deploy(stack_config).named("cp1-init").inputs["create"]
+    config = _heredoc(init, "KUBEHA_KUBEADM_CONFIG")
+    assert "apiVersion: kubeadm.k8s.io/v1beta3" in config
+    check_kubeadm_config(config, "1.30.8")
+
+
+def _join_config(cluster_config, **overrides) -> str:
+    cluster = ClusterContext(kubernetes=cluster_config.kubernetes, control_plane_endpoint="198.51.100.100:8443",
+                             cert_sans=["198.51.100.100"], first_control_plane=cluster_config.first_control_plane,
+                             ssh=None, packages=cluster_config.packages)
+    values = {"token": "abcdef.0123456789abcdef", "ca_cert_hash": FAKE_CA_HASH, "certificate_key": "0f" * 32}
+    values.update(overrides)
+    return render_join_config(cluster_config.control_planes[1], cluster, control_plane=True, **values)
+
+
+def test_kubeadm_checker_rejects_a_bad_ca_hash(cluster_config):
+    with pytest.raises(KubeadmConfigError, match="caCertHashes"):
+        check_kubeadm_config(_join_config(cluster_config, ca_cert_hash="sha256:xyz"), "1.31.4")
+
+
+def test_kubeadm_checker_rejects_a_bad_token(cluster_config):
+    with pytest.raises(KubeadmConfigError, match="bootstrapToken.token"):
+        check_kubeadm_config(_join_config(cluster_config, token="not-a-token"), "1.31.4")
+
+
+def test_kubeadm_checker_rejects_unknown_fields(cluster_config):
+    config = _join_config(cluster_config).replace("nodeRegistration:", "nodeRegistraton:")
+    with pytest.raises(KubeadmConfigError, match="nodeRegistraton: unknown field"):
+        check_kubeadm_config(config, "1.31.4")
+
+
+def test_kubeadm_checker_rejects_the_wrong_api_version_for_the_release(cluster_config):
+    with pytest.raises(KubeadmConfigError, match="needs kubeadm.k8s.io/v1beta4"):
+        check_kubeadm_config(_join_config(cluster_config).replace("v1beta4", "v1beta3"), "1.31.4")
+
+
+def test_kubeadm_checker_rejects_v1beta3_extra_args_in_v1beta4():
+    config = ("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n"
+              "apiServer:\n  extraArgs:\n    audit-log-path: /var/log/audit.log\n")
+    with pytest.raises(KubeadmConfigError, match="extraArgs: must be a list"):
+        check_kubeadm_config(config, "1.31.4")
+
+
+def test_kubeadm_checker_rejects_a_join_without_ca_pinning(cluster_config):
+    config = _join_config(cluster_config).replace(f'    caCertHashes:\n    - "{FAKE_CA_HASH}"\n', "")
+    with pytest.raises(KubeadmConfigError, match="caCertHashes or unsafeSkipCAVerification required"):
+        check_kubeadm_config(config, "1.31.4")

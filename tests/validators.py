@@ -1,0 +1,72 @@
+"""Real tools check what kubeha renders: haproxy -c, keepalived -t, shellcheck, the kubeadm checker."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+_WRAPPED = re.compile(r"""bash -c "\$\(cat <<'KUBEHA_SCRIPT_END'\n(?P<script>.*)\nKUBEHA_SCRIPT_END\n\)" \S+\n?\Z""",
+                      re.DOTALL)
+
+
+class ToolFailed(AssertionError):
+    pass
+
+
+def _tool(name: str, *candidates: str) -> str:
+    for candidate in (name, *candidates):
+        path = shutil.which(candidate)
+        if path:
+            return path
+    raise ToolFailed(f"{name} is not installed; run .ci/run or `make setup` first")
+
+
+def _run(argv: list[str], what: str) -> None:
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise ToolFailed(f"{what} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+
+def inner_script(command_text: str) -> str:
+    """The bash script inside a remote command built by components.remote.as_remote_command."""
+    match = _WRAPPED.match(command_text)
+    if not match:
+        raise ToolFailed(f"not a kubeha remote command:\n{command_text[:200]}")
+    return match.group("script") + "\n"
+
+
+def shellcheck(script: str, shell: str = "bash") -> None:
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as handle:
+        handle.write(script)
+    try:
+        _run([_tool("shellcheck"), f"--shell={shell}", "--severity=style", handle.name], "shellcheck")
+    finally:
+        os.unlink(handle.name)
+
+
+def haproxy_check(config: str) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "haproxy.cfg")
+        path.write_text(config)
+        _run([_tool("haproxy", "/usr/sbin/haproxy"), "-c", "-f", str(path)], "haproxy -c")
+
+
+def keepalived_check(config: str, check_script: str) -> None:
+    """keepalived -t on the config, with the check script at the path the config names.
+
+    keepalived insists that the tracked script exists at its real path, so the test binds a
+    private folder over /etc/keepalived in a throwaway mount namespace (needs root).
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        Path(folder, "check_apiserver.sh").write_text(check_script)
+        os.chmod(Path(folder, "check_apiserver.sh"), 0o755)
+        config_path = Path(folder, "keepalived.conf")
+        config_path.write_text(config)
+        keepalived = _tool("keepalived", "/usr/sbin/keepalived")
+        _run([_tool("unshare"), "--mount", "sh", "-c",
+              f'mkdir -p /etc/keepalived && mount --bind "{folder}" /etc/keepalived && '
+              f'"{keepalived}" -t -f "{config_path}"'], "keepalived -t")
