@@ -1,0 +1,43 @@
+# kubeha — see README.md. `make setup test` sets up this machine and runs the tests.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -euo pipefail -c
+
+PYTHON ?= python3
+# Caches live outside the clone so later runs (and CI on the same machine) reuse them.
+CACHE_DIR ?= /var/cache/kubeha
+ENGINE_DIR ?= $(CACHE_DIR)/engine
+APT_PACKAGES := haproxy keepalived openssl util-linux curl
+STACK ?= dev
+STATE_DIR := $(CURDIR)/build/state
+
+.PHONY: setup test preview engine clean
+
+setup:  ## Install the Debian packages and Python packages the tests need.
+	missing=()
+	for package in $(APT_PACKAGES); do
+		dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$package")
+	done
+	if [ "$${#missing[@]}" -gt 0 ]; then
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+	fi
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-dev.txt
+
+test:  ## Unit tests under Pulumi mocks and real validators of every rendered file.
+	$(PYTHON) -m pytest -m "not lab"
+
+engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).
+	ENGINE_DIR=$(ENGINE_DIR) CACHE_DIR=$(CACHE_DIR) tools/engine/build.sh
+
+preview:  ## `pulumi preview --diff` on the documentation-only dev stack (local state, nothing deployed).
+	mkdir -p build/dev $(STATE_DIR)
+	[ -f build/dev/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C kubeha-dev-preview -f build/dev/id_ed25519
+	export PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE:-kubeha-dev}"
+	export PULUMI_BACKEND_URL="file://$(STATE_DIR)"
+	export PATH="$(ENGINE_DIR)/bin:$$PATH"
+	pulumi stack select --create organization/kubeha/$(STACK) >/dev/null
+	pulumi preview --diff --stack organization/kubeha/$(STACK)
+
+clean:
+	rm -rf build .pytest_cache
