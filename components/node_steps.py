@@ -85,6 +85,7 @@ def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTic
         f"{name}-membership", host=cluster.first_control_plane, ssh=cluster.ssh,
         create=render("control-plane/node-membership.sh.j2", node=host.name,
                       first_control_plane=cluster.first_control_plane.name),
-        delete=render("control-plane/remove-node.sh.j2", node=host.name),
+        delete=render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
+                      first_control_plane=cluster.first_control_plane.name),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[join]))
     return join

@@ -181,3 +181,9 @@ def test_package_proxy_reaches_host_scripts(deploy, stack_config):
     deployment = deploy(stack_config)
     for name in ("lb-lb1-install", "cp1-prepare", "w1-prepare"):
         assert 'Acquire::http::Proxy "%s";\\n\' "http://10.250.0.1:3142"' in deployment.named(name).inputs["create"]
+
+
+def test_control_plane_removal_also_removes_its_etcd_member(deployment):
+    delete = deployment.named("cp2-membership").inputs["delete"]
+    assert "member remove" in delete and '$3 == "cp2"' in delete
+    assert "member remove" not in deployment.named("w1-membership").inputs["delete"]
