@@ -15,9 +15,17 @@ fi
 mkdir -p "${ENGINE_DIR}/bin"
 if [ "$("${ENGINE_DIR}/bin/pulumi" version 2>/dev/null || true)" = "${version}" ]; then
     echo "pulumi ${version} already built in ${ENGINE_DIR}/bin"
-    exit 0
+else
+    (cd "${here}/cli" && go build -trimpath \
+        -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=${version}" \
+        -o "${ENGINE_DIR}/bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi)
+    echo "built $("${ENGINE_DIR}/bin/pulumi" version) into ${ENGINE_DIR}/bin"
 fi
-cd "${here}/cli"
-go build -trimpath -ldflags "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=${version}" \
-    -o "${ENGINE_DIR}/bin/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
-echo "built $("${ENGINE_DIR}/bin/pulumi" version) into ${ENGINE_DIR}/bin"
+
+# The Python language host: ours (the official Go module is not obtainable, see README.md) next
+# to the SDK's own exec script from the sdk/v3 module of the same version.
+(cd "${here}/cli" && go mod download github.com/pulumi/pulumi/sdk/v3)
+install -m 0755 "${GOMODCACHE}/github.com/pulumi/pulumi/sdk/v3@${version}/python/cmd/pulumi-language-python-exec" \
+    "${ENGINE_DIR}/bin/pulumi-language-python-exec"
+install -m 0755 "${here}/pulumi-language-python" "${ENGINE_DIR}/bin/pulumi-language-python"
+echo "engine ready in ${ENGINE_DIR}/bin: pulumi $("${ENGINE_DIR}/bin/pulumi" version), Python language host"
