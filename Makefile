@@ -31,11 +31,10 @@ engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/e
 	ENGINE_DIR=$(ENGINE_DIR) CACHE_DIR=$(CACHE_DIR) tools/engine/build.sh
 
 preview:  ## `pulumi preview --diff` on the documentation-only dev stack (local state, nothing deployed).
+	command -v pulumi >/dev/null 2>&1 || $(MAKE) engine
 	mkdir -p build/dev $(STATE_DIR)
 	[ -f build/dev/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C kubeha-dev-preview -f build/dev/id_ed25519
-	export PULUMI_CONFIG_PASSPHRASE="$${PULUMI_CONFIG_PASSPHRASE:-kubeha-dev}"
-	export PULUMI_BACKEND_URL="file://$(STATE_DIR)"
-	export PATH="$(ENGINE_DIR)/bin:$$PATH"
+	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) STATE_DIR=$(STATE_DIR); source tools/engine/env.sh
 	pulumi stack select --create organization/kubeha/$(STACK) >/dev/null
 	pulumi preview --diff --stack organization/kubeha/$(STACK)
 
