@@ -7,7 +7,7 @@ PYTHON ?= python3
 # Caches live outside the clone so later runs (and CI on the same machine) reuse them.
 CACHE_DIR ?= /var/cache/kubeha
 ENGINE_DIR ?= $(CACHE_DIR)/engine
-APT_PACKAGES := haproxy keepalived openssl util-linux curl
+APT_PACKAGES := haproxy keepalived openssl util-linux curl openssh-client
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
