@@ -8,10 +8,11 @@ PYTHON ?= python3
 CACHE_DIR ?= /var/cache/kubeha
 ENGINE_DIR ?= $(CACHE_DIR)/engine
 APT_PACKAGES := haproxy keepalived openssl util-linux curl openssh-client
+LAB_APT_PACKAGES := systemd-container debootstrap iproute2 bc
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
-.PHONY: setup test preview engine clean
+.PHONY: setup test preview engine lab-setup lab-test lab-down clean
 
 setup:  ## Install the Debian packages and Python packages the tests need.
 	missing=()
@@ -26,6 +27,22 @@ setup:  ## Install the Debian packages and Python packages the tests need.
 
 test:  ## Unit tests under Pulumi mocks and real validators of every rendered file.
 	$(PYTHON) -m pytest -m "not lab"
+
+lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
+	missing=()
+	for package in $(LAB_APT_PACKAGES); do
+		dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$package")
+	done
+	if [ "$${#missing[@]}" -gt 0 ]; then
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"
+	fi
+
+lab-test: lab-setup  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
+	$(PYTHON) -m pytest -m lab tests/lab
+
+lab-down:  ## Stop every lab container, remove the bridge and the route.
+	tests/lab/lab.sh down
 
 engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).
 	ENGINE_DIR=$(ENGINE_DIR) CACHE_DIR=$(CACHE_DIR) tools/engine/build.sh

@@ -1,0 +1,53 @@
+"""Lab fixtures: real Debian hosts in systemd-nspawn, reached over SSH. Needs root and nspawn."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+LAB_SCRIPT = Path(__file__).resolve().parent / "lab.sh"
+
+
+def lab_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    for tool in ("systemd-nspawn", "debootstrap", "ssh"):
+        if shutil.which(tool) is None:
+            return f"the lab needs {tool}"
+    return None
+
+
+@dataclass
+class LabHost:
+    name: str
+    address: str
+
+    def run(self, command: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(LAB_SCRIPT), "ssh", self.name, command], capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{self.name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def holds(self, address: str) -> bool:
+        return f" {address}/" in self.run("ip -o -4 addr show dev host0").stdout
+
+
+@pytest.fixture(scope="module")
+def lab_hosts(request) -> dict[str, LabHost]:
+    """Boot the hosts named by the module's LAB_HOSTS; always tear the lab down afterwards."""
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    names: list[str] = request.module.LAB_HOSTS
+    try:
+        subprocess.run([str(LAB_SCRIPT), "up", *names], check=True, timeout=600)
+        addresses = {name: subprocess.run([str(LAB_SCRIPT), "address", name], capture_output=True, text=True,
+                                          check=True).stdout.strip() for name in names}
+        yield {name: LabHost(name, address) for name, address in addresses.items()}
+    finally:
+        subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120)
