@@ -38,7 +38,7 @@ lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"
 	fi
 
-lab-test: lab-setup  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
+lab-test: lab-setup engine  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
 
 lab-down:  ## Stop every lab container, remove the bridge and the route.

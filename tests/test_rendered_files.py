@@ -183,3 +183,10 @@ def test_kubeadm_checker_rejects_a_join_without_ca_pinning(cluster_config):
     config = _join_config(cluster_config).replace(f'    caCertHashes:\n    - "{FAKE_CA_HASH}"\n', "")
     with pytest.raises(KubeadmConfigError, match="caCertHashes or unsafeSkipCAVerification required"):
         check_kubeadm_config(config, "1.31.4")
+
+
+@pytest.mark.parametrize("script", ["tests/lab/lab.sh", "tests/lab/build-image.sh", "tools/engine/build.sh",
+                                    "tools/engine/env.sh", ".ci/run"])
+def test_project_shell_scripts_pass_shellcheck(script):
+    from tests.harness import MAIN
+    shellcheck((MAIN.parent / script).read_text())

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Source this to run pulumi against local state. Picks the pulumi CLI on PATH, or else the one
 # `make engine` built into $ENGINE_DIR; with that self-built engine (and no real `command` plugin
 # installed) it adds the test stand-in for the command provider, and says so.
