@@ -15,28 +15,14 @@ STATE_DIR := $(CURDIR)/build/state
 .PHONY: setup test preview engine lab-setup lab-test lab-down clean
 
 setup:  ## Install the Debian packages and Python packages the tests need.
-	missing=()
-	for package in $(APT_PACKAGES); do
-		dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$package")
-	done
-	if [ "$${#missing[@]}" -gt 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"
-	fi
+	tools/apt-install.sh $(APT_PACKAGES)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-dev.txt
 
 test:  ## Unit tests under Pulumi mocks and real validators of every rendered file.
 	$(PYTHON) -m pytest -m "not lab"
 
 lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
-	missing=()
-	for package in $(LAB_APT_PACKAGES); do
-		dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$$package")
-	done
-	if [ "$${#missing[@]}" -gt 0 ]; then
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}"
-	fi
+	tools/apt-install.sh $(LAB_APT_PACKAGES)
 
 lab-test: lab-setup engine  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
