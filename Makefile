@@ -8,7 +8,7 @@ PYTHON ?= python3
 CACHE_DIR ?= /var/cache/kubeha
 ENGINE_DIR ?= $(CACHE_DIR)/engine
 APT_PACKAGES := haproxy keepalived openssl util-linux curl openssh-client
-LAB_APT_PACKAGES := systemd-container debootstrap iproute2 bc
+LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
