@@ -233,11 +233,11 @@ def parse_cluster_config(raw: dict[str, Any], project: str = "kubeha") -> Cluste
         if isinstance(nested, ConfigKeyError):
             raise ConfigError(f"{project}:{nested.key}: {nested.message}") from None
         key = _key_path(first["loc"]) or "config"
-        message = _describe(first, raw)
+        message = _describe(first)
         raise ConfigError(f"{project}:{key}: {message}") from None
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any]) -> str:
     kind, message = error["type"], error["msg"]
     if kind == "missing":
         return "is required"
