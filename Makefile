@@ -12,7 +12,7 @@ LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
-.PHONY: setup test preview engine lab-setup lab-test lab-down clean
+.PHONY: setup test preview engine lab-setup lab-up lab-test lab-down clean
 
 setup:  ## Install the Debian packages and Python packages the tests need.
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -27,7 +27,11 @@ lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
 lab-test: lab-setup engine  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
 
-lab-down:  ## Stop every lab container, remove the bridge and the route.
+lab-up: lab-setup engine  ## Boot the lab hosts and `pulumi up` the lab stack on them; then `source build/lab/env`.
+	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh up
+
+lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them, remove bridge and route.
+	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh destroy
 	tests/lab/lab.sh down
 
 engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).

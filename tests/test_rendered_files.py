@@ -185,7 +185,8 @@ def test_kubeadm_checker_rejects_a_join_without_ca_pinning(cluster_config):
         check_kubeadm_config(config, "1.31.4")
 
 
-@pytest.mark.parametrize("script", ["tests/lab/lab.sh", "tests/lab/build-image.sh", "tools/engine/build.sh",
+@pytest.mark.parametrize("script", ["tests/lab/lab.sh", "tests/lab/lab-stack.sh", "tests/lab/build-image.sh",
+                                    "tests/lab/standins/bin/kubelet", "tools/engine/build.sh",
                                     "tools/engine/env.sh", "tools/apt-install.sh", ".ci/run"])
 def test_project_shell_scripts_pass_shellcheck(script):
     from tests.harness import MAIN

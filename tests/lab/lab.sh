@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab: Debian hosts as systemd-nspawn containers (real systemd, sshd, keepalived, haproxy)
-# on a private bridge. Usage: lab.sh up [HOST...] | down | status
+# on a private bridge. Usage: lab.sh up [HOST...] | down | status | refresh-standins
 # Addresses: bridge 10.250.0.1/24, hosts from 10.250.0.11, VIP 10.250.0.100. An `unreachable`
 # route covers 10.250.0.0/16 so nothing addressed to the lab can leave through the uplink.
 set -euo pipefail
@@ -58,10 +58,15 @@ NETWORK
     install -m 0600 "${LAB_DIR}/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
     rm -f "${root}"/etc/ssh/ssh_host_*
     ssh-keygen -A -f "${root}" >/dev/null
-    for standin in "${here}"/standins/*; do
-        [ -f "${standin}" ] && install -m 0755 "${standin}" "${root}/usr/local/bin/$(basename "${standin}")"
-    done
-    return 0
+    install_standins "${root}"
+}
+
+install_standins() {  # the TEST STAND-INS for kubeadm, kubelet, kube-apiserver, etcd and kubectl
+    local root="$1"
+    install -m 0755 "${here}"/standins/bin/* "${root}/usr/local/bin/"
+    install -d "${root}/usr/local/lib/kubeha-standins"
+    install -m 0644 "${here}"/standins/lib/*.py "${here}/../kubeadm_config_check.py" "${root}/usr/local/lib/kubeha-standins/"
+    install -m 0644 "${here}"/standins/units/*.service "${root}/lib/systemd/system/"
 }
 
 boot_host() {
@@ -141,6 +146,7 @@ case "${1:-}" in
     down) down ;;
     status) status ;;
     address) address_of "$2" ;;
+    refresh-standins) while read -r name; do install_standins "${HOSTS_DIR}/${name}"; done < "${LAB_DIR}/hosts" ;;
     ssh) shift; ssh_host "$@" ;;
-    *) echo "usage: $0 up [HOST...] | down | status | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
+    *) echo "usage: $0 up [HOST...] | down | status | refresh-standins | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
 esac

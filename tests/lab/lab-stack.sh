@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The `lab` stack of the product on the lab hosts. Usage: lab-stack.sh up | destroy
+#   up:      boot the lab if it is not running (fresh hosts, fresh state), write Pulumi.lab.yaml
+#            and build/lab/env, then `pulumi up` — a real run of the product on local hosts.
+#   destroy: `pulumi destroy` on the lab stack while its hosts run; then forget the state.
+# Needs: KUBEHA_ROOT (the clone), ENGINE_DIR.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
+lab_dir="${root}/build/lab"
+lab="${here}/lab.sh"
+stack=organization/kubeha/lab
+
+lab_running() {  # every host recorded by the last `lab.sh up` still runs
+    [ -f "${lab_dir}/hosts" ] || return 1
+    ! "${lab}" status | grep -q stopped && [ -n "$("${lab}" status)" ]
+}
+
+host_list() {  # YAML flow list of the lab hosts whose name starts with $1
+    local prefix="$1" items=()
+    while read -r name; do
+        [[ "${name}" == "${prefix}"* ]] && items+=("{name: ${name}, address: $("${lab}" address "${name}")}")
+    done < "${lab_dir}/hosts"
+    local IFS=,
+    echo "[${items[*]}]"
+}
+
+write_stack_config() {
+    # Kubernetes 1.31.4: the version the kubeadm stand-in reports, so host preparation finds
+    # the tools installed (the lab has no route to pkgs.k8s.io).
+    cat > "${root}/Pulumi.lab.yaml" <<CONFIG
+# Written by tests/lab/lab-stack.sh for the local lab (systemd-nspawn hosts); not for editing.
+config:
+  kubeha:ssh:
+    user: root
+    privateKeyPath: build/lab/id_ed25519
+  kubeha:loadBalancer:
+    vip: 10.250.0.100
+    interface: host0
+    virtualRouterId: 51
+    hosts: $(host_list lb)
+  kubeha:controlPlanes: $(host_list cp)
+  kubeha:workers: $(host_list w)
+  kubeha:kubernetes:
+    version: "1.31.4"
+CONFIG
+}
+
+write_env() {
+    cat > "${lab_dir}/env" <<ENV
+# source this: pulumi (the engine kubeha built, or yours) on PATH, the lab stack and its state.
+export KUBEHA_ROOT="${root}" ENGINE_DIR="${ENGINE_DIR}" STATE_DIR="${lab_dir}/state"
+source "${root}/tools/engine/env.sh"
+export PULUMI_STACK=${stack}
+ENV
+}
+
+up() {
+    if ! lab_running; then
+        "${lab}" down >/dev/null 2>&1 || true
+        rm -rf "${lab_dir}/state" "${root}/Pulumi.lab.yaml"   # fresh hosts: no state to keep
+        "${lab}" up
+    fi
+    mkdir -p "${lab_dir}/state"
+    write_stack_config
+    write_env
+    # shellcheck source=/dev/null
+    source "${lab_dir}/env"
+    cd "${root}"
+    pulumi stack select --create "${stack}" >/dev/null
+    pulumi up --yes --skip-preview --non-interactive
+    echo "lab stack up; run \`source build/lab/env\` to use pulumi against it"
+}
+
+destroy() {
+    if lab_running && [ -f "${lab_dir}/env" ]; then
+        # shellcheck source=/dev/null
+        source "${lab_dir}/env"
+        cd "${root}"
+        pulumi destroy --yes --skip-preview --non-interactive || echo "pulumi destroy failed; the hosts go anyway" >&2
+    fi
+    rm -rf "${lab_dir}/state" "${lab_dir}/env" "${root}/Pulumi.lab.yaml"
+}
+
+case "${1:-}" in
+    up) up ;;
+    destroy) destroy ;;
+    *) echo "usage: $0 up | destroy" >&2; exit 2 ;;
+esac
