@@ -68,8 +68,11 @@ up() {
     source "${lab_dir}/env"
     cd "${root}"
     pulumi stack select --create "${stack}" >/dev/null
+    local started=${EPOCHREALTIME}
     pulumi up --yes --skip-preview --non-interactive
-    echo "lab stack up; run \`source build/lab/env\` to use pulumi against it"
+    awk -v now="${EPOCHREALTIME}" -v started="${started}" 'BEGIN {printf "%.1f\n", now - started}' \
+        > "${lab_dir}/last-up.seconds"
+    echo "lab stack up in $(cat "${lab_dir}/last-up.seconds") s; run \`source build/lab/env\` to use pulumi against it"
 }
 
 destroy() {

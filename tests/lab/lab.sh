@@ -109,7 +109,9 @@ up() {
     for name in "${hosts[@]}"; do
         wait_for_ssh "${name}"
     done
-    printf '%s\n' "${hosts[@]}" > "${LAB_DIR}/hosts"
+    # Hosts booted later (a worker added to a running lab) join the list.
+    printf '%s\n' "${hosts[@]}" >> "${LAB_DIR}/hosts"
+    sort -u -o "${LAB_DIR}/hosts" "${LAB_DIR}/hosts"
 }
 
 down() {

@@ -1,0 +1,85 @@
+"""A bounded HTTPS prober of the cluster endpoint: fixed rate, bounded count and time.
+
+Each probe is a fresh TLS connection (verified against the cluster CA) asking for /readyz, like
+a new client would; every success and failure is timestamped. Runs in a thread and stops by
+itself after max_seconds or max_probes, whichever comes first.
+"""
+from __future__ import annotations
+
+import http.client
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    at: float  # seconds since the prober started
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Prober:
+    host: str
+    port: int
+    ca_pem: str
+    interval: float = 0.05
+    timeout: float = 1.0
+    max_seconds: float = 120.0
+    max_probes: int = 2400
+    retries: int = 0  # a failed probe is retried this many times at once before it counts as failed
+    results: list[ProbeResult] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._context = ssl.create_default_context(cadata=self.ca_pem)
+
+    def probe_once(self) -> tuple[bool, str]:
+        connection = http.client.HTTPSConnection(self.host, self.port, context=self._context, timeout=self.timeout)
+        try:
+            connection.request("GET", "/readyz")
+            response = connection.getresponse()
+            body = response.read().decode(errors="replace")
+            return response.status == 200 and body == "ok", f"HTTP {response.status} {body[:40]}"
+        except (OSError, http.client.HTTPException) as error:
+            return False, f"{type(error).__name__}: {error}"
+        finally:
+            connection.close()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        while not self._stop.is_set() and len(self.results) < self.max_probes:
+            now = time.monotonic() - started
+            if now > self.max_seconds:
+                break
+            ok, detail = self.probe_once()
+            for _ in range(self.retries):
+                if ok:
+                    break
+                ok, detail = self.probe_once()
+            self.results.append(ProbeResult(round(now, 4), ok, detail))
+            time.sleep(max(0.0, self.interval - (time.monotonic() - started - now)))
+
+    def start(self) -> Prober:
+        self._thread.start()
+        return self
+
+    def stop(self) -> list[ProbeResult]:
+        self._stop.set()
+        self._thread.join(timeout=self.timeout * (self.retries + 1) + 5)
+        return self.results
+
+    @property
+    def failures(self) -> list[ProbeResult]:
+        return [result for result in self.results if not result.ok]
+
+    def outage_seconds(self) -> float:
+        """From the first failure to the first success after it (0.0 if nothing failed)."""
+        first_failure = next((r.at for r in self.results if not r.ok), None)
+        if first_failure is None:
+            return 0.0
+        recovered = next((r.at for r in self.results if r.ok and r.at > first_failure), None)
+        return (recovered if recovered is not None else self.results[-1].at) - first_failure

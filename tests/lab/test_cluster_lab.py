@@ -1,0 +1,254 @@
+"""End to end on the lab: the product's `pulumi up`, `preview` and `destroy` on seven real hosts.
+
+The engine is the pulumi CLI built from Go modules; kubeadm, the kubelet, kube-apiserver, etcd
+and kubectl on the hosts are the lab's TEST STAND-INS (tests/lab/standins). The tests run in
+file order on one cluster: up from bare hosts, checks, a no-op up, an LB change under load,
+a worker added and removed, a StackReference consumer, and destroy.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.lab.conftest import LAB_SCRIPT, LabHost, lab_unavailable_reason
+from tests.lab.probe import Prober
+
+pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = ROOT / "build" / "lab"
+STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
+KUBECTL = Path(__file__).resolve().parent / "standins" / "bin" / "kubectl"
+CONSUMER = ROOT / "examples" / "cluster-consumer"
+ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
+VIP, PORT = "10.250.0.100", 8443
+
+
+@dataclass
+class LabStack:
+    hosts: dict[str, LabHost]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def pulumi(self, *args: str, cwd: Path = ROOT, stack: str | None = None, check: bool = True,
+               timeout: float = 900) -> subprocess.CompletedProcess:
+        command = 'source build/lab/env 2>/dev/null && cd "$PULUMI_CWD" && pulumi "$@"'
+        environment = {**os.environ, "PULUMI_CWD": str(cwd), "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
+        stack_args = ["--stack", stack] if stack else []
+        result = subprocess.run(["bash", "-c", command, "pulumi", *args, *stack_args, "--non-interactive"],
+                                cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    def output(self, name: str, show_secrets: bool = False) -> object:
+        flags = ["--show-secrets"] if show_secrets else []
+        return json.loads(self.pulumi("stack", "output", "--json", *flags).stdout)[name]
+
+    def add_host(self, name: str) -> LabHost:
+        subprocess.run([str(LAB_SCRIPT), "up", name], check=True, timeout=600, capture_output=True)
+        address = subprocess.run([str(LAB_SCRIPT), "address", name], capture_output=True, text=True,
+                                 check=True).stdout.strip()
+        self.hosts[name] = LabHost(name, address)
+        return self.hosts[name]
+
+    def ssh_sessions(self) -> dict[str, int]:
+        """SSH logins per host so far (each count includes the login that reads it)."""
+        count = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true"
+        return {name: int(host.run(count).stdout.strip() or 0) for name, host in self.hosts.items()}
+
+    def standin_log(self, name: str) -> str:
+        return self.hosts[name].run("cat /var/log/kubeha-standins.log 2>/dev/null || true").stdout
+
+
+def _environment() -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
+
+
+@pytest.fixture(scope="module")
+def lab_stack() -> LabStack:
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+    try:
+        result = subprocess.run([str(STACK_SCRIPT), "up"], env=_environment(), capture_output=True, text=True,
+                                timeout=1800)
+        assert result.returncode == 0, f"make lab-up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+        names = (LAB_DIR / "hosts").read_text().split()
+        hosts = {name: LabHost(name, subprocess.run([str(LAB_SCRIPT), "address", name], capture_output=True,
+                                                    text=True, check=True).stdout.strip()) for name in names}
+        stack = LabStack(hosts)
+        stack.timings["up_from_bare_s"] = float((LAB_DIR / "last-up.seconds").read_text())
+        yield stack
+        (LAB_DIR / "timings.json").write_text(json.dumps(stack.timings, indent=2) + "\n")
+        print(f"\nlab timings: {stack.timings}")
+    finally:
+        subprocess.run([str(STACK_SCRIPT), "destroy"], env=_environment(), check=False, timeout=900,
+                       capture_output=True)
+        subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def kubeconfig_file(lab_stack, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("kube") / "config"
+    path.write_text(str(lab_stack.output("kubeconfig", show_secrets=True)))
+    path.chmod(0o600)
+    return path
+
+
+def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "KUBEHA_STANDIN_LOG": str(LAB_DIR / "kubectl-standin.log")}
+    return subprocess.run(["python3", str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True,
+                          text=True, timeout=30, env=environment)
+
+
+def cluster_ca(kubeconfig: Path) -> str:
+    import base64
+    document = yaml.safe_load(kubeconfig.read_text())
+    return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+
+
+def changed_steps(preview_json: str) -> list[dict]:
+    return [step for step in json.loads(preview_json).get("steps", []) if step["op"] != "same"]
+
+
+def resource_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[1]
+
+
+# 1 -------------------------------------------------------------------------------------------
+
+def test_readyz_through_the_vip_with_the_kubeconfig_output(lab_stack, kubeconfig_file):
+    assert yaml.safe_load(kubeconfig_file.read_text())["clusters"][0]["cluster"]["server"] == f"https://{VIP}:{PORT}"
+    result = kubectl(kubeconfig_file, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_every_node_is_registered(lab_stack, kubeconfig_file):
+    nodes = kubectl(kubeconfig_file, "get", "nodes").stdout
+    assert {line.split()[0] for line in nodes.splitlines()[1:]} == {"cp1", "cp2", "cp3", "w1", "w2"}
+
+
+# 2 -------------------------------------------------------------------------------------------
+
+def test_exactly_one_load_balancer_holds_the_vip(lab_stack):
+    holders = [name for name in ("lb1", "lb2") if lab_stack.hosts[name].holds(VIP)]
+    assert len(holders) == 1, holders
+
+
+@pytest.mark.parametrize("lb", ["lb1", "lb2"])
+def test_haproxy_sees_all_three_apiservers_up(lab_stack, lb):
+    stats = lab_stack.hosts[lb].run("curl -fsS 'http://127.0.0.1:9090/stats;csv'").stdout
+    status = {row[1]: row[17] for row in (line.split(",") for line in stats.splitlines()) if row[0] == "apiserver"}
+    assert {name: status.get(name) for name in ("cp1", "cp2", "cp3")} == {"cp1": "UP", "cp2": "UP", "cp3": "UP"}
+
+
+# 3 -------------------------------------------------------------------------------------------
+
+def test_a_second_up_changes_nothing_and_runs_no_remote_command(lab_stack):
+    before = lab_stack.ssh_sessions()
+    started = time.monotonic()
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview", "--json")
+    lab_stack.timings["noop_up_s"] = round(time.monotonic() - started, 1)
+    after = lab_stack.ssh_sessions()
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    summary = next(event["summaryEvent"] for event in events if "summaryEvent" in event)["resourceChanges"]
+    assert set(summary) == {"same"}, summary
+    # Reading the count is itself one login per host; the engine added none.
+    assert {name: after[name] - before[name] for name in after} == {name: 1 for name in after}
+
+
+# 4 -------------------------------------------------------------------------------------------
+
+def test_a_load_balancer_setting_change_touches_only_the_load_balancers(lab_stack):
+    lab_stack.pulumi("config", "set", "--path", "loadBalancer.statsPort", "9091")
+    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    assert sorted((step["op"], resource_name(step["urn"])) for step in steps) == [
+        ("update", "lb-lb1-config"), ("update", "lb-lb2-config")]
+
+
+def test_the_load_balancer_change_rolls_out_without_a_failed_request(lab_stack, kubeconfig_file):
+    prober = Prober(VIP, PORT, cluster_ca(kubeconfig_file), interval=0.05, max_seconds=300).start()
+    try:
+        lab_stack.pulumi("up", "--yes", "--skip-preview")
+    finally:
+        results = prober.stop()
+    assert len(results) > 20
+    assert prober.failures == [], prober.failures[:5]
+    for lb in ("lb1", "lb2"):
+        assert lab_stack.hosts[lb].run("curl -fsS -o /dev/null 'http://127.0.0.1:9091/stats;csv'").returncode == 0
+
+
+# 5 -------------------------------------------------------------------------------------------
+
+def test_adding_a_worker_touches_only_the_new_worker(lab_stack, kubeconfig_file):
+    w3 = lab_stack.add_host("w3")
+    lab_stack.pulumi("config", "set", "--path", "workers[2].name", "w3")
+    lab_stack.pulumi("config", "set", "--path", "workers[2].address", w3.address)
+    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    resources = {resource_name(step["urn"]) for step in steps if step["op"] != "same"}
+    assert resources and all(name == "w3" or name.startswith("w3-") for name in resources), resources
+    assert {step["op"] for step in steps} == {"create"}
+    before = lab_stack.ssh_sessions()
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
+    after = lab_stack.ssh_sessions()
+    touched = {name for name in after if after[name] - before.get(name, 0) > 1}
+    assert touched == {"w3", "cp1"}, touched  # cp1 only makes w3's join token
+    assert "w3" in kubectl(kubeconfig_file, "get", "nodes").stdout
+
+
+def test_removing_the_worker_drains_deletes_and_resets_it(lab_stack, kubeconfig_file):
+    lab_stack.pulumi("config", "rm", "--path", "workers[2]")
+    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    assert {step["op"] for step in steps} == {"delete"}
+    assert all(resource_name(step["urn"]).startswith("w3") for step in steps)
+    cp1_log_before = lab_stack.standin_log("cp1")
+    before = lab_stack.ssh_sessions()
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
+    after = lab_stack.ssh_sessions()
+    assert {name for name in after if after[name] - before[name] > 1} == {"w3", "cp1"}
+    cp1_calls = lab_stack.standin_log("cp1").removeprefix(cp1_log_before)
+    assert "kubectl drain w3 --ignore-daemonsets" in cp1_calls
+    assert "kubectl delete node w3 --ignore-not-found" in cp1_calls
+    assert "kubeadm reset -f" in lab_stack.standin_log("w3")
+    assert lab_stack.hosts["w3"].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode != 0
+    assert "w3" not in kubectl(kubeconfig_file, "get", "nodes").stdout
+
+
+# 6 -------------------------------------------------------------------------------------------
+
+def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stack):
+    consumer = "organization/kubeha-consumer/lab"
+    lab_stack.pulumi("stack", "select", "--create", consumer, cwd=CONSUMER)
+    lab_stack.pulumi("config", "set", "clusterStack", "organization/kubeha/lab", cwd=CONSUMER, stack=consumer)
+    lab_stack.pulumi("up", "--yes", "--skip-preview", cwd=CONSUMER, stack=consumer)
+    outputs = json.loads(lab_stack.pulumi("stack", "output", "--json", cwd=CONSUMER, stack=consumer).stdout)
+    assert outputs["apiserverEndpoint"] == f"https://{VIP}:{PORT}"
+    assert outputs["kubeconfig"] == "[secret]"
+    assert outputs["controlPlaneCount"] == 3
+    revealed = json.loads(lab_stack.pulumi("stack", "output", "--json", "--show-secrets", cwd=CONSUMER,
+                                           stack=consumer).stdout)
+    assert "certificate-authority-data" in revealed["kubeconfig"]
+    lab_stack.pulumi("stack", "rm", "--yes", "--force", cwd=CONSUMER, stack=consumer)
+
+
+# 7 -------------------------------------------------------------------------------------------
+
+def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
+    lab_stack.pulumi("destroy", "--yes", "--skip-preview")
+    for name in ("cp1", "cp2", "cp3", "w1", "w2"):
+        host = lab_stack.hosts[name]
+        assert host.run("ls /etc/kubernetes/pki /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf "
+                        "/var/lib/etcd 2>/dev/null || true").stdout.strip() == "", name
+        assert host.run("systemctl is-active kube-apiserver-standin etcd-standin", check=False).returncode != 0
+    for name in ("lb1", "lb2"):
+        host = lab_stack.hosts[name]
+        assert not host.holds(VIP), name
+        assert host.run("test -e /etc/haproxy/haproxy.cfg", check=False).returncode != 0, name
