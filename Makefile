@@ -28,7 +28,11 @@ lab-test: lab-setup engine  ## Real scripts on real Debian hosts (systemd-nspawn
 	$(PYTHON) -m pytest -m lab tests/lab
 
 lab-up: lab-setup engine  ## Boot the lab hosts and `pulumi up` the lab stack on them; then `source build/lab/env`.
-	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh up
+	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh up || {
+	    echo "make lab-up failed: tearing the lab down (KEEP_LAB=1 keeps it for a look)" >&2
+	    [ -n "$(KEEP_LAB)" ] || $(MAKE) lab-down
+	    exit 1
+	}
 
 lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them, remove bridge and route.
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh destroy
