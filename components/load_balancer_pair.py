@@ -13,6 +13,10 @@ from components.render import render
 # The first host starts with the higher priority; with nopreempt this only decides who takes
 # the VIP when both come up together.
 _FIRST_PRIORITY = 101
+# haproxy's unit writes 0/1 here on start/stop; keepalived tracks it (see haproxy-track.conf.j2).
+_TRACK_DIR = "/run/kubeha"
+HAPROXY_TRACK_FILE = f"{_TRACK_DIR}/haproxy-stopped"
+HAPROXY_TRACK_DROP_IN = "/etc/systemd/system/haproxy.service.d/kubeha-track.conf"
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,11 @@ def render_lb_files(settings: LoadBalancerSettings, host: Host, control_planes: 
         instance_name=f"kubeha_vip_{settings.virtual_router_id}",
         virtual_router_id=settings.virtual_router_id, priority=_FIRST_PRIORITY - index,
         peers=[peer for peer in settings.hosts if peer != host], vip=settings.vip,
-        vip_prefix=settings.vip.max_prefixlen)
+        vip_prefix=settings.vip.max_prefixlen, track_file=HAPROXY_TRACK_FILE)
     check_script = render("loadbalancer/check_apiserver.sh.j2", health_port=settings.health_port)
     return {
+        HAPROXY_TRACK_DROP_IN: render("loadbalancer/haproxy-track.conf.j2", track_dir=_TRACK_DIR,
+                                      track_file=HAPROXY_TRACK_FILE),
         "/etc/haproxy/haproxy.cfg": haproxy_cfg,
         "/etc/keepalived/keepalived.conf": keepalived_conf,
         "/etc/keepalived/check_apiserver.sh": check_script,
@@ -82,7 +88,8 @@ class LoadBalancerPair(pulumi.ComponentResource):
                     "loadbalancer/apply-lb-config.sh.j2", host=host,
                     haproxy_cfg=files["/etc/haproxy/haproxy.cfg"].rstrip("\n"),
                     keepalived_conf=files["/etc/keepalived/keepalived.conf"].rstrip("\n"),
-                    check_script=files["/etc/keepalived/check_apiserver.sh"].rstrip("\n")),
+                    check_script=files["/etc/keepalived/check_apiserver.sh"].rstrip("\n"),
+                    haproxy_drop_in=files[HAPROXY_TRACK_DROP_IN].rstrip("\n")),
                 delete=render("loadbalancer/remove-lb-config.sh.j2", host=host),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[install, *([previous] if previous else [])]))
         assert previous is not None  # settings guarantee at least two hosts
