@@ -12,7 +12,7 @@ LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
-.PHONY: setup test preview engine lab-setup lab-up lab-test lab-down clean
+.PHONY: setup test preview engine lab-setup lab-up lab-test lab-down bench-failover clean
 
 setup:  ## Install the Debian packages and Python packages the tests need.
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -37,6 +37,10 @@ lab-up: lab-setup engine  ## Boot the lab hosts and `pulumi up` the lab stack on
 lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them, remove bridge and route.
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh destroy
 	tests/lab/lab.sh down
+
+RUNS ?= 3
+bench-failover: lab-setup engine  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
+	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS)
 
 engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).
 	ENGINE_DIR=$(ENGINE_DIR) CACHE_DIR=$(CACHE_DIR) tools/engine/build.sh

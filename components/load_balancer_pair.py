@@ -12,7 +12,10 @@ from components.render import render
 
 # The first host starts with the higher priority; with nopreempt this only decides who takes
 # the VIP when both come up together.
-_FIRST_PRIORITY = 101
+# High priorities on purpose: a backup waits 3 adverts plus a skew of (256 - priority) / 256
+# adverts before it takes over, so 250 shaves ~60 ms off every failover compared with 100.
+# (With nopreempt, the priority only decides the first election.)
+_FIRST_PRIORITY = 250
 # haproxy's unit writes 0/1 here on start/stop; keepalived tracks it (see haproxy-track.conf.j2).
 _TRACK_DIR = "/run/kubeha"
 HAPROXY_TRACK_FILE = f"{_TRACK_DIR}/haproxy-stopped"

@@ -74,7 +74,7 @@ def test_keepalived_peers_are_unicast_and_exclude_self(lb_files):
 def test_keepalived_priorities_differ_and_both_start_backup_without_preemption(lb_files):
     priorities = {lb: re.search(r"priority (\d+)", files["/etc/keepalived/keepalived.conf"]).group(1)
                   for lb, files in lb_files.items()}
-    assert priorities == {"lb1": "101", "lb2": "100"}
+    assert priorities == {"lb1": "250", "lb2": "249"}
     for files in lb_files.values():
         assert "state BACKUP" in files["/etc/keepalived/keepalived.conf"]
         assert "nopreempt" in files["/etc/keepalived/keepalived.conf"]
@@ -89,7 +89,8 @@ def test_haproxy_admin_and_health_ports_listen_on_loopback_only(lb_files):
 def test_haproxy_checks_readyz_over_tls_with_fast_timers(lb_files):
     cfg = lb_files["lb1"]["/etc/haproxy/haproxy.cfg"]
     assert "http-check send meth GET uri /readyz" in cfg
-    assert "check-ssl" in cfg and "inter 1s" in cfg and "fall 2" in cfg
+    assert "check-ssl" in cfg and "inter 500ms" in cfg and "fall 2" in cfg
+    assert "observe layer4 error-limit 1 on-error mark-down" in cfg
 
 
 def test_every_remote_script_passes_shellcheck(command_scripts):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The lab: Debian hosts as systemd-nspawn containers (real systemd, sshd, keepalived, haproxy)
-# on a private bridge. Usage: lab.sh up [HOST...] | down | status | refresh-standins
+# on a private bridge. Usage: lab.sh up [HOST...] | down | status | running | refresh-standins
+#        | power-off HOST | power-on HOST
 # Addresses: bridge 10.250.0.1/24, hosts from 10.250.0.11, VIP 10.250.0.100. An `unreachable`
 # route covers 10.250.0.0/16 so nothing addressed to the lab can leave through the uplink.
 set -euo pipefail
@@ -135,6 +136,36 @@ down() {
     echo "lab down"
 }
 
+container_init() {  # the container's PID 1 (as seen from here): a descendant of its nspawn process
+    local pid child
+    for pid in $(pgrep -P "$1"); do
+        if awk '/^NSpid:/ {exit !($NF == 1)}' "/proc/${pid}/status" 2>/dev/null; then echo "${pid}"; return 0; fi
+        child="$(container_init "${pid}")" && [ -n "${child}" ] && { echo "${child}"; return 0; }
+    done
+    return 1
+}
+
+power_off() {  # pull the plug: SIGKILL the container's PID 1, which takes every process in it down
+    local name="$1" init
+    init="$(container_init "$(cat "${LAB_DIR}/${name}.pid")")"
+    kill -KILL "${init}"
+    for _ in $(seq 1 50); do kill -0 "$(cat "${LAB_DIR}/${name}.pid")" 2>/dev/null || break; sleep 0.1; done
+    rm -f "${LAB_DIR}/${name}.pid"
+    echo "${name}: powered off"
+}
+
+power_on() {  # boot an existing host again, with the state it had (no fresh copy of the image)
+    boot_host "$1"
+    wait_for_ssh "$1"
+}
+
+running() {  # exit 0 when every default host runs
+    local name
+    for name in ${DEFAULT_HOSTS}; do
+        [ -f "${LAB_DIR}/${name}.pid" ] && kill -0 "$(cat "${LAB_DIR}/${name}.pid")" 2>/dev/null || return 1
+    done
+}
+
 status() {
     for pid_file in "${LAB_DIR}"/*.pid; do
         [ -f "${pid_file}" ] || continue
@@ -147,8 +178,11 @@ case "${1:-}" in
     up) shift; up "$@" ;;
     down) down ;;
     status) status ;;
+    running) running ;;
     address) address_of "$2" ;;
+    power-off) power_off "$2" ;;
+    power-on) power_on "$2" ;;
     refresh-standins) while read -r name; do install_standins "${HOSTS_DIR}/${name}"; done < "${LAB_DIR}/hosts" ;;
     ssh) shift; ssh_host "$@" ;;
-    *) echo "usage: $0 up [HOST...] | down | status | refresh-standins | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
+    *) echo "usage: $0 up [HOST...] | down | status | running | refresh-standins | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
 esac

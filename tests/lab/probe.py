@@ -49,8 +49,12 @@ class Prober:
         finally:
             connection.close()
 
+    def now(self) -> float:
+        """Seconds since the prober started, on the clock of its results."""
+        return time.monotonic() - self._started
+
     def _run(self) -> None:
-        started = time.monotonic()
+        started = self._started
         while not self._stop.is_set() and len(self.results) < self.max_probes:
             now = time.monotonic() - started
             if now > self.max_seconds:
@@ -64,6 +68,7 @@ class Prober:
             time.sleep(max(0.0, self.interval - (time.monotonic() - started - now)))
 
     def start(self) -> Prober:
+        self._started = time.monotonic()
         self._thread.start()
         return self
 
@@ -76,10 +81,15 @@ class Prober:
     def failures(self) -> list[ProbeResult]:
         return [result for result in self.results if not result.ok]
 
-    def outage_seconds(self) -> float:
-        """From the first failure to the first success after it (0.0 if nothing failed)."""
-        first_failure = next((r.at for r in self.results if not r.ok), None)
+    def recovered_after(self, moment: float) -> bool:
+        """True once a success follows the first failure after moment (or nothing failed yet)."""
+        first_failure = next((r.at for r in self.results if not r.ok and r.at >= moment), None)
+        return first_failure is not None and any(r.ok and r.at > first_failure for r in self.results)
+
+    def served_again_after(self, moment: float) -> float:
+        """From moment to the first success after the first failure since moment (0.0 if none failed)."""
+        first_failure = next((r.at for r in self.results if not r.ok and r.at >= moment), None)
         if first_failure is None:
             return 0.0
-        recovered = next((r.at for r in self.results if r.ok and r.at > first_failure), None)
-        return (recovered if recovered is not None else self.results[-1].at) - first_failure
+        recovered = next((r.at for r in self.results if r.ok and r.at > first_failure), self.results[-1].at)
+        return recovered - moment

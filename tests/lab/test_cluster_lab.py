@@ -8,66 +8,19 @@ a worker added and removed, a StackReference consumer, and destroy.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.lab.conftest import LAB_SCRIPT, LabHost, lab_unavailable_reason
+from tests.lab.cluster import PORT, ROOT, VIP, LAB_DIR, LabStack, boot_cluster, kubectl, tear_down_cluster
+from tests.lab.conftest import LAB_SCRIPT, lab_unavailable_reason
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
-ROOT = Path(__file__).resolve().parents[2]
-LAB_DIR = ROOT / "build" / "lab"
-STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
-KUBECTL = Path(__file__).resolve().parent / "standins" / "bin" / "kubectl"
 CONSUMER = ROOT / "examples" / "cluster-consumer"
-ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
-VIP, PORT = "10.250.0.100", 8443
-
-
-@dataclass
-class LabStack:
-    hosts: dict[str, LabHost]
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def pulumi(self, *args: str, cwd: Path = ROOT, stack: str | None = None, check: bool = True,
-               timeout: float = 900) -> subprocess.CompletedProcess:
-        command = 'source build/lab/env 2>/dev/null && cd "$PULUMI_CWD" && pulumi "$@"'
-        environment = {**os.environ, "PULUMI_CWD": str(cwd), "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
-        stack_args = ["--stack", stack] if stack else []
-        result = subprocess.run(["bash", "-c", command, "pulumi", *args, *stack_args, "--non-interactive"],
-                                cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-        return result
-
-    def output(self, name: str, show_secrets: bool = False) -> object:
-        flags = ["--show-secrets"] if show_secrets else []
-        return json.loads(self.pulumi("stack", "output", "--json", *flags).stdout)[name]
-
-    def add_host(self, name: str) -> LabHost:
-        subprocess.run([str(LAB_SCRIPT), "up", name], check=True, timeout=600, capture_output=True)
-        address = subprocess.run([str(LAB_SCRIPT), "address", name], capture_output=True, text=True,
-                                 check=True).stdout.strip()
-        self.hosts[name] = LabHost(name, address)
-        return self.hosts[name]
-
-    def ssh_sessions(self) -> dict[str, int]:
-        """SSH logins per host so far (each count includes the login that reads it)."""
-        count = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true"
-        return {name: int(host.run(count).stdout.strip() or 0) for name, host in self.hosts.items()}
-
-    def standin_log(self, name: str) -> str:
-        return self.hosts[name].run("cat /var/log/kubeha-standins.log 2>/dev/null || true").stdout
-
-
-def _environment() -> dict[str, str]:
-    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
 
 
 @pytest.fixture(scope="module")
@@ -77,41 +30,20 @@ def lab_stack() -> LabStack:
         pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        result = subprocess.run([str(STACK_SCRIPT), "up"], env=_environment(), capture_output=True, text=True,
-                                timeout=1800)
-        assert result.returncode == 0, f"make lab-up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-        names = (LAB_DIR / "hosts").read_text().split()
-        hosts = {name: LabHost(name, subprocess.run([str(LAB_SCRIPT), "address", name], capture_output=True,
-                                                    text=True, check=True).stdout.strip()) for name in names}
-        stack = LabStack(hosts)
-        stack.timings["up_from_bare_s"] = float((LAB_DIR / "last-up.seconds").read_text())
+        stack = boot_cluster()
         yield stack
         (LAB_DIR / "timings.json").write_text(json.dumps(stack.timings, indent=2) + "\n")
         print(f"\nlab timings: {stack.timings}")
     finally:
-        subprocess.run([str(STACK_SCRIPT), "destroy"], env=_environment(), check=False, timeout=900,
-                       capture_output=True)
-        subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+        tear_down_cluster()
 
 
 @pytest.fixture(scope="module")
 def kubeconfig_file(lab_stack, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(str(lab_stack.output("kubeconfig", show_secrets=True)))
+    path.write_text(lab_stack.kubeconfig())
     path.chmod(0o600)
     return path
-
-
-def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "KUBEHA_STANDIN_LOG": str(LAB_DIR / "kubectl-standin.log")}
-    return subprocess.run(["python3", str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True,
-                          text=True, timeout=30, env=environment)
-
-
-def cluster_ca(kubeconfig: Path) -> str:
-    import base64
-    document = yaml.safe_load(kubeconfig.read_text())
-    return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
 def changed_steps(preview_json: str) -> list[dict]:
@@ -139,15 +71,13 @@ def test_every_node_is_registered(lab_stack, kubeconfig_file):
 # 2 -------------------------------------------------------------------------------------------
 
 def test_exactly_one_load_balancer_holds_the_vip(lab_stack):
-    holders = [name for name in ("lb1", "lb2") if lab_stack.hosts[name].holds(VIP)]
+    holders = lab_stack.vip_holders()
     assert len(holders) == 1, holders
 
 
 @pytest.mark.parametrize("lb", ["lb1", "lb2"])
 def test_haproxy_sees_all_three_apiservers_up(lab_stack, lb):
-    stats = lab_stack.hosts[lb].run("curl -fsS 'http://127.0.0.1:9090/stats;csv'").stdout
-    status = {row[1]: row[17] for row in (line.split(",") for line in stats.splitlines()) if row[0] == "apiserver"}
-    assert {name: status.get(name) for name in ("cp1", "cp2", "cp3")} == {"cp1": "UP", "cp2": "UP", "cp3": "UP"}
+    assert lab_stack.backend_status(lb) == {"cp1": "UP", "cp2": "UP", "cp3": "UP"}
 
 
 # 3 -------------------------------------------------------------------------------------------
@@ -175,7 +105,7 @@ def test_a_load_balancer_setting_change_touches_only_the_load_balancers(lab_stac
 
 
 def test_the_load_balancer_change_rolls_out_without_a_failed_request(lab_stack, kubeconfig_file):
-    prober = Prober(VIP, PORT, cluster_ca(kubeconfig_file), interval=0.05, max_seconds=300).start()
+    prober = Prober(VIP, PORT, lab_stack.cluster_ca(), interval=0.05, max_seconds=300).start()
     try:
         lab_stack.pulumi("up", "--yes", "--skip-preview")
     finally:

@@ -1,0 +1,331 @@
+"""Failover benchmark on the lab: the product's LB configuration against the seed's, same hosts.
+
+    python3 -m tests.lab.bench.failover [--runs N]      (make bench-failover; needs root)
+
+Boots the lab and the product's cluster (as `make lab-up`), then injects each fault N times with
+the product's keepalived/haproxy configuration and N times with the seed's (keepalived.conf,
+check_apiserver.sh and haproxy.cfg exactly as in the seed document, placeholders filled in),
+while a client probes https://VIP:8443/readyz every 20 ms (fresh TLS connection, bounded count
+and time) and timestamps every success and failure. Prints a table, writes
+build/bench/failover.json (medians, worst cases, every sample) and one timeline PNG per fault
+into docs/.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import string
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from tests.lab.cluster import (
+    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, lab, tear_down_cluster,
+)
+from tests.lab.conftest import LAB_SCRIPT
+from tests.lab.probe import Prober
+
+SEED_DIR = Path(__file__).resolve().parent / "seed"
+PRODUCT_FILES = ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/check_apiserver.sh"]
+CONTROL_PLANES = {"cp1": "10.250.0.21", "cp2": "10.250.0.22", "cp3": "10.250.0.23"}
+VICTIM_APISERVER = "cp2"  # not cp1: cp1 also runs the etcd stand-in, which is not under test
+NO_RESTART = ("mkdir -p /run/systemd/system/haproxy.service.d && printf '[Service]\\nRestart=no\\n' "
+              "> /run/systemd/system/haproxy.service.d/bench-no-restart.conf && systemctl daemon-reload")
+RESTART_BACK = ("rm -f /run/systemd/system/haproxy.service.d/bench-no-restart.conf && systemctl daemon-reload "
+                "&& systemctl start haproxy")
+
+
+@dataclass
+class Sample:
+    config: str
+    fault: str
+    run: int
+    seconds: float  # fault until the VIP serves again, or until the apiserver is out of rotation
+    failed_requests: int
+    probes: int
+    timeline: list[tuple[float, bool]] = field(default_factory=list)  # (seconds since the fault, ok)
+
+
+@dataclass
+class Bench:
+    stack: LabStack
+    ca_pem: str
+    samples: list[Sample] = field(default_factory=list)
+
+    def prober(self, retries: int = 0, max_seconds: float = 90) -> Prober:
+        # A short timeout keeps the timeline fine-grained: a probe into a dead VIP fails after 0.1 s
+        # (a healthy answer takes a few ms here).
+        return Prober(VIP, PORT, self.ca_pem, interval=0.02, timeout=0.1, max_seconds=max_seconds,
+                      max_probes=6000, retries=retries).start()
+
+    def record(self, config: str, fault: str, run: int, prober: Prober, fault_at: float,
+               seconds: float | None = None) -> Sample:
+        results = prober.stop()
+        if seconds is None:  # from the fault until the VIP serves again (0.0 if nothing failed)
+            seconds = prober.served_again_after(fault_at)
+        sample = Sample(config, fault, run, round(seconds, 3),
+                        len(prober.failures), len(results),
+                        [(round(r.at - fault_at, 3), r.ok) for r in results])
+        self.samples.append(sample)
+        print(f"  {config:8} {fault:28} run {run}: {sample.seconds:7.3f} s, {sample.failed_requests} failed "
+              f"of {sample.probes}", flush=True)
+        return sample
+
+    # --- waiting for a healthy pair ------------------------------------------------------------
+
+    def wait_until(self, condition: Callable[[], bool], what: str, seconds: float = 90) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except AssertionError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"timed out after {seconds:.0f} s waiting for {what}")
+
+    def wait_stable(self) -> None:
+        """One VIP holder, and every apiserver UP in both haproxies."""
+        def stable() -> bool:
+            return (len(self.stack.vip_holders()) == 1
+                    and all(set(self.stack.backend_status(lb).values()) == {"UP"}
+                            for lb in LOAD_BALANCERS))
+        self.wait_until(stable, "a single VIP holder with all apiservers UP")
+        time.sleep(2)
+
+    stats_port: int = 9090  # the product's loadBalancer.statsPort, toggled by lb_rollout
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def wait_for_recovery(self, prober: Prober, fault_at: float, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not prober.recovered_after(fault_at):
+            time.sleep(0.05)
+        time.sleep(1)  # a second of service after recovery, in the picture
+
+    def vip_holder_power_off(self, config: str, run: int) -> None:
+        holder = self.stack.vip_holders()[0]
+        prober = self.prober()
+        time.sleep(1)
+        fault_at = prober.now()
+        lab("power-off", holder)
+        self.wait_for_recovery(prober, fault_at, 60)
+        self.record(config, "vip_lb_poweroff", run, prober, fault_at)
+        # The old holder comes back: does its return interrupt anything?
+        prober = self.prober()
+        fault_at = prober.now()
+        lab("power-on", holder)
+        self.wait_until(lambda: self.stack.hosts[holder].run("systemctl is-active keepalived haproxy").returncode == 0,
+                        f"{holder}'s services")
+        time.sleep(8)
+        self.record(config, "holder_returns", run, prober, fault_at)
+        self.wait_stable()
+
+    def vip_holder_haproxy_death(self, config: str, run: int) -> None:
+        holder = self.stack.hosts[self.stack.vip_holders()[0]]
+        holder.run(NO_RESTART)  # killed for good: systemd would otherwise restart it within a second
+        prober = self.prober()
+        time.sleep(1)
+        fault_at = prober.now()
+        holder.run("pkill -KILL -x haproxy")
+        self.wait_for_recovery(prober, fault_at, 75)
+        self.record(config, "vip_haproxy_death", run, prober, fault_at)
+        holder.run(RESTART_BACK)
+        self.wait_stable()
+
+    def apiserver_death(self, config: str, run: int) -> None:
+        """One apiserver stops; time until the VIP holder's haproxy takes it out of rotation."""
+        holder = self.stack.vip_holders()[0]
+        watcher = subprocess.Popen([str(LAB_SCRIPT), "ssh", holder, "python3", "-", VICTIM_APISERVER],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        watcher.stdin.write(HAPROXY_WAIT_DOWN)
+        watcher.stdin.close()
+        assert watcher.stdout.readline().strip() == "ready"
+        prober = self.prober(retries=1)  # the target is for a client that retries once
+        time.sleep(1)
+        fault_at, killed_at = prober.now(), time.monotonic()
+        self.stack.hosts[VICTIM_APISERVER].run("systemctl stop kube-apiserver-standin")
+        down_at = watcher.stdout.readline().strip()
+        watcher.wait(timeout=40)
+        if not down_at:
+            raise RuntimeError(f"haproxy on {holder} never marked {VICTIM_APISERVER} DOWN")
+        out_of_rotation = float(down_at) - killed_at
+        time.sleep(1)
+        self.record(config, "apiserver_death", run, prober, fault_at, seconds=out_of_rotation)
+        self.stack.hosts[VICTIM_APISERVER].run("systemctl start kube-apiserver-standin")
+        self.wait_stable()
+
+    def lb_rollout(self, run: int) -> None:
+        """A one-setting LB change rolled out by `pulumi up` (the product only)."""
+        self.stats_port = 9091 if self.stats_port == 9090 else 9090
+        self.stack.pulumi("config", "set", "--path", "loadBalancer.statsPort", str(self.stats_port))
+        prober = self.prober(max_seconds=300)
+        fault_at = prober.now()
+        self.stack.pulumi("up", "--yes", "--skip-preview")
+        time.sleep(1)
+        self.record("product", "lb_rollout", run, prober, fault_at, seconds=0.0)
+        self.wait_stable()
+
+    # --- configurations ------------------------------------------------------------------
+
+    def save_product_files(self) -> None:
+        for lb in LOAD_BALANCERS:
+            self.stack.hosts[lb].run("mkdir -p /root/bench-product && cp " + " ".join(PRODUCT_FILES)
+                                     + " /root/bench-product/")
+
+    def restore_product_files(self) -> None:
+        for lb in ("lb2", "lb1"):
+            host = self.stack.hosts[lb]
+            host.run("cp /root/bench-product/haproxy.cfg /etc/haproxy/ && cp /root/bench-product/keepalived.conf "
+                     "/root/bench-product/check_apiserver.sh /etc/keepalived/ && systemctl restart haproxy keepalived")
+        self.wait_stable()
+
+    def apply_seed(self) -> None:
+        """The seed's three files on both LB hosts: lb1 MASTER/101, lb2 BACKUP/100, as the seed says."""
+        for index, lb in enumerate(LOAD_BALANCERS):
+            values = {"STATE": "MASTER" if index == 0 else "BACKUP", "INTERFACE": "host0", "ROUTER_ID": "51",
+                      "PRIORITY": str(101 - index), "AUTH_PASS": "42", "APISERVER_VIP": VIP,
+                      "APISERVER_DEST_PORT": str(PORT), "APISERVER_SRC_PORT": "6443"}
+            host = self.stack.hosts[lb]
+            for name, target in (("keepalived.conf", "/etc/keepalived/keepalived.conf"),
+                                 ("check_apiserver.sh", "/etc/keepalived/check_apiserver.sh"),
+                                 ("haproxy.cfg", "/etc/haproxy/haproxy.cfg")):
+                # safe_substitute: the check script's own `$*` is shell, not a placeholder.
+                text = string.Template(seed_text(name)).safe_substitute(values)
+                assert "${" not in text, f"unfilled placeholder in the seed's {name}"
+                if name == "haproxy.cfg":  # observation only: the bench reads server states here
+                    text = text.replace("    daemon\n", "    daemon\n    stats socket /run/haproxy/admin.sock mode 600 level admin\n", 1)
+                host.run(f"cat > {target} <<'KUBEHA_BENCH_SEED'\n{text}\nKUBEHA_BENCH_SEED")
+            host.run("chmod 0755 /etc/keepalived/check_apiserver.sh && haproxy -c -q -f /etc/haproxy/haproxy.cfg "
+                     "&& systemctl restart haproxy keepalived")
+        self.wait_stable()
+
+
+def seed_text(name: str) -> str:
+    """A seed file; the seed's `server ... # [...]` line is repeated for every control plane."""
+    text = (SEED_DIR / name).read_text()
+    if name == "haproxy.cfg":
+        template = "        server ${HOST1_ID} ${HOST1_ADDRESS}:${APISERVER_SRC_PORT} check\n        # [...]\n"
+        servers = "".join(f"        server {cp} {address}:${{APISERVER_SRC_PORT}} check\n"
+                          for cp, address in CONTROL_PLANES.items())
+        text = text.replace(template, servers)
+    return text
+
+
+# --- results ------------------------------------------------------------------------------
+
+FAULT_KEYS = {"vip_lb_poweroff": "vip_lb_poweroff_s", "vip_haproxy_death": "vip_haproxy_death_s",
+              "apiserver_death": "apiserver_death_s"}
+FAILED_KEYS = {"apiserver_death": "failed_requests_apiserver_death", "lb_rollout": "failed_requests_lb_rollout",
+               "holder_returns": "failed_requests_holder_returns"}
+
+
+def summarise(samples: list[Sample], config: str, runs: int) -> dict[str, float | int]:
+    mine = [s for s in samples if s.config == config]
+    summary: dict[str, float | int] = {}
+    for fault, key in FAULT_KEYS.items():
+        values = [s.seconds for s in mine if s.fault == fault]
+        if values:
+            summary[key] = round(statistics.median(values), 3)
+            summary[key.removesuffix("_s") + "_max_s"] = round(max(values), 3)
+    for fault, key in FAILED_KEYS.items():
+        values = [s.failed_requests for s in mine if s.fault == fault]
+        if values:
+            summary[key] = max(values)
+    summary["runs"] = runs
+    return summary
+
+
+def table(result: dict) -> str:
+    product, seed = result["product"], result["seed"]
+    lines = [f"{'fault':34} {'product median/max':>20} {'seed median/max':>20} {'seed/product':>13}"]
+    for key in FAULT_KEYS.values():
+        worst = key.removesuffix("_s") + "_max_s"
+        ratio = (f"{seed[key] / product[key]:.0f}x" if product.get(key) and key in seed else "-")
+        lines.append(f"{key:34} {product[key]:>9.3f} / {product[worst]:<8.3f} "
+                     f"{seed.get(key, float('nan')):>9.3f} / {seed.get(worst, float('nan')):<8.3f} {ratio:>13}")
+    for key in FAILED_KEYS.values():
+        lines.append(f"{key:34} {product.get(key, '-'):>20} {seed.get(key, '-'):>20}")
+    return "\n".join(lines)
+
+
+def draw(samples: list[Sample], docs: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pictures = []
+    for fault in ("vip_lb_poweroff", "vip_haproxy_death", "apiserver_death", "holder_returns"):
+        firsts = [next((s for s in samples if s.fault == fault and s.config == config), None)
+                  for config in ("product", "seed")]
+        firsts = [s for s in firsts if s is not None]
+        if not firsts:
+            continue
+        figure, axes = plt.subplots(len(firsts), 1, figsize=(9, 2.2 * len(firsts)), sharex=True, squeeze=False)
+        for axis, sample in zip(axes[:, 0], firsts):
+            ok = [t for t, good in sample.timeline if good]
+            bad = [t for t, good in sample.timeline if not good]
+            axis.scatter(ok, [1] * len(ok), s=4, color="tab:green", label="ok")
+            axis.scatter(bad, [0] * len(bad), s=4, color="tab:red", label="failed")
+            axis.axvline(0, color="black", linewidth=0.8)
+            axis.set_yticks([0, 1], ["failed", "ok"])
+            axis.set_ylim(-0.5, 1.5)
+            axis.set_title(f"{sample.config}: {fault}, {sample.seconds:.3f} s, {sample.failed_requests} failed "
+                           f"of {sample.probes} probes", fontsize=9)
+        axes[-1, 0].set_xlabel("seconds since the fault (probe every 20 ms, fresh TLS connection)")
+        figure.tight_layout()
+        path = docs / f"failover-{fault.replace('_', '-')}.png"
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        pictures.append(path)
+    return pictures
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "failover.json")
+    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    parser.add_argument("--keep-lab", action="store_true", help="leave the lab running afterwards")
+    args = parser.parse_args()
+    stack = boot_cluster()
+    try:
+        bench = Bench(stack, stack.cluster_ca())
+        bench.wait_stable()
+        for run in range(args.runs):
+            print(f"product configuration, run {run + 1}/{args.runs}", flush=True)
+            bench.vip_holder_power_off("product", run)
+            bench.vip_holder_haproxy_death("product", run)
+            bench.apiserver_death("product", run)
+            bench.lb_rollout(run)
+        bench.save_product_files()
+        bench.apply_seed()
+        for run in range(args.runs):
+            print(f"seed configuration, run {run + 1}/{args.runs}", flush=True)
+            bench.vip_holder_power_off("seed", run)
+            bench.vip_holder_haproxy_death("seed", run)
+            bench.apiserver_death("seed", run)
+        bench.restore_product_files()
+    finally:
+        if not args.keep_lab:
+            tear_down_cluster()
+    result = {"product": summarise(bench.samples, "product", args.runs),
+              "seed": summarise(bench.samples, "seed", args.runs),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.node()} {platform.machine()} {platform.release()}",
+              "samples": [asdict(sample) for sample in bench.samples]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    args.docs.mkdir(parents=True, exist_ok=True)
+    pictures = draw(bench.samples, args.docs)
+    print(table(result))
+    print(f"wrote {args.out} and {', '.join(str(p.relative_to(ROOT)) for p in pictures)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""The product's lab stack, shared by the end-to-end tests and the failover benchmark.
+
+`boot_cluster()` runs tests/lab/lab-stack.sh up (what `make lab-up` runs): lab hosts booted if
+they are not running, then the product's real `pulumi up`. LabStack runs pulumi against it.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.lab.conftest import LAB_SCRIPT, LabHost
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_DIR = ROOT / "build" / "lab"
+STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
+KUBECTL = Path(__file__).resolve().parent / "standins" / "bin" / "kubectl"
+ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
+VIP, PORT = "10.250.0.100", 8443
+LOAD_BALANCERS = ("lb1", "lb2")
+# `show stat` on haproxy's admin socket (no socat on the hosts; python3 is there).
+HAPROXY_SHOW_STAT = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
+                     "s.sendall(b'show stat\\n'); print(s.makefile().read())")
+# Run on an LB host: print "ready", then CLOCK_MONOTONIC (shared by the host and its containers)
+# the moment haproxy reports server sys.argv[1] DOWN; polls every 10 ms for at most 30 s.
+HAPROXY_WAIT_DOWN = """
+import socket, sys, time
+print("ready", flush=True)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    s = socket.socket(socket.AF_UNIX); s.connect("/run/haproxy/admin.sock"); s.sendall(b"show stat\\n")
+    rows = [line.split(",") for line in s.makefile().read().splitlines()]
+    if any(row[:2] == ["apiserver", sys.argv[1]] and row[17].startswith("DOWN") for row in rows):
+        print(time.monotonic(), flush=True); break
+    time.sleep(0.01)
+"""
+
+
+def lab_environment() -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
+
+
+def lab(*args: str, timeout: float = 600) -> str:
+    """tests/lab/lab.sh ARGS; its stdout."""
+    return subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, check=True,
+                          timeout=timeout).stdout.strip()
+
+
+@dataclass
+class LabStack:
+    hosts: dict[str, LabHost]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def pulumi(self, *args: str, cwd: Path = ROOT, stack: str | None = None, check: bool = True,
+               timeout: float = 900) -> subprocess.CompletedProcess:
+        command = 'source build/lab/env 2>/dev/null && cd "$PULUMI_CWD" && pulumi "$@"'
+        stack_args = ["--stack", stack] if stack else []
+        result = subprocess.run(["bash", "-c", command, "pulumi", *args, *stack_args, "--non-interactive"],
+                                cwd=ROOT, env={**lab_environment(), "PULUMI_CWD": str(cwd)},
+                                capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        return result
+
+    def output(self, name: str, show_secrets: bool = False) -> object:
+        flags = ["--show-secrets"] if show_secrets else []
+        return json.loads(self.pulumi("stack", "output", "--json", *flags).stdout)[name]
+
+    def add_host(self, name: str) -> LabHost:
+        lab("up", name)
+        self.hosts[name] = LabHost(name, lab("address", name))
+        return self.hosts[name]
+
+    def ssh_sessions(self) -> dict[str, int]:
+        """SSH logins per host so far (each count includes the login that reads it)."""
+        count = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true"
+        return {name: int(host.run(count).stdout.strip() or 0) for name, host in self.hosts.items()}
+
+    def standin_log(self, name: str) -> str:
+        return self.hosts[name].run("cat /var/log/kubeha-standins.log 2>/dev/null || true").stdout
+
+    def vip_holders(self) -> list[str]:
+        return [name for name in LOAD_BALANCERS if self.hosts[name].holds(VIP)]
+
+    def backend_status(self, lb: str) -> dict[str, str]:
+        """haproxy's view of the apiservers on one LB host, e.g. {"cp1": "UP", ...}, from its admin socket."""
+        stats = self.hosts[lb].run(f"python3 -c {HAPROXY_SHOW_STAT!r}").stdout
+        return {row[1]: row[17] for row in (line.split(",") for line in stats.splitlines())
+                if row[0] == "apiserver" and row[1] not in ("FRONTEND", "BACKEND")}
+
+    def kubeconfig(self) -> str:
+        return str(self.output("kubeconfig", show_secrets=True))
+
+    def cluster_ca(self) -> str:
+        document = yaml.safe_load(self.kubeconfig())
+        return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+
+
+def boot_cluster() -> LabStack:
+    """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`."""
+    started = time.monotonic()
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(), capture_output=True, text=True,
+                            timeout=1800)
+    if result.returncode != 0:
+        raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+    names = (LAB_DIR / "hosts").read_text().split()
+    stack = LabStack({name: LabHost(name, lab("address", name)) for name in names})
+    stack.timings["up_from_bare_s"] = float((LAB_DIR / "last-up.seconds").read_text())
+    stack.timings["lab_up_total_s"] = round(time.monotonic() - started, 1)
+    return stack
+
+
+def tear_down_cluster() -> None:
+    subprocess.run([str(STACK_SCRIPT), "destroy"], env=lab_environment(), check=False, timeout=900,
+                   capture_output=True)
+    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+
+
+def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
+    """The kubectl TEST STAND-IN, run from the clone against the lab."""
+    environment = {**os.environ, "KUBEHA_STANDIN_LOG": str(LAB_DIR / "kubectl-standin.log")}
+    return subprocess.run(["python3", str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True,
+                          text=True, timeout=30, env=environment)
