@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Callable, Iterator
 
 import yaml
 
-from tests.lab.conftest import LAB_SCRIPT, LabHost
+from tests.lab.conftest import LAB_SCRIPT, LabHost, lab, lab_host
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "build" / "lab"
@@ -46,10 +49,17 @@ def lab_environment() -> dict[str, str]:
     return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
 
 
-def lab(*args: str, timeout: float = 600) -> str:
-    """tests/lab/lab.sh ARGS; its stdout."""
-    return subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, check=True,
-                          timeout=timeout).stdout.strip()
+def wait_for(condition: Callable[[], bool], seconds: float, interval: float = 0.5) -> bool:
+    """Poll condition until it holds (True) or seconds pass (False); a failed host command counts as no."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except AssertionError:
+            pass
+        time.sleep(interval)
+    return False
 
 
 @dataclass
@@ -74,7 +84,7 @@ class LabStack:
 
     def add_host(self, name: str) -> LabHost:
         lab("up", name)
-        self.hosts[name] = LabHost(name, lab("address", name))
+        self.hosts[name] = lab_host(name)
         return self.hosts[name]
 
     def ssh_sessions(self) -> dict[str, int]:
@@ -94,10 +104,17 @@ class LabStack:
         return {row[1]: row[17] for row in (line.split(",") for line in stats.splitlines())
                 if row[0] == "apiserver" and row[1] not in ("FRONTEND", "BACKEND")}
 
+    def pair_healthy(self) -> bool:
+        """Exactly one VIP holder, and every apiserver UP in both haproxies."""
+        return len(self.vip_holders()) == 1 and all(
+            set(self.backend_status(lb).values()) == {"UP"} for lb in LOAD_BALANCERS)
+
     def kubeconfig(self) -> str:
         return str(self.output("kubeconfig", show_secrets=True))
 
+    @cached_property
     def cluster_ca(self) -> str:
+        """The cluster CA (PEM) from the kubeconfig output; read once, it never changes."""
         document = yaml.safe_load(self.kubeconfig())
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
@@ -110,7 +127,7 @@ def boot_cluster() -> LabStack:
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     names = (LAB_DIR / "hosts").read_text().split()
-    stack = LabStack({name: LabHost(name, lab("address", name)) for name in names})
+    stack = LabStack({name: lab_host(name) for name in names})
     stack.timings["up_from_bare_s"] = float((LAB_DIR / "last-up.seconds").read_text())
     stack.timings["lab_up_total_s"] = round(time.monotonic() - started, 1)
     return stack
@@ -120,6 +137,16 @@ def tear_down_cluster() -> None:
     subprocess.run([str(STACK_SCRIPT), "destroy"], env=lab_environment(), check=False, timeout=900,
                    capture_output=True)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+
+
+@contextmanager
+def fresh_cluster() -> Iterator[LabStack]:
+    """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after."""
+    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+    try:
+        yield boot_cluster()
+    finally:
+        tear_down_cluster()
 
 
 def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:

@@ -37,6 +37,16 @@ class LabHost:
         return f" {address}/" in self.run("ip -o -4 addr show dev host0").stdout
 
 
+def lab(*args: str, timeout: float = 600) -> str:
+    """tests/lab/lab.sh ARGS; its stdout."""
+    return subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, check=True,
+                          timeout=timeout).stdout.strip()
+
+
+def lab_host(name: str) -> LabHost:
+    return LabHost(name, lab("address", name))
+
+
 @pytest.fixture(scope="module")
 def lab_hosts(request) -> dict[str, LabHost]:
     """Boot the hosts named by the module's LAB_HOSTS; always tear the lab down afterwards."""
@@ -46,8 +56,6 @@ def lab_hosts(request) -> dict[str, LabHost]:
     names: list[str] = request.module.LAB_HOSTS
     try:
         subprocess.run([str(LAB_SCRIPT), "up", *names], check=True, timeout=600)
-        addresses = {name: subprocess.run([str(LAB_SCRIPT), "address", name], capture_output=True, text=True,
-                                          check=True).stdout.strip() for name in names}
-        yield {name: LabHost(name, address) for name, address in addresses.items()}
+        yield {name: lab_host(name) for name in names}
     finally:
         subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120)

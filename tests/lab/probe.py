@@ -81,15 +81,21 @@ class Prober:
     def failures(self) -> list[ProbeResult]:
         return [result for result in self.results if not result.ok]
 
+    def _first_failure_since(self, moment: float) -> float | None:
+        return next((r.at for r in self.results if not r.ok and r.at >= moment), None)
+
+    def _first_success_after(self, moment: float) -> float | None:
+        return next((r.at for r in self.results if r.ok and r.at > moment), None)
+
     def recovered_after(self, moment: float) -> bool:
-        """True once a success follows the first failure after moment (or nothing failed yet)."""
-        first_failure = next((r.at for r in self.results if not r.ok and r.at >= moment), None)
-        return first_failure is not None and any(r.ok and r.at > first_failure for r in self.results)
+        """True once a success follows the first failure since moment."""
+        first_failure = self._first_failure_since(moment)
+        return first_failure is not None and self._first_success_after(first_failure) is not None
 
     def served_again_after(self, moment: float) -> float:
         """From moment to the first success after the first failure since moment (0.0 if none failed)."""
-        first_failure = next((r.at for r in self.results if not r.ok and r.at >= moment), None)
+        first_failure = self._first_failure_since(moment)
         if first_failure is None:
             return 0.0
-        recovered = next((r.at for r in self.results if r.ok and r.at > first_failure), self.results[-1].at)
-        return recovered - moment
+        recovered = self._first_success_after(first_failure)
+        return (recovered if recovered is not None else self.results[-1].at) - moment

@@ -8,15 +8,14 @@ a worker added and removed, a StackReference consumer, and destroy.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.lab.cluster import PORT, ROOT, VIP, LAB_DIR, LabStack, boot_cluster, kubectl, tear_down_cluster
-from tests.lab.conftest import LAB_SCRIPT, lab_unavailable_reason
+from tests.lab.cluster import LAB_DIR, PORT, ROOT, VIP, LabStack, fresh_cluster, kubectl
+from tests.lab.conftest import lab_unavailable_reason
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -28,14 +27,10 @@ def lab_stack() -> LabStack:
     reason = lab_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
-    try:
-        stack = boot_cluster()
+    with fresh_cluster() as stack:
         yield stack
         (LAB_DIR / "timings.json").write_text(json.dumps(stack.timings, indent=2) + "\n")
         print(f"\nlab timings: {stack.timings}")
-    finally:
-        tear_down_cluster()
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +100,7 @@ def test_a_load_balancer_setting_change_touches_only_the_load_balancers(lab_stac
 
 
 def test_the_load_balancer_change_rolls_out_without_a_failed_request(lab_stack, kubeconfig_file):
-    prober = Prober(VIP, PORT, lab_stack.cluster_ca(), interval=0.05, max_seconds=300).start()
+    prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, max_seconds=300).start()
     try:
         lab_stack.pulumi("up", "--yes", "--skip-preview")
     finally:

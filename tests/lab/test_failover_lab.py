@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from tests.lab.cluster import PORT, VIP, LabStack, boot_cluster, lab, tear_down_cluster
-from tests.lab.conftest import LAB_SCRIPT, lab_unavailable_reason
+from tests.lab.cluster import PORT, VIP, LabStack, fresh_cluster, wait_for
+from tests.lab.conftest import lab, lab_unavailable_reason
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -28,39 +28,19 @@ def lab_stack() -> LabStack:
     reason = lab_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
-    try:
-        yield boot_cluster()
-    finally:
-        tear_down_cluster()
-
-
-def wait_for(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return True
-        except AssertionError:
-            pass
-        time.sleep(0.5)
-    return False
+    with fresh_cluster() as stack:
+        yield stack
 
 
 def serving(lab_stack: LabStack) -> bool:
-    prober = Prober(VIP, PORT, lab_stack.cluster_ca(), timeout=1)
+    prober = Prober(VIP, PORT, lab_stack.cluster_ca, timeout=1)
     return prober.probe_once()[0]
 
 
-def all_up(lab_stack: LabStack) -> bool:
-    return len(lab_stack.vip_holders()) == 1 and all(
-        set(lab_stack.backend_status(lb).values()) == {"UP"} for lb in ("lb1", "lb2"))
-
-
 def test_cpu_load_on_the_vip_holder_does_not_move_the_vip(lab_stack):
-    assert wait_for(lambda: all_up(lab_stack), 60)
+    assert wait_for(lab_stack.pair_healthy, 60)
     holder = lab_stack.vip_holders()[0]
-    prober = Prober(VIP, PORT, lab_stack.cluster_ca(), interval=0.05, timeout=1, max_seconds=BURN_SECONDS + 10).start()
+    prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, timeout=1, max_seconds=BURN_SECONDS + 10).start()
     lab_stack.hosts[holder].run(BURN, timeout=BURN_SECONDS + 30)
     prober.stop()
     assert lab_stack.vip_holders() == [holder]
@@ -76,7 +56,7 @@ def test_a_rebooted_control_plane_comes_back_by_itself(lab_stack):
     assert serving(lab_stack)
     lab("power-on", "cp2")
     # The stand-in apiserver's unit is enabled, like the kubelet's static pods come back.
-    assert wait_for(lambda: all_up(lab_stack), 60)
+    assert wait_for(lab_stack.pair_healthy, 60)
 
 
 def test_a_rebooted_vip_holder_comes_back_and_one_host_holds_the_vip(lab_stack):
@@ -86,7 +66,7 @@ def test_a_rebooted_vip_holder_comes_back_and_one_host_holds_the_vip(lab_stack):
     lab("power-on", holder)
     assert wait_for(lambda: lab_stack.hosts[holder].run("systemctl is-active keepalived haproxy",
                                                         check=False).returncode == 0, 60)
-    assert wait_for(lambda: all_up(lab_stack), 60)
+    assert wait_for(lab_stack.pair_healthy, 60)
     time.sleep(3)
     assert len(lab_stack.vip_holders()) == 1
 
@@ -96,7 +76,7 @@ def test_both_load_balancers_restarted_one_after_the_other_recover_without_actio
         lab("power-off", lb)
         lab("power-on", lb)
     assert wait_for(lambda: serving(lab_stack), 60)
-    assert wait_for(lambda: all_up(lab_stack), 60)
+    assert wait_for(lab_stack.pair_healthy, 60)
 
 
 def test_ssh_cut_during_up_fails_naming_the_host_and_the_next_up_converges(lab_stack):

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Callable
 
 from tests.lab.cluster import (
-    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, lab, tear_down_cluster,
+    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, tear_down_cluster, wait_for,
 )
-from tests.lab.conftest import LAB_SCRIPT
+from tests.lab.conftest import LAB_SCRIPT, lab
 from tests.lab.probe import Prober
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
@@ -56,6 +56,7 @@ class Bench:
     stack: LabStack
     ca_pem: str
     samples: list[Sample] = field(default_factory=list)
+    stats_port: int = 9090  # the product's loadBalancer.statsPort, toggled by lb_rollout
 
     def prober(self, retries: int = 0, max_seconds: float = 90) -> Prober:
         # A short timeout keeps the timeline fine-grained: a probe into a dead VIP fails after 0.1 s
@@ -79,33 +80,17 @@ class Bench:
     # --- waiting for a healthy pair ------------------------------------------------------------
 
     def wait_until(self, condition: Callable[[], bool], what: str, seconds: float = 90) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            try:
-                if condition():
-                    return
-            except AssertionError:
-                pass
-            time.sleep(0.25)
-        raise RuntimeError(f"timed out after {seconds:.0f} s waiting for {what}")
+        if not wait_for(condition, seconds, interval=0.25):
+            raise RuntimeError(f"timed out after {seconds:.0f} s waiting for {what}")
 
     def wait_stable(self) -> None:
-        """One VIP holder, and every apiserver UP in both haproxies."""
-        def stable() -> bool:
-            return (len(self.stack.vip_holders()) == 1
-                    and all(set(self.stack.backend_status(lb).values()) == {"UP"}
-                            for lb in LOAD_BALANCERS))
-        self.wait_until(stable, "a single VIP holder with all apiservers UP")
+        self.wait_until(self.stack.pair_healthy, "a single VIP holder with all apiservers UP")
         time.sleep(2)
-
-    stats_port: int = 9090  # the product's loadBalancer.statsPort, toggled by lb_rollout
 
     # --- faults ----------------------------------------------------------------------------
 
     def wait_for_recovery(self, prober: Prober, fault_at: float, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not prober.recovered_after(fault_at):
-            time.sleep(0.05)
+        wait_for(lambda: prober.recovered_after(fault_at), seconds, interval=0.05)
         time.sleep(1)  # a second of service after recovery, in the picture
 
     def vip_holder_power_off(self, config: str, run: int) -> None:
@@ -160,7 +145,7 @@ class Bench:
         self.stack.hosts[VICTIM_APISERVER].run("systemctl start kube-apiserver-standin")
         self.wait_stable()
 
-    def lb_rollout(self, run: int) -> None:
+    def lb_rollout(self, config: str, run: int) -> None:
         """A one-setting LB change rolled out by `pulumi up` (the product only)."""
         self.stats_port = 9091 if self.stats_port == 9090 else 9090
         self.stack.pulumi("config", "set", "--path", "loadBalancer.statsPort", str(self.stats_port))
@@ -168,7 +153,7 @@ class Bench:
         fault_at = prober.now()
         self.stack.pulumi("up", "--yes", "--skip-preview")
         time.sleep(1)
-        self.record("product", "lb_rollout", run, prober, fault_at, seconds=0.0)
+        self.record(config, "lb_rollout", run, prober, fault_at, seconds=0.0)
         self.wait_stable()
 
     # --- configurations ------------------------------------------------------------------
@@ -285,6 +270,13 @@ def draw(samples: list[Sample], docs: Path) -> list[Path]:
     return pictures
 
 
+def run_faults(bench: Bench, config: str, runs: int, faults: list[Callable[[str, int], None]]) -> None:
+    for run in range(runs):
+        print(f"{config} configuration, run {run + 1}/{runs}", flush=True)
+        for fault in faults:
+            fault(config, run)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
@@ -294,21 +286,14 @@ def main() -> int:
     args = parser.parse_args()
     stack = boot_cluster()
     try:
-        bench = Bench(stack, stack.cluster_ca())
+        bench = Bench(stack, stack.cluster_ca)
         bench.wait_stable()
-        for run in range(args.runs):
-            print(f"product configuration, run {run + 1}/{args.runs}", flush=True)
-            bench.vip_holder_power_off("product", run)
-            bench.vip_holder_haproxy_death("product", run)
-            bench.apiserver_death("product", run)
-            bench.lb_rollout(run)
+        run_faults(bench, "product", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
+                                                 bench.apiserver_death, bench.lb_rollout])
         bench.save_product_files()
         bench.apply_seed()
-        for run in range(args.runs):
-            print(f"seed configuration, run {run + 1}/{args.runs}", flush=True)
-            bench.vip_holder_power_off("seed", run)
-            bench.vip_holder_haproxy_death("seed", run)
-            bench.apiserver_death("seed", run)
+        run_faults(bench, "seed", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
+                                              bench.apiserver_death])
         bench.restore_product_files()
     finally:
         if not args.keep_lab:

@@ -20,10 +20,11 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 from urllib.parse import parse_qs, urlparse
 
 import yaml
@@ -138,11 +139,6 @@ def new_cert(base: Path, ca: Path, common_name: str, organizations: tuple[str, .
     """base.crt/base.key signed by ca.crt/ca.key."""
     csr = new_csr(base.with_suffix(".key"), common_name, organizations)
     base.with_suffix(".crt").write_bytes(sign_csr(csr, ca, server_sans=server_sans, client=client))
-
-
-def certificate_sans(cert_pem: bytes) -> list[str]:
-    text = openssl("x509", "-noout", "-ext", "subjectAltName", stdin=cert_pem).decode()
-    return [entry.split(":", 1)[1] for entry in re.split(r",\s*", text.splitlines()[-1].strip())]
 
 
 def ca_cert_hash(ca_pem: bytes) -> str:
@@ -291,13 +287,6 @@ class ApiClient:
         finally:
             connection.close()
 
-    def request_or_none(self, method: str, path: str) -> Response | None:
-        """The response, or None when the server is unreachable or untrusted."""
-        try:
-            return self.request(method, path)
-        except StandinError:
-            return None
-
     def expect(self, method: str, path: str, body: Any = None, ok: tuple[int, ...] = (200, 201)) -> Any:
         response = self.request(method, path, body)
         if response.status not in ok:
@@ -316,6 +305,19 @@ def write_file(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data.encode() if isinstance(data, str) else data)
     path.chmod(mode)
+
+
+def wait_until(ready: Callable[[], bool], what: str, seconds: float) -> None:
+    """Poll ready() every 0.5 s (its StandinErrors count as not ready); raise after seconds."""
+    deadline, last_error = time.monotonic() + seconds, ""
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except StandinError as error:
+            last_error = str(error)
+        time.sleep(0.5)
+    raise StandinError(f"timed out after {seconds:.0f}s waiting for {what}: {last_error}")
 
 
 def systemctl(*args: str) -> None:
