@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The lab: Debian hosts as systemd-nspawn containers (real systemd, sshd, keepalived, haproxy)
 # on a private bridge. Usage: lab.sh up [HOST...] | down | status | running | refresh-standins
-#        | power-off HOST | power-on HOST
+#        | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD...
 # Addresses: bridge 10.250.0.1/24, hosts from 10.250.0.11, VIP 10.250.0.100. An `unreachable`
 # route covers 10.250.0.0/16 so nothing addressed to the lab can leave through the uplink.
 set -euo pipefail
@@ -145,10 +145,14 @@ container_init() {  # the container's PID 1 (as seen from here): a descendant of
     return 1
 }
 
+init_pid() {  # a running host's PID 1, so a caller can pull the plug itself at a known instant
+    container_init "$(cat "${LAB_DIR}/$1.pid")"
+}
+
 power_off() {  # pull the plug: SIGKILL the container's PID 1, which takes every process in it down
     local name="$1" init
-    init="$(container_init "$(cat "${LAB_DIR}/${name}.pid")")"
-    kill -KILL "${init}"
+    # Already gone when the caller killed PID 1 itself (init-pid); then only wait and clean up.
+    if init="$(init_pid "${name}")"; then kill -KILL "${init}" 2>/dev/null || true; fi
     for _ in $(seq 1 50); do kill -0 "$(cat "${LAB_DIR}/${name}.pid")" 2>/dev/null || break; sleep 0.1; done
     rm -f "${LAB_DIR}/${name}.pid"
     echo "${name}: powered off"
@@ -180,9 +184,10 @@ case "${1:-}" in
     status) status ;;
     running) running ;;
     address) address_of "$2" ;;
+    init-pid) init_pid "$2" ;;
     power-off) power_off "$2" ;;
     power-on) power_on "$2" ;;
     refresh-standins) while read -r name; do install_standins "${HOSTS_DIR}/${name}"; done < "${LAB_DIR}/hosts" ;;
     ssh) shift; ssh_host "$@" ;;
-    *) echo "usage: $0 up [HOST...] | down | status | running | refresh-standins | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
+    *) echo "usage: $0 up [HOST...] | down | status | running | refresh-standins | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
 esac
