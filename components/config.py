@@ -10,7 +10,7 @@ import os
 import re
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,8 +25,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
-def _check_port(value: int) -> int:
-    if not 1 <= value <= 65535:
+def _check_port(value: Optional[int]) -> Optional[int]:
+    if value is not None and not 1 <= value <= 65535:
         raise ValueError(f"must be a port between 1 and 65535 (got {value})")
     return value
 
@@ -41,8 +41,23 @@ def host_port(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int)
 
 
 class LoadBalancerMode(str, Enum):
-    KEEPALIVED_HAPROXY = "keepalived-haproxy"
+    """How the apiservers are fronted (the seed's four modes)."""
 
+    KEEPALIVED_HAPROXY = "keepalived-haproxy"  # a dedicated pair of LB hosts holds the VIP
+    STATIC_PODS = "static-pods"  # keepalived + haproxy as static pods on the control planes
+    KUBE_VIP = "kube-vip"  # kube-vip static pods on the control planes, ARP, leader election
+    LOCAL_NGINX = "local-nginx"  # a proxy on every node at 127.0.0.1, no VIP
+
+
+class LocalProxy(str, Enum):
+    NGINX = "nginx"
+    HAPROXY = "haproxy"
+
+
+# Well-known ports on a control plane (the seed's port table); a proxy that runs there must not
+# take one of them.
+CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 2380: "etcd peer",
+                       10250: "kubelet", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
 
 class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
@@ -61,16 +76,103 @@ class SshSettings(_Model):
     _port = field_validator("port")(_check_port)
 
 
+# Image references must pin a version: a tag other than `latest`, or a digest.
+_IMAGE_REFERENCE = re.compile(
+    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")
+_REGISTRY_PATH = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+
+
+def _check_pinned_image(value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return value
+    match = _IMAGE_REFERENCE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"must be an image reference with a version, e.g. docker.io/library/haproxy:3.0.7 "
+                         f"(got {value!r})")
+    if match.group("tag") == "latest":
+        raise ValueError(f"must pin a version, not `latest` (got {value!r})")
+    return value
+
+
+class LoadBalancerImages(_Model):
+    """Images of the static pods (static-pods and kube-vip modes). Unset: the pinned defaults,
+    moved to kubernetes.imageRepository when that is set (a mirror in air-gapped sites)."""
+
+    haproxy: Optional[str] = None
+    keepalived: Optional[str] = None
+    kube_vip: Optional[str] = None
+
+    _pinned = field_validator("haproxy", "keepalived", "kube_vip")(_check_pinned_image)
+
+    # Pinned and tested together; each is the image its project publishes.
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "haproxy": "docker.io/library/haproxy:3.0.7",
+        "keepalived": "docker.io/osixia/keepalived:2.0.20",
+        "kube_vip": "ghcr.io/kube-vip/kube-vip:v0.8.9",
+    }
+
+    def reference(self, name: str, image_repository: Optional[str]) -> str:
+        """The image to run: as configured, else the default (on the mirror, if there is one)."""
+        configured = getattr(self, name)
+        if configured is not None:
+            return configured
+        default = self.DEFAULTS[name]
+        if image_repository is None:
+            return default
+        return f"{image_repository.rstrip('/')}/{default.split('/', 1)[1]}"
+
+
+class KubeVipSettings(_Model):
+    """kube-vip's leader election (seconds). The defaults are kube-vip's own: a dead leader's
+    lease runs out after at most 5 s, a live one renews every second."""
+
+    lease_duration: int = 5
+    renew_deadline: int = 3
+    retry_period: int = 1
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "KubeVipSettings":
+        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
+            raise ConfigKeyError(
+                "loadBalancer.kubeVip", f"needs 0 < retryPeriod < renewDeadline < leaseDuration (got "
+                f"{self.retry_period} / {self.renew_deadline} / {self.lease_duration})")
+        return self
+
+
+# Which loadBalancer keys each mode uses; a key given for a mode that ignores it is a mistake.
+_KEYS_USED_BY: dict[str, set[LoadBalancerMode]] = {
+    "hosts": {LoadBalancerMode.KEEPALIVED_HAPROXY},
+    "vip": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS, LoadBalancerMode.KUBE_VIP},
+    "interface": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS, LoadBalancerMode.KUBE_VIP},
+    "virtual_router_id": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS},
+    "health_port": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS, LoadBalancerMode.LOCAL_NGINX},
+    "stats_port": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS, LoadBalancerMode.LOCAL_NGINX},
+    "local_proxy": {LoadBalancerMode.LOCAL_NGINX},
+    "kube_vip": {LoadBalancerMode.KUBE_VIP},
+    "images": {LoadBalancerMode.STATIC_PODS, LoadBalancerMode.KUBE_VIP},
+}
+# The modes whose proxy runs on the control planes, beside the apiserver.
+_ON_CONTROL_PLANES = {LoadBalancerMode.STATIC_PODS, LoadBalancerMode.LOCAL_NGINX}
+_DEFAULT_PORT = 8443  # the seed's port table
+# Node-local proxies listen here only: nothing off the node can use (or abuse) them.
+LOCAL_PROXY_ADDRESS = ipaddress.IPv4Address("127.0.0.1")
+
+
 class LoadBalancerSettings(_Model):
     mode: LoadBalancerMode = LoadBalancerMode.KEEPALIVED_HAPROXY
-    vip: ipaddress.IPv4Address | ipaddress.IPv6Address
-    port: int = 8443
+    vip: Optional[ipaddress.IPv4Address | ipaddress.IPv6Address] = None
+    # Unset: 8443; kube-vip serves the apiservers' own port 6443 on the VIP.
+    port: Optional[int] = None
     interface: str = "eth0"
     virtual_router_id: int = 51
-    hosts: list[Host]
+    hosts: list[Host] = []
     # Local-only ports from the seed's port table: health (monitor-uri) and the stats page.
     health_port: int = 8081
     stats_port: int = 9090
+    local_proxy: LocalProxy = LocalProxy.NGINX
+    kube_vip: KubeVipSettings = KubeVipSettings()
+    images: LoadBalancerImages = LoadBalancerImages()
 
     _ports = field_validator("port", "health_port", "stats_port")(_check_port)
 
@@ -89,16 +191,55 @@ class LoadBalancerSettings(_Model):
             raise ValueError(f"must be between 1 and 255 (got {value})")
         return value
 
-    @field_validator("hosts")
-    @classmethod
-    def _at_least_two(cls, hosts: list[Host]) -> list[Host]:
-        if len(hosts) < 2:
-            raise ValueError(f"needs at least two hosts for failover (got {len(hosts)})")
-        return hosts
+    @model_validator(mode="after")
+    def _fits_the_mode(self) -> "LoadBalancerSettings":
+        mode = self.mode.value
+        for name in sorted(self.model_fields_set):
+            if name in _KEYS_USED_BY and self.mode not in _KEYS_USED_BY[name]:
+                raise ConfigKeyError(f"loadBalancer.{to_camel(name)}", f"is not used with loadBalancer.mode {mode}; "
+                                     f"remove it")
+        if self.mode in _KEYS_USED_BY["vip"] and self.vip is None:
+            raise ConfigKeyError("loadBalancer.vip", f"is required with loadBalancer.mode {mode}")
+        if self.mode is LoadBalancerMode.KEEPALIVED_HAPROXY and len(self.hosts) < 2:
+            raise ConfigKeyError("loadBalancer.hosts", f"needs at least two hosts for failover (got {len(self.hosts)})")
+        if self.mode is LoadBalancerMode.KUBE_VIP and self.port not in (None, APISERVER_PORT):
+            raise ConfigKeyError("loadBalancer.port", f"kube-vip moves only the address: the endpoint is the VIP on "
+                                 f"the apiservers' own port {APISERVER_PORT} (got {self.port}); remove the key")
+        self._check_port_clashes()
+        return self
+
+    def _check_port_clashes(self) -> None:
+        ports = {"port": self.listen_port, "healthPort": self.health_port, "statsPort": self.stats_port}
+        if self.mode is LoadBalancerMode.KUBE_VIP:
+            return
+        seen: dict[int, str] = {}
+        for key, port in ports.items():
+            if port in seen:
+                raise ConfigKeyError(f"loadBalancer.{key}", f"{port} is also loadBalancer.{seen[port]}")
+            seen[port] = key
+            if self.mode in _ON_CONTROL_PLANES and port in CONTROL_PLANE_PORTS:
+                raise ConfigKeyError(
+                    f"loadBalancer.{key}", f"{port} is taken by {CONTROL_PLANE_PORTS[port]} on the control planes, "
+                    f"where loadBalancer.mode {self.mode.value} runs its proxy; pick another (e.g. {_DEFAULT_PORT})")
+
+    @property
+    def listen_port(self) -> int:
+        """The port of the control-plane endpoint."""
+        if self.mode is LoadBalancerMode.KUBE_VIP:
+            return APISERVER_PORT
+        return self.port if self.port is not None else _DEFAULT_PORT
+
+    @property
+    def endpoint_address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The VIP, or the node-local proxy's loopback address in local-nginx mode."""
+        if self.mode is LoadBalancerMode.LOCAL_NGINX:
+            return LOCAL_PROXY_ADDRESS
+        assert self.vip is not None  # the validator requires it in every other mode
+        return self.vip
 
     @property
     def endpoint_host_port(self) -> str:
-        return host_port(self.vip, self.port)
+        return host_port(self.endpoint_address, self.listen_port)
 
 
 class KubernetesSettings(_Model):
@@ -108,6 +249,15 @@ class KubernetesSettings(_Model):
     cluster_name: str = "kubernetes"
     # Where hosts fetch kubeadm/kubelet/kubectl packages (a mirror in air-gapped sites).
     package_repository: str = "https://pkgs.k8s.io/core:/stable:"
+    # kubeadm's imageRepository (a mirror); also where the load balancer's default images come from.
+    image_repository: Optional[str] = None
+
+    @field_validator("image_repository")
+    @classmethod
+    def _registry_path(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _REGISTRY_PATH.fullmatch(value):
+            raise ValueError(f"must be a registry path such as registry.example:5000/k8s (got {value!r})")
+        return value
 
     @field_validator("version")
     @classmethod
@@ -123,10 +273,14 @@ class KubernetesSettings(_Model):
         return f"v{major}.{minor}"
 
     @property
+    def version_tuple(self) -> tuple[int, int, int]:
+        major, minor, patch = (int(part) for part in self.version.split("."))
+        return major, minor, patch
+
+    @property
     def kubeadm_api_version(self) -> str:
         """v1beta4 is the kubeadm config API from 1.31 on; v1beta3 before it."""
-        major, minor, _ = (int(part) for part in self.version.split("."))
-        return "kubeadm.k8s.io/v1beta4" if (major, minor) >= (1, 31) else "kubeadm.k8s.io/v1beta3"
+        return "kubeadm.k8s.io/v1beta4" if self.version_tuple >= (1, 31, 0) else "kubeadm.k8s.io/v1beta3"
 
 
 class PackageSettings(_Model):
@@ -154,7 +308,7 @@ class ClusterConfig(_Model):
         _check_unique("name", self.all_hosts_with_keys(), lambda host: host.name)
         _check_unique("address", self.all_hosts_with_keys(), lambda host: host.ip)
         for key, host in self.all_hosts_with_keys():
-            if host.address == self.load_balancer.vip:
+            if self.load_balancer.vip is not None and host.address == self.load_balancer.vip:
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
         self._check_subnets()
         return self
@@ -167,7 +321,7 @@ class ClusterConfig(_Model):
             for host_key, host in self.all_hosts_with_keys():
                 if host.address in subnet:
                     raise ConfigKeyError(subnet_key, f"{subnet} contains {host_key} ({host.ip})")
-            if self.load_balancer.vip in subnet:
+            if self.load_balancer.vip is not None and self.load_balancer.vip in subnet:
                 raise ConfigKeyError(subnet_key, f"{subnet} contains loadBalancer.vip ({self.load_balancer.vip})")
 
     def all_hosts_with_keys(self) -> list[tuple[str, Host]]:
@@ -181,8 +335,17 @@ class ClusterConfig(_Model):
         return self.control_planes[0]
 
     @property
+    def control_plane_endpoint(self) -> str:
+        """What kubeadm and every node use: VIP:port, or 127.0.0.1:port in local-nginx mode."""
+        return self.load_balancer.endpoint_host_port
+
+    @property
     def apiserver_endpoint(self) -> str:
-        return f"https://{self.load_balancer.endpoint_host_port}"
+        """What clients off the cluster use. local-nginx has no shared address (the seed's
+        trade-off), so they get the first control plane's apiserver: reachable, not HA."""
+        if self.load_balancer.mode is LoadBalancerMode.LOCAL_NGINX:
+            return f"https://{host_port(self.first_control_plane.address, APISERVER_PORT)}"
+        return f"https://{self.control_plane_endpoint}"
 
 
 class ConfigKeyError(ValueError):

@@ -8,7 +8,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import APISERVER_PORT, Host
-from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, join_cluster, prepare_host
+from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, join_cluster, prepare_node
 from components.remote import run_script
 from components.render import render
 
@@ -19,8 +19,10 @@ class ControlPlaneNodeArgs:
     cluster: ClusterContext
     # None for the first control plane (it initialises the cluster); others join with it.
     join: Optional[JoinTicket]
-    # The load balancer must serve the VIP before kubeadm talks through it.
-    load_balancer_ready: pulumi.Resource
+    # The dedicated load balancer must serve the VIP before kubeadm talks through it.
+    load_balancer_ready: Optional[pulumi.Resource]
+    # The previous node's load-balancing step (modes with static pods or node-local proxies).
+    load_balancing_after: Optional[pulumi.Resource] = None
 
 
 def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
@@ -29,34 +31,39 @@ def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
         "control-plane/kubeadm-config.yaml.j2", host=host, api_version=kubernetes.kubeadm_api_version,
         apiserver_port=APISERVER_PORT, cri_socket=CRI_SOCKET, cluster_name=kubernetes.cluster_name,
         kubernetes_version=kubernetes.version, control_plane_endpoint=cluster.control_plane_endpoint,
-        cert_sans=cluster.cert_sans, pod_subnet=kubernetes.pod_subnet, service_subnet=kubernetes.service_subnet)
+        cert_sans=cluster.cert_sans, pod_subnet=kubernetes.pod_subnet, service_subnet=kubernetes.service_subnet,
+        image_repository=kubernetes.image_repository, ignored_preflight_errors=cluster.ignored_preflight_errors)
 
 
 class ControlPlaneNode(pulumi.ComponentResource):
     """One control-plane host: prepared, then initialised (first) or joined (the rest)."""
 
     ready: remote.Command  # init or join; the next control plane waits for it
+    load_balancing_done: Optional[pulumi.Resource]
     ca_cert_hash: Optional[pulumi.Output[str]] = None  # first node only
     kubeconfig: Optional[pulumi.Output[str]] = None  # first node only, secret
 
     def __init__(self, name: str, args: ControlPlaneNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeha:index:ControlPlaneNode", name, None, opts)
         host, cluster = args.host, args.cluster
-        prepared = prepare_host(name, host, cluster, parent=self)
+        prepared = prepare_node(name, host, cluster, load_balancing_after=args.load_balancing_after, parent=self)
+        self.load_balancing_done = prepared.load_balancing_done
         outputs: dict[str, pulumi.Output[str]] = {}
         if args.join is None:
-            self.ready = self._initialise(name, host, cluster, [prepared, args.load_balancer_ready])
+            before_init = [prepared.ready, *([args.load_balancer_ready] if args.load_balancer_ready else [])]
+            self.ready = self._initialise(name, host, cluster, before_init)
             self.ca_cert_hash = run_script(
                 f"{name}-ca-cert-hash", host=host, ssh=cluster.ssh,
                 create=render("control-plane/ca-cert-hash.sh.j2"),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready])).stdout
             self.kubeconfig = run_script(
                 f"{name}-kubeconfig", host=host, ssh=cluster.ssh,
-                create=render("control-plane/read-kubeconfig.sh.j2"), secret_stdout=True,
+                create=render("control-plane/read-kubeconfig.sh.j2", server=cluster.kubeconfig_server),
+                secret_stdout=True,
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.ready])).stdout
             outputs = {"caCertHash": self.ca_cert_hash, "kubeconfig": self.kubeconfig}
         else:
-            self.ready = join_cluster(name, host, cluster, args.join, control_plane=True, prepared=prepared,
+            self.ready = join_cluster(name, host, cluster, args.join, control_plane=True, prepared=prepared.ready,
                                       parent=self)
         self.register_outputs(outputs)
 
@@ -65,7 +72,9 @@ class ControlPlaneNode(pulumi.ComponentResource):
         script = render(
             "control-plane/kubeadm-init.sh.j2", host=host,
             kubeadm_config=render_kubeadm_init_config(host, cluster).rstrip("\n"),
-            control_plane_endpoint=cluster.control_plane_endpoint)
+            control_plane_endpoint=cluster.control_plane_endpoint,
+            kube_vip_bootstrap=cluster.load_balancing.kube_vip_bootstrap,
+            restore_static_pods=cluster.load_balancing.static_pods)
         return run_script(f"{name}-init", host=host, ssh=cluster.ssh, create=script,
                           delete=render("node/kubeadm-reset.sh.j2", host=host),
                           opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on))

@@ -6,26 +6,15 @@ from dataclasses import dataclass
 import pulumi
 from pulumi_command import remote
 
-from components.config import APISERVER_PORT, Host, LoadBalancerSettings, PackageSettings, host_port
+from components.config import Host, LoadBalancerSettings, PackageSettings
+from components.lb_files import render_check_script, render_haproxy_cfg, render_keepalived_conf
 from components.remote import SshAccess, run_script
 from components.render import render
 
-# The first host starts with the higher priority; with nopreempt this only decides who takes
-# the VIP when both come up together.
-# High priorities on purpose: a backup waits 3 adverts plus a skew of (256 - priority) / 256
-# adverts before it takes over, so 250 shaves ~60 ms off every failover compared with 100.
-# (With nopreempt, the priority only decides the first election.)
-_FIRST_PRIORITY = 250
 # haproxy's unit writes 0/1 here on start/stop; keepalived tracks it (see haproxy-track.conf.j2).
 _TRACK_DIR = "/run/kubeha"
 HAPROXY_TRACK_FILE = f"{_TRACK_DIR}/haproxy-stopped"
 HAPROXY_TRACK_DROP_IN = "/etc/systemd/system/haproxy.service.d/kubeha-track.conf"
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    endpoint: str  # host:port, IPv6 in brackets
 
 
 @dataclass(frozen=True)
@@ -36,35 +25,20 @@ class LoadBalancerPairArgs:
     packages: PackageSettings
 
 
-def backends_for(control_planes: list[Host]) -> list[Backend]:
-    """haproxy backends, derived from the one control-plane list."""
-    return [Backend(host.name, host_port(host.address, APISERVER_PORT)) for host in control_planes]
-
-
 def rollout_order(hosts: list[Host]) -> list[Host]:
     """Backups first, the preferred master (hosts[0]) last, so one host always serves."""
     return [*hosts[1:], hosts[0]]
 
 
 def render_lb_files(settings: LoadBalancerSettings, host: Host, control_planes: list[Host]) -> dict[str, str]:
-    """The three files one LB host gets, by their path on the host."""
-    index = settings.hosts.index(host)
-    haproxy_cfg = render(
-        "loadbalancer/haproxy.cfg.j2", host=host, port=settings.port, backends=backends_for(control_planes),
-        health_port=settings.health_port, stats_port=settings.stats_port)
-    keepalived_conf = render(
-        "loadbalancer/keepalived.conf.j2", host=host, interface=settings.interface,
-        instance_name=f"kubeha_vip_{settings.virtual_router_id}",
-        virtual_router_id=settings.virtual_router_id, priority=_FIRST_PRIORITY - index,
-        peers=[peer for peer in settings.hosts if peer != host], vip=settings.vip,
-        vip_prefix=settings.vip.max_prefixlen, track_file=HAPROXY_TRACK_FILE)
-    check_script = render("loadbalancer/check_apiserver.sh.j2", health_port=settings.health_port)
+    """The files one LB host gets, by their path on the host."""
     return {
         HAPROXY_TRACK_DROP_IN: render("loadbalancer/haproxy-track.conf.j2", track_dir=_TRACK_DIR,
                                       track_file=HAPROXY_TRACK_FILE),
-        "/etc/haproxy/haproxy.cfg": haproxy_cfg,
-        "/etc/keepalived/keepalived.conf": keepalived_conf,
-        "/etc/keepalived/check_apiserver.sh": check_script,
+        "/etc/haproxy/haproxy.cfg": render_haproxy_cfg(host, settings, control_planes),
+        "/etc/keepalived/keepalived.conf": render_keepalived_conf(host, settings, settings.hosts,
+                                                                  track_file=HAPROXY_TRACK_FILE),
+        "/etc/keepalived/check_apiserver.sh": render_check_script(settings),
     }
 
 

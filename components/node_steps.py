@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 from pulumi_command import remote
 
-from components.config import APISERVER_PORT, Host, KubernetesSettings, PackageSettings
+from components.config import APISERVER_PORT, ClusterConfig, Host, KubernetesSettings, PackageSettings
+from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
 from components.remote import SshAccess, run_script
 from components.render import render
 
@@ -21,11 +23,28 @@ class ClusterContext:
     """What every node needs to know about the cluster it belongs to."""
 
     kubernetes: KubernetesSettings
-    control_plane_endpoint: str  # VIP:port, the only way in
+    control_plane_endpoint: str  # VIP:port (127.0.0.1:port in local-nginx mode), the only way in
     cert_sans: list[str]
     first_control_plane: Host
     ssh: SshAccess
     packages: PackageSettings
+    load_balancing: NodeLoadBalancing
+    # The server in the kubeconfig output, for clients off the cluster.
+    kubeconfig_server: str
+
+    @classmethod
+    def for_config(cls, config: ClusterConfig, ssh: SshAccess) -> "ClusterContext":
+        return cls(kubernetes=config.kubernetes, control_plane_endpoint=config.control_plane_endpoint,
+                   cert_sans=[str(config.load_balancer.endpoint_address)],
+                   first_control_plane=config.first_control_plane, ssh=ssh, packages=config.packages,
+                   kubeconfig_server=config.apiserver_endpoint,
+                   load_balancing=NodeLoadBalancing(settings=config.load_balancer, kubernetes=config.kubernetes,
+                                                    control_planes=config.control_planes, packages=config.packages))
+
+    @property
+    def ignored_preflight_errors(self) -> list[str]:
+        """Static pods placed before kubeadm runs make its manifests-folder check fail, on purpose."""
+        return [STATIC_PODS_PREFLIGHT] if self.load_balancing.static_pods else []
 
 
 @dataclass(frozen=True)
@@ -36,14 +55,31 @@ class JoinTicket:
     after: pulumi.Resource
 
 
-def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.Resource,
-                 depends_on: list[pulumi.Resource] | None = None) -> remote.Command:
+def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.Resource) -> remote.Command:
     script = render(
         "node/prepare-host.sh.j2", host=host, kubernetes_version=cluster.kubernetes.version,
         kubernetes_minor=cluster.kubernetes.minor, package_repository=cluster.kubernetes.package_repository,
         package_proxy=cluster.packages.proxy)
     return run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
-                      opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on or []))
+                      opts=pulumi.ResourceOptions(parent=parent))
+
+
+@dataclass(frozen=True)
+class PreparedNode:
+    ready: remote.Command  # the node's last step before kubeadm runs on it
+    # The last load-balancing step so far in the rolling order; the next node's follows it.
+    load_balancing_done: Optional[pulumi.Resource]
+
+
+def prepare_node(name: str, host: Host, cluster: ClusterContext, *,
+                 load_balancing_after: Optional[pulumi.Resource], parent: pulumi.Resource) -> PreparedNode:
+    """Host preparation, then the node's share of the load balancing (one node at a time)."""
+    prepared = prepare_host(name, host, cluster, parent=parent)
+    placed = cluster.load_balancing.place(name, host, cluster.ssh, prepared=prepared, after=load_balancing_after,
+                                          parent=parent)
+    if placed is None:
+        return PreparedNode(prepared, load_balancing_after)
+    return PreparedNode(placed, placed)
 
 
 def render_join_config(host: Host, cluster: ClusterContext, *, control_plane: bool, token: str,
@@ -52,7 +88,8 @@ def render_join_config(host: Host, cluster: ClusterContext, *, control_plane: bo
         "node/kubeadm-join.yaml.j2", host=host, api_version=cluster.kubernetes.kubeadm_api_version,
         control_plane_endpoint=cluster.control_plane_endpoint, token=token, ca_cert_hash=ca_cert_hash,
         cri_socket=CRI_SOCKET, control_plane=control_plane, apiserver_port=APISERVER_PORT,
-        certificate_key=certificate_key)
+        certificate_key=certificate_key,
+        ignored_preflight_errors=cluster.ignored_preflight_errors if control_plane else [])
 
 
 def render_join_script(host: Host, cluster: ClusterContext, *, control_plane: bool, ca_cert_hash: str) -> str:
@@ -61,12 +98,14 @@ def render_join_script(host: Host, cluster: ClusterContext, *, control_plane: bo
         host, cluster, control_plane=control_plane, token="${KUBEADM_TOKEN}", ca_cert_hash=ca_cert_hash,
         certificate_key="${KUBEADM_CERTIFICATE_KEY}")
     return render("node/kubeadm-join.sh.j2", host=host, control_plane=control_plane,
+                  restore_static_pods=control_plane and cluster.load_balancing.static_pods,
                   join_config=join_config.rstrip("\n"), control_plane_endpoint=cluster.control_plane_endpoint)
 
 
 def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTicket, *, control_plane: bool,
                  prepared: remote.Command, parent: pulumi.Resource) -> remote.Command:
-    """Fresh join material on the first control plane, then `kubeadm join` on this host."""
+    """`prepared`: the node's last step before the join (its load balancing, if it has any)."""
+    # Fresh join material on the first control plane, then `kubeadm join` on this host.
     material = run_script(
         f"{name}-join-material", host=cluster.first_control_plane, ssh=cluster.ssh,
         create=render("control-plane/join-material.sh.j2", joiner=host.name, control_plane=control_plane,

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 from pulumi_command import remote
 
 from components.config import Host
-from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_host
+from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node
 
 
 @dataclass(frozen=True)
@@ -15,16 +16,21 @@ class WorkerNodeArgs:
     host: Host
     cluster: ClusterContext
     join: JoinTicket
+    # The previous node's load-balancing step (local-nginx mode rolls one node at a time).
+    load_balancing_after: Optional[pulumi.Resource] = None
 
 
 class WorkerNode(pulumi.ComponentResource):
     """One worker host. Workers join in parallel, each with its own fresh token."""
 
     ready: remote.Command
+    load_balancing_done: Optional[pulumi.Resource]
 
     def __init__(self, name: str, args: WorkerNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeha:index:WorkerNode", name, None, opts)
-        prepared = prepare_host(name, args.host, args.cluster, parent=self)
+        prepared = prepare_node(name, args.host, args.cluster, load_balancing_after=args.load_balancing_after,
+                                parent=self)
+        self.load_balancing_done = prepared.load_balancing_done
         self.ready = join_cluster(name, args.host, args.cluster, args.join, control_plane=False,
-                                  prepared=prepared, parent=self)
+                                  prepared=prepared.ready, parent=self)
         self.register_outputs({})

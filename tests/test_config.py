@@ -101,7 +101,7 @@ def test_defaults_fill_every_unlisted_key():
         "controlPlanes": [{"name": "cp1", "address": "198.51.100.21"}],
     })
     assert (config.ssh.user, config.ssh.port) == ("root", 22)
-    assert (config.load_balancer.port, config.load_balancer.virtual_router_id) == (8443, 51)
+    assert (config.load_balancer.listen_port, config.load_balancer.virtual_router_id) == (8443, 51)
     assert config.kubernetes.version == "1.31.4"
     assert config.workers == []
     assert config.apiserver_endpoint == "https://198.51.100.100:8443"

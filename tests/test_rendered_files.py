@@ -144,9 +144,7 @@ def test_kubeadm_v1beta3_for_kubernetes_before_1_31(deploy, stack_config):
 
 
 def _join_config(cluster_config, **overrides) -> str:
-    cluster = ClusterContext(kubernetes=cluster_config.kubernetes, control_plane_endpoint="198.51.100.100:8443",
-                             cert_sans=["198.51.100.100"], first_control_plane=cluster_config.first_control_plane,
-                             ssh=None, packages=cluster_config.packages)
+    cluster = ClusterContext.for_config(cluster_config, ssh=None)
     values = {"token": "abcdef.0123456789abcdef", "ca_cert_hash": FAKE_CA_HASH, "certificate_key": "0f" * 32}
     values.update(overrides)
     return render_join_config(cluster_config.control_planes[1], cluster, control_plane=True, **values)

@@ -70,3 +70,29 @@ def keepalived_check(config: str, check_script: str) -> None:
         _run([_tool("unshare"), "--mount", "sh", "-c",
               f'mkdir -p /etc/keepalived && mount --bind "{folder}" /etc/keepalived && '
               f'"{keepalived}" -t -f "{config_path}"'], "keepalived -t")
+
+
+def nginx_check(config: str) -> None:
+    """nginx -t on the config (its absolute paths are the host's: modules, pid, error log)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "nginx.conf")
+        path.write_text(config)
+        _run([_tool("nginx", "/usr/sbin/nginx"), "-t", "-c", str(path)], "nginx -t")
+
+
+def kubernetes_version_for_schemas(version: str) -> str:
+    """The schema set kubernetes-validate has for a release: '1.31.4' -> '1.31.0'."""
+    major, minor, _ = version.split(".")
+    return f"{major}.{minor}.0"
+
+
+def manifest_check(manifest: str, kubernetes_version: str) -> None:
+    """kubernetes-validate, strict (unknown fields fail), against the release's own schemas."""
+    import kubernetes_validate
+    import yaml
+
+    try:
+        kubernetes_validate.validate(yaml.safe_load(manifest), kubernetes_version_for_schemas(kubernetes_version),
+                                     strict=True)
+    except kubernetes_validate.ValidationError as error:
+        raise ToolFailed(f"kubernetes-validate failed: {error.message} at {'.'.join(map(str, error.path))}") from None
