@@ -27,8 +27,9 @@ lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
 lab-test: lab-setup engine  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
 
-lab-up: lab-setup engine  ## Boot the lab hosts and `pulumi up` the lab stack on them; then `source build/lab/env`.
-	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh up || {
+LB_MODE ?= keepalived-haproxy
+lab-up: lab-setup engine  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=local-nginx for that mode); then `source build/lab/env`.
+	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) LAB_LB_MODE=$(LB_MODE) tests/lab/lab-stack.sh up || {
 	    echo "make lab-up failed: tearing the lab down (KEEP_LAB=1 keeps it for a look)" >&2
 	    [ -n "$(KEEP_LAB)" ] || $(MAKE) lab-down
 	    exit 1

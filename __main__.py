@@ -3,8 +3,11 @@ import pulumi
 
 from components.cluster import build_cluster
 from components.config import load_cluster_config, load_ssh_private_key
+from components.mode_guard import deployed_mode_check
 from components.remote import SshAccess
 
 config = pulumi.Config()
 cluster_config = load_cluster_config(config)
-build_cluster(cluster_config, SshAccess(cluster_config.ssh, load_ssh_private_key(config, cluster_config.ssh)))
+ssh = SshAccess(cluster_config.ssh, load_ssh_private_key(config, cluster_config.ssh),
+                gate=deployed_mode_check(cluster_config.load_balancer.mode, config.name))
+build_cluster(cluster_config, ssh)

@@ -357,3 +357,21 @@ def test_every_script_of_every_mode_passes_shellcheck(deploy, stack_config, mode
                 except AssertionError as error:
                     failures.append(f"{command.name}:{phase}: {error}")
     assert not failures, "\n".join(failures)
+
+
+# --- a mode change on a deployed cluster ---------------------------------------------------------
+
+def test_a_mode_change_on_a_deployed_cluster_is_refused_before_any_command(stack_config):
+    config = in_mode(stack_config, "local-nginx")
+    error, registrations = run_program_expecting_error(config, {"sshPrivateKey": "key"},
+                                                       deployed_outputs={"loadBalancerMode": "keepalived-haproxy"})
+    assert str(error).startswith("kubeha:loadBalancer.mode: this cluster was built with keepalived-haproxy; "
+                                 "changing it to local-nginx"), str(error)
+    assert not [r for r in registrations if r.type == COMMAND]
+
+
+def test_the_deployed_mode_is_accepted(stack_config):
+    from tests.harness import _run
+    monitor, _ = _run(in_mode(stack_config, "kube-vip"), {"sshPrivateKey": "key"}, preview=True,
+                      deployed_outputs={"loadBalancerMode": "kube-vip"})
+    assert [r for r in monitor.registrations if r.type == COMMAND]

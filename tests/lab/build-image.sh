@@ -6,7 +6,7 @@ set -euo pipefail
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 image="${CACHE_DIR}/lab/image-bookworm"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,ca-certificates,curl,openssl,procps,kmod,keepalived,haproxy,containerd,python3,python3-yaml,python3-cffi-backend,python3-cryptography
+packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,ca-certificates,curl,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,python3,python3-yaml,python3-cffi-backend,python3-cryptography
 # The marker holds the package list: a changed list builds a new image.
 if [ "$(cat "${image}/.kubeha-image-complete" 2>/dev/null)" = "${packages}" ]; then
     echo "lab image ready: ${image}"
@@ -21,6 +21,8 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 SSHD
 chroot "${image}.partial" systemctl enable ssh systemd-networkd >/dev/null
+# nginx is there for loadBalancer.mode local-nginx, whose step enables it; not before.
+chroot "${image}.partial" systemctl disable nginx >/dev/null 2>&1
 # Lab hosts get no package updates: make the product's `apt-get update` fail fast, not hang.
 echo 'Acquire::Retries "0"; Acquire::http::Timeout "3";' > "${image}.partial/etc/apt/apt.conf.d/90kubeha-lab"
 echo "${packages}" > "${image}.partial/.kubeha-image-complete"

@@ -45,8 +45,8 @@ while time.monotonic() < deadline:
 """
 
 
-def lab_environment() -> dict[str, str]:
-    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR}
+def lab_environment(mode: str = "keepalived-haproxy") -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode}
 
 
 def wait_for(condition: Callable[[], bool], seconds: float, interval: float = 0.5) -> bool:
@@ -119,10 +119,11 @@ class LabStack:
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
-def boot_cluster() -> LabStack:
-    """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`."""
+def boot_cluster(mode: str = "keepalived-haproxy") -> LabStack:
+    """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
+    in loadBalancer.mode `mode`."""
     started = time.monotonic()
-    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(), capture_output=True, text=True,
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode), capture_output=True, text=True,
                             timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
@@ -140,11 +141,11 @@ def tear_down_cluster() -> None:
 
 
 @contextmanager
-def fresh_cluster() -> Iterator[LabStack]:
+def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
     """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after."""
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        yield boot_cluster()
+        yield boot_cluster(mode)
     finally:
         tear_down_cluster()
 

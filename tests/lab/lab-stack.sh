@@ -3,16 +3,26 @@
 #   up:      boot the lab if it is not running (fresh hosts, fresh state), write Pulumi.lab.yaml
 #            and build/lab/env, then `pulumi up` — a real run of the product on local hosts.
 #   destroy: `pulumi destroy` on the lab stack while its hosts run; then forget the state.
-# Needs: KUBEHA_ROOT (the clone), ENGINE_DIR.
+# Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_LB_MODE picks loadBalancer.mode
+# (keepalived-haproxy by default; local-nginx boots no LB hosts).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
 lab_dir="${root}/build/lab"
 lab="${here}/lab.sh"
 stack=organization/kubeha/lab
+mode="${LAB_LB_MODE:-keepalived-haproxy}"
+case "${mode}" in
+    keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 w1 w2" ;;
+    local-nginx) hosts="cp1 cp2 cp3 w1 w2" ;;
+    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy or local-nginx (the others need a kubelet)" >&2
+       exit 2 ;;
+esac
 
-lab_running() {  # every default lab host runs, and so does every other one recorded
-    "${lab}" running && ! "${lab}" status | grep -q stopped
+lab_running() {  # exactly this mode's hosts run (a lab booted for another mode does not count)
+    # shellcheck disable=SC2086 # word splitting of the host list is wanted
+    "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
+        && { [ "${mode}" != local-nginx ] || ! grep -q '^lb' "${lab_dir}/hosts"; }
 }
 
 host_list() {  # YAML flow list of the lab hosts whose name starts with $1
@@ -27,6 +37,16 @@ host_list() {  # YAML flow list of the lab hosts whose name starts with $1
 write_stack_config() {
     # Kubernetes 1.31.4: the version the kubeadm stand-in reports, so host preparation finds
     # the tools installed (the lab has no route to pkgs.k8s.io).
+    local load_balancer
+    if [ "${mode}" = local-nginx ]; then
+        load_balancer="    mode: local-nginx"
+    else
+        load_balancer="    mode: ${mode}
+    vip: 10.250.0.100
+    interface: host0
+    virtualRouterId: 51
+    hosts: $(host_list lb)"
+    fi
     cat > "${root}/Pulumi.lab.yaml" <<CONFIG
 # Written by tests/lab/lab-stack.sh for the local lab (systemd-nspawn hosts); not for editing.
 config:
@@ -34,10 +54,7 @@ config:
     user: root
     privateKeyPath: build/lab/id_ed25519
   kubeha:loadBalancer:
-    vip: 10.250.0.100
-    interface: host0
-    virtualRouterId: 51
-    hosts: $(host_list lb)
+${load_balancer}
   kubeha:controlPlanes: $(host_list cp)
   kubeha:workers: $(host_list w)
   kubeha:kubernetes:
@@ -58,7 +75,8 @@ up() {
     if ! lab_running; then
         "${lab}" down >/dev/null 2>&1 || true
         rm -rf "${lab_dir}/state" "${root}/Pulumi.lab.yaml"   # fresh hosts: no state to keep
-        "${lab}" up
+        # shellcheck disable=SC2086 # word splitting of the host list is wanted
+        "${lab}" up ${hosts}
     fi
     mkdir -p "${lab_dir}/state"
     write_stack_config
@@ -75,7 +93,7 @@ up() {
 }
 
 destroy() {
-    if lab_running && [ -f "${lab_dir}/env" ]; then
+    if [ -s "${lab_dir}/hosts" ] && ! "${lab}" status | grep -q stopped && [ -f "${lab_dir}/env" ]; then
         # shellcheck source=/dev/null
         source "${lab_dir}/env"
         cd "${root}"

@@ -163,9 +163,10 @@ power_on() {  # boot an existing host again, with the state it had (no fresh cop
     wait_for_ssh "$1"
 }
 
-running() {  # exit 0 when every default host runs
-    local name
-    for name in ${DEFAULT_HOSTS}; do
+running() {  # exit 0 when every named host (default: the default hosts) runs
+    local name names=("$@")
+    [ "${#names[@]}" -gt 0 ] || read -r -a names <<< "${DEFAULT_HOSTS}"
+    for name in "${names[@]}"; do
         [ -f "${LAB_DIR}/${name}.pid" ] && kill -0 "$(cat "${LAB_DIR}/${name}.pid")" 2>/dev/null || return 1
     done
 }
@@ -182,12 +183,12 @@ case "${1:-}" in
     up) shift; up "$@" ;;
     down) down ;;
     status) status ;;
-    running) running ;;
+    running) shift; running "$@" ;;
     address) address_of "$2" ;;
     init-pid) init_pid "$2" ;;
     power-off) power_off "$2" ;;
     power-on) power_on "$2" ;;
     refresh-standins) while read -r name; do install_standins "${HOSTS_DIR}/${name}"; done < "${LAB_DIR}/hosts" ;;
     ssh) shift; ssh_host "$@" ;;
-    *) echo "usage: $0 up [HOST...] | down | status | running | refresh-standins | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
+    *) echo "usage: $0 up [HOST...] | down | status | running [HOST...] | refresh-standins | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
 esac

@@ -107,6 +107,20 @@ def test_a_second_init_is_refused(hosts, cluster):
     assert "FileAvailable--etc-kubernetes-admin.conf" in result.stderr
 
 
+def test_a_join_into_a_non_empty_manifests_folder_fails_unless_kubeadm_is_told(hosts, cluster, reset_after):
+    """Static pods placed before kubeadm (static-pods, kube-vip) need ignorePreflightErrors, as with kubeadm."""
+    hosts["w1"].run("install -d /etc/kubernetes/manifests && echo 'kind: Pod' > /etc/kubernetes/manifests/lb.yaml")
+    config = join_config("w1", cluster["token"], cluster["ca_hash"])
+    result = kubeadm_with(hosts["w1"], "join", config)
+    assert result.returncode != 0
+    assert "[ERROR DirAvailable--etc-kubernetes-manifests]" in result.stderr
+    told = config.replace(f'criSocket: "{CRI}"}}', f'criSocket: "{CRI}", '
+                          'ignorePreflightErrors: [DirAvailable--etc-kubernetes-manifests]}')
+    assert told != config
+    result = kubeadm_with(hosts["w1"], "join", told)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_wrong_ca_hash_fails_the_join(hosts, cluster, reset_after):
     result = kubeadm_with(hosts["w1"], "join", join_config("w1", cluster["token"], "sha256:" + "1" * 64))
     assert result.returncode != 0

@@ -1,0 +1,34 @@
+"""Refuses a loadBalancer.mode change on a deployed cluster, before any host is touched.
+
+A mode change moves the control-plane endpoint, which is baked into every certificate and
+kubeconfig kubeadm wrote; applying it node by node would leave a cluster half on each
+endpoint. So the program reads the mode its own stack last deployed (a StackReference to
+itself: the engine serves the last deployment's outputs) and fails on a different one. Every
+remote command waits for this check (SshAccess), so a refused change starts no command.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+
+from components.config import ConfigError, LoadBalancerMode
+
+MODE_OUTPUT = "loadBalancerMode"
+
+
+def deployed_mode_check(mode: LoadBalancerMode, project: str) -> pulumi.Output[str]:
+    """Resolves to the mode when it matches the deployed one (or nothing is deployed yet)."""
+    this_stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
+    deployed = pulumi.StackReference("deployed-stack", stack_name=this_stack)
+    return deployed.get_output(MODE_OUTPUT).apply(lambda previous: _same_mode(previous, mode, project))
+
+
+def _same_mode(previous: Optional[str], mode: LoadBalancerMode, project: str) -> str:
+    if previous is not None and previous != mode.value:
+        raise ConfigError(
+            f"{project}:loadBalancer.mode: this cluster was built with {previous}; changing it to {mode.value} "
+            f"would move the control-plane endpoint that every certificate and kubeconfig carries, so it is "
+            f"refused and nothing was changed. Set loadBalancer.mode back to {previous}, or build a new stack "
+            f"for the new mode and move the workloads.")
+    return mode.value

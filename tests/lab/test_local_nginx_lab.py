@@ -1,0 +1,103 @@
+"""loadBalancer.mode local-nginx on the lab: nginx on every node at 127.0.0.1:8443, no VIP.
+
+Real nginx (Debian's, with its stream module) on five real hosts; the apiservers behind it are
+the lab's TEST STAND-INS. The probe runs on a worker, against its own local proxy, while one
+apiserver is stopped.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.lab.cluster import LAB_SCRIPT, LabStack, fresh_cluster, kubectl
+from tests.lab.conftest import lab_unavailable_reason
+from tests.lab.probe import __file__ as PROBE_MODULE
+
+pytestmark = pytest.mark.lab
+LOCAL_PORT = 8443
+NODES = ("cp1", "cp2", "cp3", "w1", "w2")
+VICTIM = "cp2"
+# Runs on the worker: the lab's Prober against 127.0.0.1 for a bounded time, one retry per
+# probe; prints "ready" once probing, then a JSON summary.
+PROBE_DRIVER = """
+import json, time
+ca_pem = {ca_pem!r}
+prober = Prober("127.0.0.1", {port}, ca_pem, interval=0.02, timeout=1.0, max_seconds=20, max_probes=1000,
+                retries=1).start()
+time.sleep(1)
+print("ready", flush=True)
+time.sleep({seconds})
+results = prober.stop()
+print(json.dumps({{"probes": len(results), "failed": [r.detail for r in results if not r.ok]}}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_stack() -> LabStack:
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with fresh_cluster("local-nginx") as stack:
+        yield stack
+
+
+def test_nginx_serves_the_endpoint_on_every_node(lab_stack):
+    for node in NODES:
+        host = lab_stack.hosts[node]
+        assert host.run("systemctl is-active nginx").stdout.strip() == "active", node
+        listening = host.run(f"ss -Hltn 'sport = :{LOCAL_PORT}'").stdout
+        assert f"127.0.0.1:{LOCAL_PORT}" in listening, node
+
+
+def test_no_vip_and_no_load_balancer_hosts(lab_stack):
+    assert lab_stack.output("vip") is None
+    assert lab_stack.output("loadBalancers") == []
+    assert lab_stack.output("controlPlaneEndpoint") == f"https://127.0.0.1:{LOCAL_PORT}"
+
+
+def test_nodes_joined_through_their_local_proxy(lab_stack):
+    for node in ("cp2", "w1"):
+        kubelet_conf = lab_stack.hosts[node].run("cat /etc/kubernetes/kubelet.conf").stdout
+        assert f"server: https://127.0.0.1:{LOCAL_PORT}" in kubelet_conf, node
+
+
+def test_a_worker_keeps_reaching_the_apiservers_while_one_is_stopped(lab_stack):
+    probe = Path(PROBE_MODULE).read_text() + PROBE_DRIVER.format(port=LOCAL_PORT, seconds=6,
+                                                                ca_pem=lab_stack.cluster_ca)
+    worker = subprocess.Popen([str(LAB_SCRIPT), "ssh", "w1", "python3", "-"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    worker.stdin.write(probe)
+    worker.stdin.close()
+    assert worker.stdout.readline().strip() == "ready"
+    lab_stack.hosts[VICTIM].run("systemctl stop kube-apiserver-standin")
+    try:
+        summary = json.loads(worker.stdout.readline())
+        worker.wait(timeout=30)
+    finally:
+        lab_stack.hosts[VICTIM].run("systemctl start kube-apiserver-standin")
+    assert summary["probes"] >= 150
+    assert summary["failed"] == [], summary
+
+
+def test_kubeconfig_output_reaches_the_first_control_plane_directly(lab_stack, tmp_path):
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(lab_stack.kubeconfig())
+    assert "server: https://10.250.0.21:6443" in kubeconfig.read_text()
+    result = kubectl(kubeconfig, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_adding_a_control_plane_previews_an_update_of_every_nodes_proxy(lab_stack):
+    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].name", "cp4")
+    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].address", "10.250.0.24")
+    try:
+        steps = json.loads(lab_stack.pulumi("preview", "--json").stdout)["steps"]
+    finally:
+        lab_stack.pulumi("config", "rm", "--path", "controlPlanes[3]")
+    updated = {step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] == "update"}
+    assert {f"{node}-load-balancing" for node in NODES} <= updated
+
