@@ -15,13 +15,23 @@ import pulumi
 from components.config import ConfigError, LoadBalancerMode
 
 MODE_OUTPUT = "loadBalancerMode"
+# Deployments made before the modes existed have an endpoint but no mode output: they are all
+# keepalived-haproxy, the only mode there was.
+ENDPOINT_OUTPUT = "apiserverEndpoint"
 
 
 def deployed_mode_check(mode: LoadBalancerMode, project: str) -> pulumi.Output[str]:
     """Resolves to the mode when it matches the deployed one (or nothing is deployed yet)."""
     this_stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
     deployed = pulumi.StackReference("deployed-stack", stack_name=this_stack)
-    return deployed.get_output(MODE_OUTPUT).apply(lambda previous: _same_mode(previous, mode, project))
+    return pulumi.Output.all(deployed.get_output(MODE_OUTPUT), deployed.get_output(ENDPOINT_OUTPUT)).apply(
+        lambda outputs: _same_mode(_deployed_mode(*outputs), mode, project))
+
+
+def _deployed_mode(mode_output: Optional[str], endpoint_output: Optional[str]) -> Optional[str]:
+    if mode_output is None and endpoint_output is not None:
+        return LoadBalancerMode.KEEPALIVED_HAPROXY.value
+    return mode_output
 
 
 def _same_mode(previous: Optional[str], mode: LoadBalancerMode, project: str) -> str:

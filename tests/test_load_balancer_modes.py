@@ -375,3 +375,9 @@ def test_the_deployed_mode_is_accepted(stack_config):
     monitor, _ = _run(in_mode(stack_config, "kube-vip"), {"sshPrivateKey": "key"}, preview=True,
                       deployed_outputs={"loadBalancerMode": "kube-vip"})
     assert [r for r in monitor.registrations if r.type == COMMAND]
+
+
+def test_a_deployment_from_before_the_modes_counts_as_keepalived_haproxy(stack_config):
+    error, _ = run_program_expecting_error(in_mode(stack_config, "static-pods"), {"sshPrivateKey": "key"},
+                                           deployed_outputs={"apiserverEndpoint": "https://198.51.100.100:8443"})
+    assert "this cluster was built with keepalived-haproxy" in str(error)

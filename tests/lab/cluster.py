@@ -80,7 +80,7 @@ class LabStack:
 
     def output(self, name: str, show_secrets: bool = False) -> object:
         flags = ["--show-secrets"] if show_secrets else []
-        return json.loads(self.pulumi("stack", "output", "--json", *flags).stdout)[name]
+        return json.loads(self.pulumi("stack", "output", "--json", *flags).stdout).get(name)
 
     def add_host(self, name: str) -> LabHost:
         lab("up", name)

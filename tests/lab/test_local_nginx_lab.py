@@ -101,3 +101,18 @@ def test_adding_a_control_plane_previews_an_update_of_every_nodes_proxy(lab_stac
     updated = {step["urn"].rsplit("::", 1)[1] for step in steps if step["op"] == "update"}
     assert {f"{node}-load-balancing" for node in NODES} <= updated
 
+
+
+def test_a_mode_change_is_refused_before_any_host_is_touched(lab_stack):
+    sessions = lab_stack.ssh_sessions()
+    lab_stack.pulumi("config", "set", "--path", "loadBalancer.mode", "static-pods")
+    lab_stack.pulumi("config", "set", "--path", "loadBalancer.vip", "10.250.0.100")
+    try:
+        result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
+    finally:
+        lab_stack.pulumi("config", "rm", "--path", "loadBalancer.vip")
+        lab_stack.pulumi("config", "set", "--path", "loadBalancer.mode", "local-nginx")
+    assert result.returncode != 0
+    assert "kubeha:loadBalancer.mode: this cluster was built with local-nginx" in result.stdout + result.stderr
+    # One more login per host: the one that counts them.
+    assert lab_stack.ssh_sessions() == {name: count + 1 for name, count in sessions.items()}
