@@ -4,7 +4,7 @@
 #            and build/lab/env, then `pulumi up` — a real run of the product on local hosts.
 #   destroy: `pulumi destroy` on the lab stack while its hosts run; then forget the state.
 # Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_LB_MODE picks loadBalancer.mode
-# (keepalived-haproxy by default; local-nginx boots no LB hosts).
+# (keepalived-haproxy by default; local-nginx and kube-vip boot no LB hosts).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -14,15 +14,16 @@ stack=organization/kubeha/lab
 mode="${LAB_LB_MODE:-keepalived-haproxy}"
 case "${mode}" in
     keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 w1 w2" ;;
-    local-nginx) hosts="cp1 cp2 cp3 w1 w2" ;;
-    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy or local-nginx (the others need a kubelet)" >&2
+    local-nginx|kube-vip) hosts="cp1 cp2 cp3 w1 w2" ;;
+    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy, local-nginx or kube-vip (static-pods" \
+            "needs a real kubelet)" >&2
        exit 2 ;;
 esac
 
 lab_running() {  # exactly this mode's hosts run (a lab booted for another mode does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
     "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
-        && { [ "${mode}" != local-nginx ] || ! grep -q '^lb' "${lab_dir}/hosts"; }
+        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; }
 }
 
 host_list() {  # YAML flow list of the lab hosts whose name starts with $1
@@ -40,6 +41,10 @@ write_stack_config() {
     local load_balancer
     if [ "${mode}" = local-nginx ]; then
         load_balancer="    mode: local-nginx"
+    elif [ "${mode}" = kube-vip ]; then
+        load_balancer="    mode: kube-vip
+    vip: 10.250.0.100
+    interface: host0"
     else
         load_balancer="    mode: ${mode}
     vip: 10.250.0.100

@@ -171,3 +171,34 @@ def test_a_worker_join_then_reset_leaves_no_state(hosts, cluster):
     hosts["w1"].run("kubeadm reset -f")
     assert hosts["w1"].run("ls /etc/kubernetes/ 2>/dev/null || true").stdout.strip() == ""
     assert "kubeadm join --config /root/kubeadm.yaml" in hosts["w1"].run("cat /var/log/kubeha-standins.log").stdout
+
+
+KUBE_VIP_POD = """apiVersion: v1
+kind: Pod
+metadata: {name: kube-vip, namespace: kube-system}
+spec:
+  hostNetwork: true
+  containers:
+  - name: kube-vip
+    image: ghcr.io/kube-vip/kube-vip:v0.8.9
+    env:
+    - {name: address, value: "10.250.0.101"}
+    - {name: vip_interface, value: host0}
+    volumeMounts:
+    - {name: kubeconfig, mountPath: /etc/kubernetes/admin.conf}
+  volumes:
+  - name: kubeconfig
+    hostPath: {path: /etc/kubernetes/admin.conf, type: File}
+"""
+
+
+def test_init_with_kube_vip_on_admin_conf_fails_like_the_real_bootstrap_problem(hosts, reset_after):
+    hosts["cp2"].run(f"install -d /etc/kubernetes/manifests && cat > /etc/kubernetes/manifests/kube-vip.yaml <<'EOF'\n"
+                     f"{KUBE_VIP_POD}EOF")
+    config = (init_config().replace("10.250.0.21", "10.250.0.22").replace("name: cp1", "name: cp2")
+              .replace(f'criSocket: "{CRI}"}}', f'criSocket: "{CRI}", '
+                       'ignorePreflightErrors: [DirAvailable--etc-kubernetes-manifests]}'))
+    result = kubeadm_with(hosts["cp2"], "init", config)
+    assert result.returncode != 0
+    assert "Mount super-admin.conf during init" in result.stderr
+    assert not hosts["cp2"].holds("10.250.0.101")
