@@ -3,14 +3,17 @@
 A mode change moves the control-plane endpoint, which is baked into every certificate and
 kubeconfig kubeadm wrote; applying it node by node would leave a cluster half on each
 endpoint. So the program reads the mode its own stack last deployed (a StackReference to
-itself: the engine serves the last deployment's outputs) and fails on a different one. Every
-remote command waits for this check (SshAccess), so a refused change starts no command.
+itself: the engine serves the last deployment's outputs) and fails on a different one — before
+it registers anything else. (It waits for that read on purpose: registering the cluster at the
+same time makes the engine write the stack's checkpoint while the reference reads it, and the
+file backend can then read a half-written file.)
 """
 from __future__ import annotations
 
 from typing import Optional
 
 import pulumi
+from pulumi.runtime.sync_await import _sync_await
 
 from components.config import ConfigError, LoadBalancerMode
 
@@ -20,12 +23,14 @@ MODE_OUTPUT = "loadBalancerMode"
 ENDPOINT_OUTPUT = "apiserverEndpoint"
 
 
-def deployed_mode_check(mode: LoadBalancerMode, project: str) -> pulumi.Output[str]:
-    """Resolves to the mode when it matches the deployed one (or nothing is deployed yet)."""
+def check_deployed_mode(mode: LoadBalancerMode, project: str) -> None:
+    """Raise ConfigError unless `mode` is the deployed one (or nothing is deployed yet)."""
     this_stack = f"{pulumi.get_organization()}/{pulumi.get_project()}/{pulumi.get_stack()}"
     deployed = pulumi.StackReference("deployed-stack", stack_name=this_stack)
-    return pulumi.Output.all(deployed.get_output(MODE_OUTPUT), deployed.get_output(ENDPOINT_OUTPUT)).apply(
-        lambda outputs: _same_mode(_deployed_mode(*outputs), mode, project))
+    outputs = pulumi.Output.all(deployed.get_output(MODE_OUTPUT), deployed.get_output(ENDPOINT_OUTPUT))
+    # The SDK's own way to wait for a value in the middle of a program (as its synchronous invokes do).
+    mode_output, endpoint_output = _sync_await(outputs.future())
+    _same_mode(_deployed_mode(mode_output, endpoint_output), mode, project)
 
 
 def _deployed_mode(mode_output: Optional[str], endpoint_output: Optional[str]) -> Optional[str]:

@@ -18,18 +18,14 @@ _PER_DIAL_TIMEOUT_S = 10
 
 @dataclass(frozen=True)
 class SshAccess:
-    """How to reach every host: one user/port and one secret private key.
-
-    `gate`: every connection waits for it, and none is made if it fails (the deployed-mode check).
-    """
+    """How to reach every host: one user/port and one secret private key."""
 
     settings: SshSettings
     private_key: pulumi.Output[str]
-    gate: Optional[pulumi.Output[str]] = None
 
     def connection(self, host: Host) -> remote.ConnectionArgs:
         return remote.ConnectionArgs(
-            host=self.gate.apply(lambda _: host.ip) if self.gate is not None else host.ip,
+            host=host.ip,
             port=self.settings.port,
             user=self.settings.user,
             private_key=self.private_key,
