@@ -16,9 +16,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable, Iterator
 
+import pytest
 import yaml
 
-from tests.lab.conftest import LAB_SCRIPT, LabHost, lab, lab_host
+from tests.lab.conftest import LAB_SCRIPT, LabHost, lab, lab_host, lab_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "build" / "lab"
@@ -142,7 +143,11 @@ def tear_down_cluster() -> None:
 
 @contextmanager
 def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
-    """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after."""
+    """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
+    Skips the calling tests where the lab cannot run."""
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
         yield boot_cluster(mode)

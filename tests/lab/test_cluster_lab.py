@@ -17,7 +17,6 @@ import pytest
 import yaml
 
 from tests.lab.cluster import LAB_DIR, PORT, ROOT, VIP, LabStack, fresh_cluster, kubectl
-from tests.lab.conftest import lab_unavailable_reason
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -26,9 +25,6 @@ CONSUMER = ROOT / "examples" / "cluster-consumer"
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    reason = lab_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     with fresh_cluster() as stack:
         yield stack
         (LAB_DIR / "timings.json").write_text(json.dumps(stack.timings, indent=2) + "\n")

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.lab.cluster import PORT, VIP, LabStack, fresh_cluster, wait_for
-from tests.lab.conftest import lab, lab_unavailable_reason
+from tests.lab.conftest import lab
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -25,9 +25,6 @@ BURN = (f"for _ in $(seq $(( $(nproc) * 2 ))); do timeout {BURN_SECONDS} sh -c '
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    reason = lab_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     with fresh_cluster() as stack:
         yield stack
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from tests.lab.cluster import LabStack, fresh_cluster, kubectl
-from tests.lab.conftest import lab_unavailable_reason
 
 pytestmark = pytest.mark.lab
 VIP = "10.250.0.100"
@@ -20,9 +19,6 @@ MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    reason = lab_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     with fresh_cluster("kube-vip") as stack:
         yield stack
 

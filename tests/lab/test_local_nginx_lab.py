@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.lab.cluster import LAB_SCRIPT, LabStack, fresh_cluster, kubectl
-from tests.lab.conftest import lab_unavailable_reason
 from tests.lab.probe import __file__ as PROBE_MODULE
 
 pytestmark = pytest.mark.lab
@@ -37,9 +36,6 @@ print(json.dumps({{"probes": len(results), "failed": [r.detail for r in results 
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    reason = lab_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
     with fresh_cluster("local-nginx") as stack:
         yield stack
 
