@@ -151,9 +151,10 @@ def _run(config: dict[str, Any], secret_config: dict[str, str] | None, preview: 
 
 
 def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = None,
-                preview: bool = False) -> Deployment:
-    """Run __main__.py with this stack config; return what it registered and exported."""
-    monitor, exports = _run(config, secret_config, preview)
+                preview: bool = False, deployed_outputs: dict[str, Any] | None = None) -> Deployment:
+    """Run __main__.py with this stack config; return what it registered and exported.
+    deployed_outputs: the stack's outputs from its last deployment."""
+    monitor, exports = _run(config, secret_config, preview, deployed_outputs)
     resolved, secret = {}, set()
     for name, value in exports.items():
         output = pulumi.Output.from_input(value)
@@ -161,16 +162,6 @@ def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = N
         if _sync_await(output.is_secret()):
             secret.add(name)
     return Deployment(monitor.registrations, resolved, secret, monitor.urn_names)
-
-
-def _drain_failed_outputs() -> None:
-    """Forget a failed program's leftovers (its sticky unhandled error, its failed outputs), so
-    they do not fail the next test's program."""
-    from pulumi.runtime.settings import SETTINGS, _get_rpc_manager
-
-    _get_rpc_manager().clear()
-    with SETTINGS.lock:
-        SETTINGS.outputs.clear()
 
 
 def run_program_expecting_error(config: dict[str, Any], secret_config: dict[str, str] | None = None,
@@ -182,6 +173,5 @@ def run_program_expecting_error(config: dict[str, Any], secret_config: dict[str,
     try:
         monitor, _ = _run(config, secret_config, preview=True, deployed_outputs=deployed_outputs)
     except Exception as error:  # noqa: BLE001 - the error is what the caller inspects
-        _drain_failed_outputs()
         return error, list(_last_monitor.registrations) if _last_monitor else []
     raise AssertionError(f"the program succeeded; registered {len(monitor.registrations)} resources")

@@ -11,9 +11,9 @@ import yaml
 
 from components.config import ConfigError, parse_cluster_config
 from components.node_load_balancer import NodeLoadBalancing
-from tests.harness import run_program_expecting_error, unsecret
+from tests.harness import run_program, run_program_expecting_error, unsecret
 from tests.validators import (
-    haproxy_check, inner_script, keepalived_check, manifest_check, nginx_check, shellcheck,
+    haproxy_check, heredoc, inner_script, keepalived_check, manifest_check, nginx_check, shellcheck,
 )
 
 COMMAND = "command:remote:Command"
@@ -35,10 +35,6 @@ def in_mode(stack_config: dict[str, Any], mode: str, **settings: Any) -> dict[st
 
 def script(deployment, name: str) -> str:
     return inner_script(unsecret(deployment.named(name).inputs["create"]))
-
-
-def heredoc(text: str, marker: str) -> str:
-    return re.search(rf"<<'?{marker}'?\n(.*?)\n{marker}\n", text, re.DOTALL).group(1)
 
 
 def kubeadm_documents(deployment) -> dict[str, dict]:
@@ -221,18 +217,12 @@ def test_images_are_pinned_defaults(stack_config):
     assert lb.image("haproxy") == "docker.io/library/haproxy:3.0.7"
 
 
-def test_image_repository_moves_the_default_images_to_the_mirror(stack_config):
+def test_image_repository_moves_the_default_images_to_the_mirror(deploy, stack_config):
     stack_config["kubernetes"]["imageRepository"] = "registry.example:5000/k8s"
     lb = load_balancing(in_mode(stack_config, "kube-vip"))
     assert lb.image("kube_vip") == "registry.example:5000/k8s/kube-vip/kube-vip:v0.8.9"
-    documents = kubeadm_documents_for(stack_config)
+    documents = kubeadm_documents(deploy(stack_config))
     assert documents["ClusterConfiguration"]["imageRepository"] == "registry.example:5000/k8s"
-
-
-def kubeadm_documents_for(config: dict[str, Any]) -> dict[str, dict]:
-    from tests.harness import run_program
-    from tests.conftest import FAKE_PRIVATE_KEY
-    return kubeadm_documents(run_program(config, {"sshPrivateKey": FAKE_PRIVATE_KEY}))
 
 
 def test_a_configured_image_is_used_as_given(stack_config):
@@ -371,10 +361,9 @@ def test_a_mode_change_on_a_deployed_cluster_is_refused_before_anything_is_regis
 
 
 def test_the_deployed_mode_is_accepted(stack_config):
-    from tests.harness import _run
-    monitor, _ = _run(in_mode(stack_config, "kube-vip"), {"sshPrivateKey": "key"}, preview=True,
-                      deployed_outputs={"loadBalancerMode": "kube-vip"})
-    assert [r for r in monitor.registrations if r.type == COMMAND]
+    deployment = run_program(in_mode(stack_config, "kube-vip"), {"sshPrivateKey": "key"}, preview=True,
+                             deployed_outputs={"loadBalancerMode": "kube-vip"})
+    assert deployment.of_type(COMMAND)
 
 
 def test_a_deployment_from_before_the_modes_counts_as_keepalived_haproxy(stack_config):

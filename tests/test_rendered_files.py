@@ -10,7 +10,7 @@ from components.load_balancer_pair import render_lb_files
 from components.node_steps import ClusterContext, render_join_config
 from tests.harness import FAKE_CA_HASH
 from tests.kubeadm_config_check import KubeadmConfigError, check_kubeadm_config
-from tests.validators import haproxy_check, inner_script, keepalived_check, shellcheck
+from tests.validators import haproxy_check, heredoc, inner_script, keepalived_check, shellcheck
 
 COMMAND = "command:remote:Command"
 
@@ -115,19 +115,15 @@ def test_shellcheck_catches_a_bad_script():
         shellcheck("#!/usr/bin/env bash\nrm -rf $1/*\n")
 
 
-def _heredoc(text: str, marker: str) -> str:
-    return re.search(rf"<<'?{marker}'?\n(.*?)\n{marker}\n", text, re.DOTALL).group(1)
-
-
 def test_kubeadm_init_config_passes_the_strict_checker(command_scripts):
-    config = _heredoc(command_scripts["cp1-init:create"], "KUBEHA_KUBEADM_CONFIG")
+    config = heredoc(command_scripts["cp1-init:create"], "KUBEHA_KUBEADM_CONFIG")
     documents = check_kubeadm_config(config, "1.31.4")
     assert [d["kind"] for d in documents] == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
 
 
 @pytest.mark.parametrize("command, control_plane", [("cp2-join:create", True), ("w1-join:create", False)])
 def test_kubeadm_join_config_passes_the_strict_checker(command_scripts, command, control_plane):
-    config = _heredoc(command_scripts[command], "KUBEHA_JOIN_CONFIG")
+    config = heredoc(command_scripts[command], "KUBEHA_JOIN_CONFIG")
     # The script fills these from stdin; put in values of the real formats.
     config = config.replace("${KUBEADM_TOKEN}", "abcdef.0123456789abcdef")
     config = config.replace("${KUBEADM_CERTIFICATE_KEY}", "0f" * 32)
@@ -138,7 +134,7 @@ def test_kubeadm_join_config_passes_the_strict_checker(command_scripts, command,
 def test_kubeadm_v1beta3_for_kubernetes_before_1_31(deploy, stack_config):
     stack_config["kubernetes"]["version"] = "1.30.8"
     init = deploy(stack_config).named("cp1-init").inputs["create"]
-    config = _heredoc(init, "KUBEHA_KUBEADM_CONFIG")
+    config = heredoc(init, "KUBEHA_KUBEADM_CONFIG")
     assert "apiVersion: kubeadm.k8s.io/v1beta3" in config
     check_kubeadm_config(config, "1.30.8")
 

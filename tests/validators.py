@@ -38,6 +38,14 @@ def inner_script(command_text: str) -> str:
     return match.group("script") + "\n"
 
 
+def heredoc(text: str, marker: str) -> str:
+    """The body of the quoted here-document `marker` in a script (a file it writes)."""
+    match = re.search(rf"<<'?{marker}'?\n(.*?)\n{marker}\n", text, re.DOTALL)
+    if not match:
+        raise ToolFailed(f"no here-document {marker} in the script")
+    return match.group(1)
+
+
 def shellcheck(script: str, shell: str = "bash") -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as handle:
         handle.write(script)
