@@ -209,9 +209,9 @@ class LoadBalancerSettings(_Model):
         return self
 
     def _check_port_clashes(self) -> None:
-        ports = {"port": self.listen_port, "healthPort": self.health_port, "statsPort": self.stats_port}
         if self.mode is LoadBalancerMode.KUBE_VIP:
-            return
+            return  # no proxy: kube-vip serves the apiservers' own port
+        ports = {"port": self.listen_port, "healthPort": self.health_port, "statsPort": self.stats_port}
         seen: dict[int, str] = {}
         for key, port in ports.items():
             if port in seen:
