@@ -8,11 +8,11 @@ PYTHON ?= python3
 CACHE_DIR ?= /var/cache/kubeha
 ENGINE_DIR ?= $(CACHE_DIR)/engine
 APT_PACKAGES := haproxy keepalived nginx libnginx-mod-stream openssl util-linux curl openssh-client
-LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client
+LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client apt-utils gnupg dpkg-dev
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
-.PHONY: setup test preview engine lab-setup lab-up lab-test lab-down bench-failover clean
+.PHONY: setup test preview engine venv lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover clean
 
 setup:  ## Install the Debian packages and Python packages the tests need.
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -24,11 +24,18 @@ test:  ## Unit tests under Pulumi mocks and real validators of every rendered fi
 lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
 	tools/apt-install.sh $(LAB_APT_PACKAGES)
 
-lab-test: lab-setup engine  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
+# Real Kubernetes for the lab, built from the Go module proxy into the cache (tests/lab/kubernetes).
+lab-kubernetes: lab-setup  ## Build kubeadm, kubelet, kubectl, the control-plane binaries, etcd, CoreDNS; their images; the signed package repository.
+	CACHE_DIR=$(CACHE_DIR) tests/lab/kubernetes/build.sh
+	CACHE_DIR=$(CACHE_DIR) tests/lab/build-image.sh
+	$(PYTHON) tests/lab/kubernetes/images.py $(CACHE_DIR)/kubernetes/v1.34.4 $(CACHE_DIR)/lab/image-bookworm
+	CACHE_DIR=$(CACHE_DIR) tests/lab/kubernetes/packages.sh
+
+lab-test: lab-setup venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
 
 LB_MODE ?= keepalived-haproxy
-lab-up: lab-setup engine  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=local-nginx for that mode); then `source build/lab/env`.
+lab-up: lab-setup venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=local-nginx for that mode); then `source build/lab/env`.
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) LAB_LB_MODE=$(LB_MODE) tests/lab/lab-stack.sh up || {
 	    echo "make lab-up failed: tearing the lab down (KEEP_LAB=1 keeps it for a look)" >&2
 	    [ -n "$(KEEP_LAB)" ] || $(MAKE) lab-down
@@ -40,14 +47,19 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 	tests/lab/lab.sh down
 
 RUNS ?= 3
-bench-failover: lab-setup engine  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
+bench-failover: lab-setup venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
 	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS)
+
+# The program runs in ./venv, as Pulumi.yaml says; `pulumi install` makes it from requirements.txt.
+venv:  ## `pulumi install`: ./venv with requirements.txt (and the plugins the SDKs name); builds the engine first where no pulumi CLI is on PATH.
+	command -v pulumi >/dev/null 2>&1 || $(MAKE) engine
+	ENGINE_DIR=$(ENGINE_DIR) STATE_DIR=$(STATE_DIR); source tools/engine/env.sh
+	pulumi install
 
 engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).
 	ENGINE_DIR=$(ENGINE_DIR) CACHE_DIR=$(CACHE_DIR) tools/engine/build.sh
 
-preview:  ## `pulumi preview --diff` on the documentation-only dev stack (local state, nothing deployed).
-	command -v pulumi >/dev/null 2>&1 || $(MAKE) engine
+preview: venv  ## `pulumi preview --diff` on the documentation-only dev stack (local state, nothing deployed).
 	mkdir -p build/dev $(STATE_DIR)
 	[ -f build/dev/id_ed25519 ] || ssh-keygen -q -t ed25519 -N '' -C kubeha-dev-preview -f build/dev/id_ed25519
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) STATE_DIR=$(STATE_DIR); source tools/engine/env.sh

@@ -1,0 +1,130 @@
+"""No secret escapes when a step that handles one fails, with the real command provider.
+
+The real provider logs command output and puts the command and its whole output into the
+error of a failed step, which the engine prints and keeps in the state. Two failures are
+provoked on the product's lab cluster: a worker's `kubeadm join` failing after it read its
+token from stdin, and join-material creation for a new control plane failing after kubeadm made
+its token and certificate key. Then the SSH key, every token and certificate key cp1 minted and
+the kubeconfig's client key are looked for in the failed runs' output, in every file of the
+local state backend (checkpoints, history, backups) and in `pulumi stack history`.
+"""
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import yaml
+
+from tests.lab.cluster import LAB_DIR, LabStack, fresh_cluster
+
+pytestmark = pytest.mark.lab
+# Put ahead of the real kubeadm on cp1 (/usr/local/sbin comes first in PATH): it records every
+# token and certificate key kubeadm mints, for this test to search for, and fails on demand.
+RECORD = "/root/kubeha-test-minted-secrets"
+RECORDING_KUBEADM = f"""#!/bin/bash
+set -euo pipefail
+real="$(PATH=/usr/local/bin:/usr/bin:/bin command -v kubeadm)"
+case "$*" in
+    "token create"*|"certs certificate-key"*)
+        minted="$("${{real}}" "$@")"
+        printf '%s\\n' "${{minted}}" >> {RECORD}
+        printf '%s\\n' "${{minted}}" ;;
+    "init phase upload-certs"*)
+        [ ! -e /root/kubeha-test-fail-upload ] || {{ echo "upload-certs failed (test)" >&2; exit 1; }}
+        exec "${{real}}" "$@" ;;
+    *) exec "${{real}}" "$@" ;;
+esac
+"""
+
+
+@pytest.fixture(scope="module")
+def lab_stack() -> LabStack:
+    with fresh_cluster() as stack:
+        cp1 = stack.hosts["cp1"]
+        cp1.run(f"umask 077; cat > /usr/local/sbin/kubeadm <<'KUBEADM'\n{RECORDING_KUBEADM}KUBEADM\n"
+                "chmod 0700 /usr/local/sbin/kubeadm")
+        yield stack
+
+
+def add_node(stack: LabStack, name: str, role: str, index: int) -> None:
+    host = stack.add_host(name)
+    stack.pulumi("config", "set", "--path", f"{role}[{index}].name", name)
+    stack.pulumi("config", "set", "--path", f"{role}[{index}].address", host.address)
+
+
+def secrets_that_exist(stack: LabStack) -> dict[str, str]:
+    """Every secret value there is now, by a name for the failure message."""
+    key_lines = (LAB_DIR / "id_ed25519").read_text().splitlines()[1:-1]
+    found = {f"ssh key line {number}": line for number, line in enumerate(key_lines)}
+    minted = stack.hosts["cp1"].run(f"cat {RECORD} 2>/dev/null || true").stdout.split()
+    found.update({f"minted {number}": value for number, value in enumerate(minted)})
+    user = yaml.safe_load(stack.kubeconfig())["users"][0]["user"]
+    client_key = base64.b64decode(user["client-key-data"]).decode().splitlines()
+    found.update({f"kubeconfig client key line {number}": line for number, line in enumerate(client_key[1:-1])})
+    found["kubeconfig client-key-data"] = user["client-key-data"]
+    return found
+
+
+def leaks(texts: dict[str, str], secrets: dict[str, str]) -> list[str]:
+    return [f"{secret} in {where}" for where, text in texts.items()
+            for secret, value in secrets.items() if len(value) >= 6 and value in text]
+
+
+def stored_state(stack: LabStack) -> dict[str, str]:
+    """Every file of the local backend, and what `pulumi stack history` shows."""
+    files = {str(path): path.read_text(errors="replace") for path in (LAB_DIR / "state").rglob("*") if path.is_file()}
+    files["pulumi stack history"] = stack.pulumi("stack", "history", "--json").stdout
+    return files
+
+
+@pytest.fixture(scope="module")
+def failed_join(lab_stack) -> str:
+    """w3's join fails after it read its material: kubeadm's preflight finds a CA already there."""
+    add_node(lab_stack, "w3", "workers", 2)
+    lab_stack.hosts["w3"].run("mkdir -p /etc/kubernetes/pki && openssl req -x509 -newkey ed25519 -nodes -subj /CN=x "
+                              "-keyout /dev/null -out /etc/kubernetes/pki/ca.crt 2>/dev/null")
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def failed_material(lab_stack, failed_join) -> str:
+    """cp4's join material fails after kubeadm minted a token and a certificate key."""
+    lab_stack.hosts["w3"].run("rm -f /etc/kubernetes/pki/ca.crt")
+    lab_stack.hosts["cp1"].run("touch /root/kubeha-test-fail-upload")
+    add_node(lab_stack, "cp4", "controlPlanes", 3)
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
+def test_a_failed_join_names_its_step_and_kubeadms_reason(failed_join):
+    assert "w3-join" in failed_join
+    assert "FileAvailable--etc-kubernetes-pki-ca.crt" in failed_join
+
+
+def test_failed_join_material_names_its_step(failed_material):
+    assert "cp4-join-material" in failed_material
+    assert "upload-certs failed (test)" in failed_material
+
+
+def test_no_secret_in_the_output_of_the_failed_runs(lab_stack, failed_join, failed_material):
+    secrets = secrets_that_exist(lab_stack)
+    assert sum(name.startswith("minted") for name in secrets) >= 3  # w3's token, cp4's token and key
+    assert leaks({"failed join run": failed_join, "failed material run": failed_material}, secrets) == []
+
+
+def test_no_secret_in_the_state_or_the_history(lab_stack, failed_join, failed_material):
+    assert leaks(stored_state(lab_stack), secrets_that_exist(lab_stack)) == []
+
+
+def test_the_next_up_finishes_both_joins(lab_stack, failed_material):
+    lab_stack.hosts["cp1"].run("rm -f /root/kubeha-test-fail-upload")
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview")
+    for name in ("w3", "cp4"):
+        assert lab_stack.hosts[name].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode == 0, name
+    assert leaks({"converging run": result.stdout + result.stderr}, secrets_that_exist(lab_stack)) == []
+    assert leaks(stored_state(lab_stack), secrets_that_exist(lab_stack)) == []
+    assert json.loads(lab_stack.pulumi("stack", "output", "--json").stdout)["kubeconfig"] == "[secret]"
