@@ -14,9 +14,10 @@ STATE_DIR := $(CURDIR)/build/state
 
 .PHONY: setup test preview engine venv lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover clean
 
-setup:  ## Install the Debian packages and Python packages the tests need.
+setup:  ## Install the Debian and Python packages the tests need; build kubeadm (its `config validate` checks every rendered config).
 	tools/apt-install.sh $(APT_PACKAGES)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r requirements-dev.txt
+	CACHE_DIR=$(CACHE_DIR) tests/lab/kubernetes/build.sh kubeadm
 
 test:  ## Unit tests under Pulumi mocks and real validators of every rendered file.
 	$(PYTHON) -m pytest -m "not lab"
@@ -31,11 +32,11 @@ lab-kubernetes: lab-setup  ## Build kubeadm, kubelet, kubectl, the control-plane
 	$(PYTHON) tests/lab/kubernetes/images.py $(CACHE_DIR)/kubernetes/v1.34.4 $(CACHE_DIR)/lab/image-bookworm
 	CACHE_DIR=$(CACHE_DIR) tests/lab/kubernetes/packages.sh
 
-lab-test: lab-setup venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
+lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
 
 LB_MODE ?= keepalived-haproxy
-lab-up: lab-setup venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=local-nginx for that mode); then `source build/lab/env`.
+lab-up: lab-setup lab-kubernetes venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=local-nginx for that mode); then `source build/lab/env`.
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) LAB_LB_MODE=$(LB_MODE) tests/lab/lab-stack.sh up || {
 	    echo "make lab-up failed: tearing the lab down (KEEP_LAB=1 keeps it for a look)" >&2
 	    [ -n "$(KEEP_LAB)" ] || $(MAKE) lab-down
@@ -47,7 +48,7 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 	tests/lab/lab.sh down
 
 RUNS ?= 3
-bench-failover: lab-setup venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
+bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
 	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS)
 
 # The program runs in ./venv, as Pulumi.yaml says; `pulumi install` makes it from requirements.txt.

@@ -242,8 +242,27 @@ class LoadBalancerSettings(_Model):
         return host_port(self.endpoint_address, self.listen_port)
 
 
+# The pause (sandbox) image each kubeadm release expects (`kubeadm config images list`); containerd
+# must run the same one, or the kubelet and containerd disagree about the sandbox.
+_PAUSE_VERSIONS = {(1, 28): "3.9", (1, 29): "3.9", (1, 30): "3.9", (1, 31): "3.10", (1, 32): "3.10",
+                   (1, 33): "3.10", (1, 34): "3.10.1"}
+_DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
+# KubeletConfiguration keys kubeha sets itself from other settings; giving them in
+# kubernetes.kubelet would make the two disagree.
+_KUBELET_KEYS_SET_BY_KUBEHA = {"cgroupDriver": "containerd.cgroupDriver"}
+_COMPONENT_CONFIG_KEYS = {"apiVersion", "kind"}
+
+
+def _check_component_config(key: str, settings: dict[str, Any], set_by_kubeha: dict[str, str]) -> None:
+    for name in sorted(settings):
+        if name in _COMPONENT_CONFIG_KEYS:
+            raise ConfigKeyError(f"kubernetes.{key}.{name}", "is set by kubeha; give only the configuration's fields")
+        if name in set_by_kubeha:
+            raise ConfigKeyError(f"kubernetes.{key}.{name}", f"is set from {set_by_kubeha[name]}; set it there")
+
+
 class KubernetesSettings(_Model):
-    version: str = "1.31.4"
+    version: str = "1.34.4"
     pod_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.244.0.0/16")
     service_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.96.0.0/12")
     cluster_name: str = "kubernetes"
@@ -251,6 +270,17 @@ class KubernetesSettings(_Model):
     package_repository: str = "https://pkgs.k8s.io/core:/stable:"
     # kubeadm's imageRepository (a mirror); also where the load balancer's default images come from.
     image_repository: Optional[str] = None
+    # Fields of the kubelet's KubeletConfiguration (kubelet.config.k8s.io/v1beta1) and of
+    # kube-proxy's KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1), passed to kubeadm
+    # init as they are, for every node: e.g. {failCgroupV1: false} on cgroup v1 hosts.
+    kubelet: dict[str, Any] = {}
+    kube_proxy: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _component_configs(self) -> "KubernetesSettings":
+        _check_component_config("kubelet", self.kubelet, _KUBELET_KEYS_SET_BY_KUBEHA)
+        _check_component_config("kubeProxy", self.kube_proxy, {})
+        return self
 
     @field_validator("image_repository")
     @classmethod
@@ -278,9 +308,33 @@ class KubernetesSettings(_Model):
         return major, minor, patch
 
     @property
+    def pause_image(self) -> str:
+        """The sandbox image kubeadm expects for this release, from imageRepository if set."""
+        major, minor, _ = self.version_tuple
+        if (major, minor) not in _PAUSE_VERSIONS:
+            known = ", ".join(f"{a}.{b}" for a, b in sorted(_PAUSE_VERSIONS))
+            raise ConfigKeyError("kubernetes.version", f"{self.version}: kubeha supports Kubernetes {known}")
+        return f"{self.image_repository or _DEFAULT_IMAGE_REPOSITORY}/pause:{_PAUSE_VERSIONS[(major, minor)]}"
+
+    @property
     def kubeadm_api_version(self) -> str:
         """v1beta4 is the kubeadm config API from 1.31 on; v1beta3 before it."""
         return "kubeadm.k8s.io/v1beta4" if self.version_tuple >= (1, 31, 0) else "kubeadm.k8s.io/v1beta3"
+
+
+class CgroupDriver(str, Enum):
+    SYSTEMD = "systemd"  # kubeadm's default: systemd manages the cgroups (systemd is PID 1)
+    CGROUPFS = "cgroupfs"  # the runtime writes cgroupfs directly (hosts where systemd does not own cgroups)
+
+
+class ContainerdSettings(_Model):
+    """containerd on every node: its default config, with these changes."""
+
+    # Used by containerd's runc and by the kubelet (they must agree).
+    cgroup_driver: CgroupDriver = CgroupDriver.SYSTEMD
+    # containerd's CRI `restrict_oom_score_adj`: for hosts without CAP_SYS_RESOURCE (unprivileged
+    # containers, some LXC/nspawn hosts), where runc cannot lower a process's OOM score.
+    restrict_oom_score_adj: bool = False
 
 
 class PackageSettings(_Model):
@@ -294,6 +348,7 @@ class ClusterConfig(_Model):
     control_planes: list[Host]
     workers: list[Host] = []
     kubernetes: KubernetesSettings = KubernetesSettings()
+    containerd: ContainerdSettings = ContainerdSettings()
     packages: PackageSettings = PackageSettings()
 
     @field_validator("control_planes")
@@ -311,6 +366,7 @@ class ClusterConfig(_Model):
             if self.load_balancer.vip is not None and host.address == self.load_balancer.vip:
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
         self._check_subnets()
+        _ = self.kubernetes.pause_image  # an unsupported version fails here, naming kubernetes.version
         return self
 
     def _check_subnets(self) -> None:
@@ -370,7 +426,7 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 # Reading the stack config
 
 
-_TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "packages")
+_TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

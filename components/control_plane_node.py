@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
+import yaml
 from pulumi_command import remote
 
 from components.config import APISERVER_PORT, Host
@@ -25,6 +26,11 @@ class ControlPlaneNodeArgs:
     load_balancing_after: Optional[pulumi.Resource] = None
 
 
+def _yaml_fields(settings: dict[str, object]) -> str:
+    """Top-level YAML fields of a component configuration, as given (keys sorted)."""
+    return yaml.safe_dump(settings, sort_keys=True, default_flow_style=False).rstrip("\n") if settings else ""
+
+
 def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
     kubernetes = cluster.kubernetes
     return render(
@@ -32,7 +38,9 @@ def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
         apiserver_port=APISERVER_PORT, cri_socket=CRI_SOCKET, cluster_name=kubernetes.cluster_name,
         kubernetes_version=kubernetes.version, control_plane_endpoint=cluster.control_plane_endpoint,
         cert_sans=cluster.cert_sans, pod_subnet=kubernetes.pod_subnet, service_subnet=kubernetes.service_subnet,
-        image_repository=kubernetes.image_repository, ignored_preflight_errors=cluster.ignored_preflight_errors)
+        image_repository=kubernetes.image_repository, ignored_preflight_errors=cluster.ignored_preflight_errors,
+        cgroup_driver=cluster.containerd.cgroup_driver.value, kubelet_settings=_yaml_fields(kubernetes.kubelet),
+        kube_proxy_settings=_yaml_fields(kubernetes.kube_proxy))
 
 
 class ControlPlaneNode(pulumi.ComponentResource):

@@ -7,7 +7,7 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from components.config import APISERVER_PORT, ClusterConfig, Host, KubernetesSettings, PackageSettings
+from components.config import APISERVER_PORT, ClusterConfig, ContainerdSettings, Host, KubernetesSettings, PackageSettings
 from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
 from components.remote import SshAccess, run_script
 from components.render import render
@@ -23,6 +23,7 @@ class ClusterContext:
     """What every node needs to know about the cluster it belongs to."""
 
     kubernetes: KubernetesSettings
+    containerd: ContainerdSettings
     control_plane_endpoint: str  # VIP:port (127.0.0.1:port in local-nginx mode), the only way in
     cert_sans: list[str]
     first_control_plane: Host
@@ -34,7 +35,7 @@ class ClusterContext:
 
     @classmethod
     def for_config(cls, config: ClusterConfig, ssh: SshAccess) -> "ClusterContext":
-        return cls(kubernetes=config.kubernetes, control_plane_endpoint=config.control_plane_endpoint,
+        return cls(kubernetes=config.kubernetes, containerd=config.containerd, control_plane_endpoint=config.control_plane_endpoint,
                    cert_sans=[str(config.load_balancer.endpoint_address)],
                    first_control_plane=config.first_control_plane, ssh=ssh, packages=config.packages,
                    kubeconfig_server=config.apiserver_endpoint,
@@ -59,7 +60,8 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
     script = render(
         "node/prepare-host.sh.j2", host=host, kubernetes_version=cluster.kubernetes.version,
         kubernetes_minor=cluster.kubernetes.minor, package_repository=cluster.kubernetes.package_repository,
-        package_proxy=cluster.packages.proxy)
+        package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
+        sandbox_image=cluster.kubernetes.pause_image)
     return run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
                       opts=pulumi.ResourceOptions(parent=parent))
 

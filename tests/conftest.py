@@ -39,7 +39,7 @@ def stack_config(lb_hosts, control_plane_hosts, worker_hosts) -> dict[str, Any]:
                          "interface": "eth0", "virtualRouterId": 51, "hosts": lb_hosts},
         "controlPlanes": control_plane_hosts,
         "workers": worker_hosts,
-        "kubernetes": {"version": "1.31.4", "podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"},
+        "kubernetes": {"version": "1.34.4", "podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12"},
     }
 
 

@@ -151,7 +151,7 @@ def test_outputs(deployment):
     assert exports["vip"] == "198.51.100.100"
     assert exports["caCertHash"] == FAKE_CA_HASH
     assert exports["kubeconfig"] == FAKE_KUBECONFIG
-    assert exports["kubernetesVersion"] == "1.31.4"
+    assert exports["kubernetesVersion"] == "1.34.4"
     assert exports["controlPlanes"][0] == {"name": "cp1", "address": "198.51.100.21"}
     assert [w["name"] for w in exports["workers"]] == ["w1", "w2"]
     assert [lb["name"] for lb in exports["loadBalancers"]] == ["lb1", "lb2"]
@@ -187,3 +187,22 @@ def test_control_plane_removal_also_removes_its_etcd_member(deployment):
     delete = deployment.named("cp2-membership").inputs["delete"]
     assert "member remove" in delete and '$3 == "cp2"' in delete
     assert "member remove" not in deployment.named("w1-membership").inputs["delete"]
+
+
+def test_containerd_gets_the_default_cgroup_driver_and_kubeadms_sandbox_image(deployment):
+    prepare = deployment.named("w1-prepare").inputs["create"]
+    assert "s/SystemdCgroup = .*/SystemdCgroup = true/" in prepare
+    assert 's#sandbox_image = .*#sandbox_image = "registry.k8s.io/pause:3.10.1"#' in prepare
+    assert "s/restrict_oom_score_adj = .*/restrict_oom_score_adj = false/" in prepare
+
+
+def test_containerd_settings_and_the_image_mirror_reach_every_node(deploy, stack_config):
+    stack_config["containerd"] = {"cgroupDriver": "cgroupfs", "restrictOomScoreAdj": True}
+    stack_config["kubernetes"]["imageRepository"] = "mirror.example:5000/k8s"
+    deployment = deploy(stack_config)
+    for name in ("cp1-prepare", "cp2-prepare", "w1-prepare"):
+        prepare = deployment.named(name).inputs["create"]
+        assert "s/SystemdCgroup = .*/SystemdCgroup = false/" in prepare, name
+        assert "s/restrict_oom_score_adj = .*/restrict_oom_score_adj = true/" in prepare, name
+        assert 'sandbox_image = "mirror.example:5000/k8s/pause:3.10.1"' in prepare, name
+    assert "cgroupDriver: cgroupfs\n" in deployment.named("cp1-init").inputs["create"]

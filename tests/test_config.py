@@ -49,6 +49,17 @@ BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
     "unknown mode": (_set("loadBalancer.mode", "f5"), "kubeha:loadBalancer.mode: unknown mode 'f5'"),
     "version not x.y.z": (_set("kubernetes.version", "1.31"), "kubeha:kubernetes.version: must be x.y.z"),
     "version with v": (_set("kubernetes.version", "v1.31.4"), "kubeha:kubernetes.version: must be x.y.z"),
+    "unsupported version": (_set("kubernetes.version", "1.27.3"),
+                            "kubeha:kubernetes.version: 1.27.3: kubeha supports Kubernetes 1.28, "),
+    "kubelet cgroup driver": (_set("kubernetes.kubelet", {"cgroupDriver": "cgroupfs"}),
+                              "kubeha:kubernetes.kubelet.cgroupDriver: is set from containerd.cgroupDriver; set it there"),
+    "kubelet kind": (_set("kubernetes.kubelet", {"kind": "KubeletConfiguration"}),
+                     "kubeha:kubernetes.kubelet.kind: is set by kubeha; give only the configuration's fields"),
+    "kube-proxy apiVersion": (_set("kubernetes.kubeProxy", {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1"}),
+                              "kubeha:kubernetes.kubeProxy.apiVersion: is set by kubeha"),
+    "unknown cgroup driver": (_set("containerd", {"cgroupDriver": "cgroupv2"}), "kubeha:containerd.cgroupDriver: "),
+    "unknown containerd key": (_set("containerd", {"snapshotter": "zfs"}),
+                               "kubeha:containerd.snapshotter: is not a known key"),
     "subnets overlap": (_set("kubernetes.serviceSubnet", "10.244.128.0/20"),
                         "kubeha:kubernetes.podSubnet: 10.244.0.0/16 overlaps kubernetes.serviceSubnet"),
     "pod subnet holds a host": (_set("kubernetes.podSubnet", "198.51.100.0/24"),
@@ -102,7 +113,7 @@ def test_defaults_fill_every_unlisted_key():
     })
     assert (config.ssh.user, config.ssh.port) == ("root", 22)
     assert (config.load_balancer.listen_port, config.load_balancer.virtual_router_id) == (8443, 51)
-    assert config.kubernetes.version == "1.31.4"
+    assert config.kubernetes.version == "1.34.4"
     assert config.workers == []
     assert config.apiserver_endpoint == "https://198.51.100.100:8443"
 

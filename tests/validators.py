@@ -1,4 +1,4 @@
-"""Real tools check what kubeha renders: haproxy -c, keepalived -t, shellcheck, the kubeadm checker."""
+"""Real tools check what kubeha renders: haproxy -c, keepalived -t, shellcheck, kubeadm config validate."""
 from __future__ import annotations
 
 import os
@@ -28,6 +28,21 @@ def _run(argv: list[str], what: str) -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if result.returncode != 0:
         raise ToolFailed(f"{what} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+
+# kubeadm as built for the lab (tests/lab/kubernetes/build.sh; `make setup` builds it).
+KUBEADM = Path(os.environ.get("KUBE_DIR", "/var/cache/kubeha/kubernetes/v1.34.4")) / "bin" / "kubeadm"
+
+
+def kubeadm_validate(config: str) -> None:
+    """`kubeadm config validate`: strict decoding of every document (unknown fields fail) and
+    kubeadm's own validation, by the real kubeadm."""
+    if not KUBEADM.is_file():
+        raise ToolFailed(f"{KUBEADM} is not built; run `make setup` first")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "kubeadm.yaml")
+        path.write_text(config)
+        _run([str(KUBEADM), "config", "validate", "--config", str(path)], "kubeadm config validate")
 
 
 def inner_script(command_text: str) -> str:

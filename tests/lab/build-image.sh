@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Build, once, the Debian bookworm root filesystem every lab host boots from (cached outside the
-# clone). Packages a real host would fetch are pre-installed, because lab hosts have no route
-# out; the product's install steps still run on them and must find them installed.
+# clone). Debian packages a real host would fetch are pre-installed, because lab hosts have no
+# route out; the product's install steps still run on them and must find them installed. The
+# Kubernetes packages are not: the product installs them from the lab's package repository.
 set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 image="${CACHE_DIR}/lab/image-bookworm"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,ca-certificates,curl,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,python3,python3-yaml,python3-cffi-backend,python3-cryptography
-# The marker holds the package list: a changed list builds a new image.
-if [ "$(cat "${image}/.kubeha-image-complete" 2>/dev/null)" = "${packages}" ]; then
+packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,ca-certificates,curl,gpg,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,iptables,conntrack,ethtool,socat,python3,python3-yaml,python3-cffi-backend,python3-cryptography
+# The marker holds the package list and the lab units: a change of either builds a new image.
+marker="${packages} $(cat "${here}"/host/* | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "${image}/.kubeha-image-complete" 2>/dev/null)" = "${marker}" ]; then
     echo "lab image ready: ${image}"
     exit 0
 fi
@@ -23,9 +26,17 @@ SSHD
 chroot "${image}.partial" systemctl enable ssh systemd-networkd >/dev/null
 # nginx is there for loadBalancer.mode local-nginx, whose step enables it; not before.
 chroot "${image}.partial" systemctl disable nginx >/dev/null 2>&1
-# Lab hosts get no package updates: make the product's `apt-get update` fail fast, not hang.
+# Lab hosts get no Debian updates (everything is pre-installed): the only apt source is the one
+# the product adds, the lab's Kubernetes repository on the bridge; a stuck fetch fails fast.
+echo '# kubeha lab host: no Debian mirror is reachable; packages are pre-installed' \
+    > "${image}.partial/etc/apt/sources.list"
 echo 'Acquire::Retries "0"; Acquire::http::Timeout "3";' > "${image}.partial/etc/apt/apt.conf.d/90kubeha-lab"
-echo "${packages}" > "${image}.partial/.kubeha-image-complete"
+# What a kubelet needs inside a container here (LAB-NOTES): see host/kubeha-lab-early.sh.
+install -D -m 0755 "${here}/host/kubeha-lab-early.sh" "${image}.partial/usr/local/lib/kubeha-lab/early.sh"
+install -D -m 0755 "${here}/host/kubeha-lab-images.sh" "${image}.partial/usr/local/lib/kubeha-lab/images.sh"
+install -m 0644 "${here}"/host/*.service "${image}.partial/etc/systemd/system/"
+chroot "${image}.partial" systemctl enable kubeha-lab-early.service kubeha-lab-images.service >/dev/null
+echo "${marker}" > "${image}.partial/.kubeha-image-complete"
 rm -rf "${image}"
 mv "${image}.partial" "${image}"
 echo "lab image built: ${image}"

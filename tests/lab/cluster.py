@@ -24,8 +24,12 @@ from tests.lab.conftest import LAB_SCRIPT, LabHost, lab, lab_host, lab_unavailab
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "build" / "lab"
 STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
-KUBECTL = Path(__file__).resolve().parent / "standins" / "bin" / "kubectl"
+STANDIN_KUBECTL = Path(__file__).resolve().parent / "standins" / "bin" / "kubectl"
 ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
+# The lab's real Kubernetes (make lab-kubernetes): its kubectl runs the tests' queries.
+KUBERNETES_VERSION = "1.34.4"
+KUBE_DIR = Path(os.environ.get("KUBE_DIR", f"/var/cache/kubeha/kubernetes/v{KUBERNETES_VERSION}"))
+KUBECTL = KUBE_DIR / "bin" / "kubectl"
 VIP, PORT = "10.250.0.100", 8443
 LOAD_BALANCERS = ("lb1", "lb2")
 # `show stat` on haproxy's admin socket (no socat on the hosts; python3 is there).
@@ -46,8 +50,21 @@ while time.monotonic() < deadline:
 """
 
 
-def lab_environment(mode: str = "keepalived-haproxy") -> dict[str, str]:
-    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode}
+def lab_kubernetes() -> str:
+    """real, or standin: what the running lab's hosts run (tests/lab/lab.sh records it)."""
+    recorded = LAB_DIR / "kubernetes"
+    return recorded.read_text().strip() if recorded.exists() else os.environ.get("LAB_KUBERNETES", "real")
+
+
+def lab_environment(mode: str = "keepalived-haproxy", kubernetes: str | None = None) -> dict[str, str]:
+    environment = {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode}
+    environment["LAB_KUBERNETES"] = kubernetes or lab_kubernetes()
+    return environment
+
+
+APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+APISERVER_MANIFEST_AWAY = "/etc/kubernetes/kube-apiserver.yaml.stopped-by-test"
+APISERVER_RUNNING = "pgrep -x kube-apiserver"
 
 
 def wait_for(condition: Callable[[], bool], seconds: float, interval: float = 0.5) -> bool:
@@ -93,8 +110,27 @@ class LabStack:
         count = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true"
         return {name: int(host.run(count).stdout.strip() or 0) for name, host in self.hosts.items()}
 
-    def standin_log(self, name: str) -> str:
-        return self.hosts[name].run("cat /var/log/kubeha-standins.log 2>/dev/null || true").stdout
+    def stop_apiserver(self, name: str, kill: bool = False) -> None:
+        """Stop a control plane's apiserver: gracefully (its static pod taken away, so the kubelet
+        stops it and keeps it stopped) or with SIGKILL (the kubelet restarts it by itself)."""
+        host = self.hosts[name]
+        if lab_kubernetes() == "standin":
+            host.run(f"systemctl {'kill -s KILL' if kill else 'stop'} kube-apiserver-standin")
+        elif kill:
+            host.run("pkill -KILL -x kube-apiserver")
+        else:
+            host.run(f"mv {APISERVER_MANIFEST} {APISERVER_MANIFEST_AWAY}")
+            assert wait_for(lambda: host.run(APISERVER_RUNNING, check=False).returncode != 0, 60), name
+
+    def start_apiserver(self, name: str) -> None:
+        """Undo stop_apiserver (a killed one comes back by itself; this waits for it)."""
+        host = self.hosts[name]
+        if lab_kubernetes() == "standin":
+            host.run("systemctl start kube-apiserver-standin")
+            return
+        host.run(f"if [ -e {APISERVER_MANIFEST_AWAY} ]; then mv {APISERVER_MANIFEST_AWAY} {APISERVER_MANIFEST}; fi")
+        assert wait_for(lambda: host.run("curl -fsk -o /dev/null https://127.0.0.1:6443/readyz",
+                                         check=False).returncode == 0, 180), f"{name}: apiserver not ready again"
 
     def vip_holders(self) -> list[str]:
         return [name for name in LOAD_BALANCERS if self.hosts[name].holds(VIP)]
@@ -120,12 +156,12 @@ class LabStack:
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
-def boot_cluster(mode: str = "keepalived-haproxy") -> LabStack:
+def boot_cluster(mode: str = "keepalived-haproxy", kubernetes: str = "real") -> LabStack:
     """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
-    in loadBalancer.mode `mode`."""
+    in loadBalancer.mode `mode`, on real Kubernetes or (kubernetes="standin") the test stand-ins."""
     started = time.monotonic()
-    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode), capture_output=True, text=True,
-                            timeout=1800)
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode, kubernetes), capture_output=True,
+                            text=True, timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     names = (LAB_DIR / "hosts").read_text().split()
@@ -142,7 +178,7 @@ def tear_down_cluster() -> None:
 
 
 @contextmanager
-def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
+def fresh_cluster(mode: str = "keepalived-haproxy", kubernetes: str = "real") -> Iterator[LabStack]:
     """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
     Skips the calling tests where the lab cannot run."""
     reason = lab_unavailable_reason()
@@ -150,13 +186,18 @@ def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
         pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        yield boot_cluster(mode)
+        yield boot_cluster(mode, kubernetes)
     finally:
         tear_down_cluster()
 
 
-def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
-    """The kubectl TEST STAND-IN, run from the clone against the lab."""
-    environment = {**os.environ, "KUBEHA_STANDIN_LOG": str(LAB_DIR / "kubectl-standin.log")}
-    return subprocess.run(["python3", str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True,
-                          text=True, timeout=30, env=environment)
+def kubectl(kubeconfig: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """kubectl from this machine against the lab: the one built with the lab's Kubernetes (on a
+    stand-in lab, the kubectl stand-in)."""
+    if lab_kubernetes() == "standin":
+        environment = {**os.environ, "KUBEHA_STANDIN_LOG": str(LAB_DIR / "kubectl-standin.log")}
+        command = ["python3", str(STANDIN_KUBECTL)]
+    else:
+        environment, command = dict(os.environ), [str(KUBECTL)]
+    return subprocess.run([*command, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=timeout, env=environment)

@@ -4,7 +4,9 @@
 #            and build/lab/env, then `pulumi up` — a real run of the product on local hosts.
 #   destroy: `pulumi destroy` on the lab stack while its hosts run; then forget the state.
 # Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_LB_MODE picks loadBalancer.mode
-# (keepalived-haproxy by default; local-nginx and kube-vip boot no LB hosts).
+# (keepalived-haproxy by default; local-nginx and kube-vip boot no LB hosts). LAB_KUBERNETES:
+# real (default: Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from
+# the lab's package repository) or standin (the older test stand-ins, for the tests not moved yet).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -12,6 +14,7 @@ lab_dir="${root}/build/lab"
 lab="${here}/lab.sh"
 stack=organization/kubeha/lab
 mode="${LAB_LB_MODE:-keepalived-haproxy}"
+kubernetes="${LAB_KUBERNETES:-real}"
 case "${mode}" in
     keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 w1 w2" ;;
     local-nginx|kube-vip) hosts="cp1 cp2 cp3 w1 w2" ;;
@@ -23,7 +26,8 @@ esac
 lab_running() {  # exactly this mode's hosts run (a lab booted for another mode does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
     "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
-        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; }
+        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
+        && [ "$(cat "${lab_dir}/kubernetes" 2>/dev/null)" = "${kubernetes}" ]
 }
 
 host_list() {  # YAML flow list of the lab hosts whose name starts with $1
@@ -35,9 +39,34 @@ host_list() {  # YAML flow list of the lab hosts whose name starts with $1
     echo "[${items[*]}]"
 }
 
+kubernetes_settings() {
+    if [ "${kubernetes}" = standin ]; then
+        # 1.31.4: the version the kubeadm stand-in reports, so host preparation finds it installed.
+        echo '  kubeha:kubernetes:
+    version: "1.31.4"'
+        return
+    fi
+    # What this machine needs and says so (LAB-NOTES), as any user of such hosts would set it:
+    # cgroup v1 (maintenance mode: the kubelet refuses it unless told), no CAP_SYS_RESOURCE in
+    # the containers (containerd must not lower OOM scores), systemd not owning the cgroups, and
+    # kube-proxy not touching the machine-global conntrack sysctls.
+    echo '  kubeha:kubernetes:
+    version: "1.34.4"
+    packageRepository: http://10.250.0.1:8080/kubernetes
+    kubelet:
+      failCgroupV1: false
+    kubeProxy:
+      mode: iptables
+      conntrack:
+        maxPerCore: 0
+        tcpEstablishedTimeout: 0s
+        tcpCloseWaitTimeout: 0s
+  kubeha:containerd:
+    cgroupDriver: cgroupfs
+    restrictOomScoreAdj: true'
+}
+
 write_stack_config() {
-    # Kubernetes 1.31.4: the version the kubeadm stand-in reports, so host preparation finds
-    # the tools installed (the lab has no route to pkgs.k8s.io).
     local load_balancer
     if [ "${mode}" = local-nginx ]; then
         load_balancer="    mode: local-nginx"
@@ -62,8 +91,7 @@ config:
 ${load_balancer}
   kubeha:controlPlanes: $(host_list cp)
   kubeha:workers: $(host_list w)
-  kubeha:kubernetes:
-    version: "1.31.4"
+$(kubernetes_settings)
 CONFIG
 }
 
@@ -81,7 +109,7 @@ up() {
         "${lab}" down >/dev/null 2>&1 || true
         rm -rf "${lab_dir}/state" "${root}/Pulumi.lab.yaml"   # fresh hosts: no state to keep
         # shellcheck disable=SC2086 # word splitting of the host list is wanted
-        "${lab}" up ${hosts}
+        LAB_KUBERNETES="${kubernetes}" "${lab}" up ${hosts}
     fi
     mkdir -p "${lab_dir}/state"
     write_stack_config

@@ -13,6 +13,12 @@ BRIDGE_ADDRESS=10.250.0.1
 LAB_RANGE=10.250.0.0/16
 DEFAULT_HOSTS="lb1 lb2 cp1 cp2 cp3 w1 w2"
 HOSTS_DIR="${CACHE_DIR}/lab/hosts"
+# Built by tests/lab/kubernetes (make lab-kubernetes): images loaded into each host's containerd,
+# and the package repository served at http://10.250.0.1:8080/ while the lab is up.
+KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v1.34.4}"
+REPOSITORY_DIR="${REPOSITORY_DIR:-${CACHE_DIR}/kubernetes/repository}"
+REPOSITORY_PORT=8080
+INOTIFY_INSTANCES=1024
 mkdir -p "${LAB_DIR}"
 LAB_DIR="$(cd "${LAB_DIR}" && pwd)"
 
@@ -32,6 +38,13 @@ network_up() {
         ip address add "${BRIDGE_ADDRESS}/24" dev "${BRIDGE}"
     fi
     ip link set "${BRIDGE}" up
+    # Every systemd and kubelet in the lab takes inotify instances from one machine-wide budget
+    # (128 by default): raised while the lab runs, the old value put back by `down` (LAB-NOTES).
+    if [ ! -f "${LAB_DIR}/inotify-instances.saved" ] \
+        && [ "$(sysctl -n fs.inotify.max_user_instances)" -lt "${INOTIFY_INSTANCES}" ]; then
+        sysctl -n fs.inotify.max_user_instances > "${LAB_DIR}/inotify-instances.saved"
+        sysctl -qw fs.inotify.max_user_instances="${INOTIFY_INSTANCES}"
+    fi
     # nspawn needs a private tmpfs here on a machine without systemd as PID 1 (LAB-NOTES).
     mkdir -p /run/systemd/nspawn
     mountpoint -q /run/systemd/nspawn || mount -t tmpfs tmpfs /run/systemd/nspawn
@@ -59,7 +72,11 @@ NETWORK
     install -m 0600 "${LAB_DIR}/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
     rm -f "${root}"/etc/ssh/ssh_host_*
     ssh-keygen -A -f "${root}" >/dev/null
-    install_standins "${root}"
+    [ "$(lab_kubernetes)" != standin ] || install_standins "${root}"
+}
+
+lab_kubernetes() {  # real, or standin: what this lab's hosts run (hosts added later get the same)
+    echo "${LAB_KUBERNETES:-$(cat "${LAB_DIR}/kubernetes" 2>/dev/null || echo real)}"
 }
 
 install_standins() {  # the TEST STAND-INS for kubeadm, kubelet, kube-apiserver, etcd and kubectl
@@ -70,12 +87,63 @@ install_standins() {  # the TEST STAND-INS for kubeadm, kubelet, kube-apiserver,
     install -m 0644 "${here}"/standins/units/*.service "${root}/lib/systemd/system/"
 }
 
+host_cgroups() {  # a host's own cgroup in every hierarchy, so two kubelets never share one (LAB-NOTES)
+    local name="$1" hierarchy memory_base
+    memory_base="$(awk -F: '$2 == "memory" {print $3}' /proc/self/cgroup)"
+    for hierarchy in /sys/fs/cgroup/*/; do
+        hierarchy="${hierarchy%/}"
+        case "${hierarchy##*/}" in
+            memory) echo "${hierarchy}${memory_base%/}/kubeha-lab-${name}" ;;
+            *) echo "${hierarchy}/kubeha-lab-${name}" ;;
+        esac
+    done
+}
+
 boot_host() {
-    local name="$1"
-    systemd-nspawn --quiet --directory="${HOSTS_DIR}/${name}" --machine="${name}" --boot --keep-unit \
-        --register=no --console=pipe --network-bridge="${BRIDGE}" \
-        > "${LAB_DIR}/${name}.console.log" 2>&1 &
+    local name="$1" cgroup images=()
+    for cgroup in $(host_cgroups "${name}"); do
+        mkdir -p "${cgroup}"
+        if [[ "${cgroup}" == */cpuset/* ]]; then  # a new cpuset is empty until given CPUs and memory nodes
+            cat /sys/fs/cgroup/cpuset/cpuset.cpus > "${cgroup}/cpuset.cpus"
+            cat /sys/fs/cgroup/cpuset/cpuset.mems > "${cgroup}/cpuset.mems"
+        fi
+    done
+    # Kubernetes nodes get the images (load balancer hosts run no kubelet).
+    [[ "${name}" == lb* ]] || [ ! -f "${KUBE_DIR}/images/list" ] \
+        || images=("--bind-ro=${KUBE_DIR}/images:/opt/kubeha-lab/images")
+    # The host's nspawn starts inside its own cgroups; kubelet-ready flags (LAB-NOTES): every
+    # capability, the keyring and bpf system calls, /dev/kmsg, and only /proc/sys/net writable.
+    # shellcheck disable=SC2016 # $$ and "$@" belong to the inner shell
+    setsid bash -c 'for cgroup in $1; do echo $$ > "${cgroup}/cgroup.procs"; done; shift; exec "$@"' boot \
+        "$(host_cgroups "${name}")" env SYSTEMD_NSPAWN_API_VFS_WRITABLE=network systemd-nspawn --quiet --directory="${HOSTS_DIR}/${name}" \
+        --machine="${name}" --boot --keep-unit --register=no --console=pipe --network-bridge="${BRIDGE}" \
+        --capability=all --private-users=no --system-call-filter="@keyring bpf" --bind=/dev/kmsg \
+        --resolv-conf=off "${images[@]}" \
+        < /dev/null > "${LAB_DIR}/${name}.console.log" 2>&1 &
     echo "$!" > "${LAB_DIR}/${name}.pid"
+}
+
+remove_host_cgroups() {  # after the host stopped: its cgroups, deepest first (what the kubelet made in them too)
+    local cgroup
+    for cgroup in $(host_cgroups "$1"); do
+        [ -d "${cgroup}" ] && find "${cgroup}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+}
+
+repository_up() {  # the lab's Kubernetes package repository, on the bridge address only
+    [ -d "${REPOSITORY_DIR}" ] || return 0
+    if [ -f "${LAB_DIR}/repository.pid" ] && kill -0 "$(cat "${LAB_DIR}/repository.pid")" 2>/dev/null; then
+        return 0
+    fi
+    setsid python3 -m http.server "${REPOSITORY_PORT}" --bind "${BRIDGE_ADDRESS}" --directory "${REPOSITORY_DIR}" \
+        > "${LAB_DIR}/repository.log" 2>&1 < /dev/null &
+    echo "$!" > "${LAB_DIR}/repository.pid"
+    for _ in $(seq 1 50); do
+        curl -fsS -o /dev/null "http://${BRIDGE_ADDRESS}:${REPOSITORY_PORT}/" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "the package repository did not start; ${LAB_DIR}/repository.log" >&2
+    return 1
 }
 
 ssh_host() {
@@ -88,6 +156,8 @@ wait_for_ssh() {
     local name="$1"
     for _ in $(seq 1 60); do
         if ssh_host "${name}" true 2>/dev/null; then
+            # Booted means every boot unit ran, the image loading among them.
+            ssh_host "${name}" timeout 300 systemctl is-system-running --wait >/dev/null || true
             echo "${name}: up at $(address_of "${name}")"
             return 0
         fi
@@ -102,7 +172,10 @@ up() {
     [ "${#hosts[@]}" -gt 0 ] || read -r -a hosts <<< "${DEFAULT_HOSTS}"
     "${here}/build-image.sh"
     network_up
+    repository_up
     lab_key
+    lab_kubernetes > "${LAB_DIR}/kubernetes.next"
+    mv "${LAB_DIR}/kubernetes.next" "${LAB_DIR}/kubernetes"
     for name in "${hosts[@]}"; do
         make_host_root "${name}"
         boot_host "${name}"
@@ -116,23 +189,33 @@ up() {
 }
 
 down() {
-    # Only what this lab started: the nspawn processes by their recorded PIDs.
+    # Only what this lab started: the hosts and the repository server by their recorded PIDs.
+    # A host's pods outlive its nspawn process, so its PID 1 goes too (LAB-NOTES).
+    local pid_file name pid init
     for pid_file in "${LAB_DIR}"/*.pid; do
         [ -f "${pid_file}" ] || continue
+        name="$(basename "${pid_file}" .pid)"
         pid="$(cat "${pid_file}")"
         if kill -0 "${pid}" 2>/dev/null; then
+            init="$(container_init "${pid}" || echo "${pid}")"
             kill -TERM "${pid}" 2>/dev/null || true
             for _ in $(seq 1 20); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.5; done
-            kill -KILL "${pid}" 2>/dev/null || true
+            kill -KILL "${pid}" "${init}" 2>/dev/null || true
+            for _ in $(seq 1 50); do kill -0 "${init}" 2>/dev/null || break; sleep 0.1; done
         fi
         rm -f "${pid_file}"
+        [ "${name}" = repository ] || remove_host_cgroups "${name}"
     done
     for veth in $(ip -o link show master "${BRIDGE}" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
         ip link delete "${veth}" 2>/dev/null || true
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
     ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
-    rm -f "${LAB_DIR}/hosts"
+    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/kubernetes"
+    if [ -f "${LAB_DIR}/inotify-instances.saved" ]; then
+        sysctl -qw fs.inotify.max_user_instances="$(cat "${LAB_DIR}/inotify-instances.saved")"
+        rm -f "${LAB_DIR}/inotify-instances.saved"
+    fi
     echo "lab down"
 }
 
@@ -155,6 +238,7 @@ power_off() {  # pull the plug: SIGKILL the container's PID 1, which takes every
     if init="$(init_pid "${name}")"; then kill -KILL "${init}" 2>/dev/null || true; fi
     for _ in $(seq 1 50); do kill -0 "$(cat "${LAB_DIR}/${name}.pid")" 2>/dev/null || break; sleep 0.1; done
     rm -f "${LAB_DIR}/${name}.pid"
+    remove_host_cgroups "${name}"
     echo "${name}: powered off"
 }
 

@@ -1,7 +1,7 @@
 """Faults beyond a clean LB failover, on the product's lab cluster; generous bounds only.
 
-CPU load on the VIP holder must not move the VIP; rebooted hosts bring their services back by
-themselves; both LB hosts restarted one after the other leave a working endpoint; SSH to a host
+On real Kubernetes (the kubelet restarts a control plane's static pods after a reboot). CPU load
+on the VIP holder must not move the VIP; rebooted hosts bring their services back by themselves; both LB hosts restarted one after the other leave a working endpoint; SSH to a host
 cut during `pulumi up` fails the run naming the host, and the next `up` converges without
 re-running finished steps elsewhere. The numbers live in the benchmark (make bench-failover).
 """
@@ -52,8 +52,8 @@ def test_a_rebooted_control_plane_comes_back_by_itself(lab_stack):
     assert wait_for(lambda: lab_stack.backend_status("lb1")["cp2"].startswith("DOWN"), 15)
     assert serving(lab_stack)
     lab("power-on", "cp2")
-    # The stand-in apiserver's unit is enabled, like the kubelet's static pods come back.
-    assert wait_for(lab_stack.pair_healthy, 60)
+    # The kubelet starts at boot and brings the control plane's static pods back.
+    assert wait_for(lab_stack.pair_healthy, 180)
 
 
 def test_a_rebooted_vip_holder_comes_back_and_one_host_holds_the_vip(lab_stack):
@@ -95,4 +95,4 @@ def test_ssh_cut_during_up_fails_naming_the_host_and_the_next_up_converges(lab_s
     after = lab_stack.ssh_sessions()
     # The LB change finished in the failed run; only w3's steps (and its token on cp1) run now.
     assert {name for name in after if after[name] - before[name] > 1} == {"w3", "cp1"}
-    assert "w3" in lab_stack.standin_log("cp1")
+    assert w3.run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode == 0

@@ -9,6 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.lab
 LAB_HOSTS = ["cp1", "cp2", "w1"]
+LAB_KUBERNETES = "standin"  # this module tests the stand-ins themselves; it goes with them
 ENDPOINT = "10.250.0.100:6443"
 CRI = "unix:///var/run/containerd/containerd.sock"
 CA_HASH_COMMAND = ("openssl x509 -pubkey -noout -in /etc/kubernetes/pki/ca.crt | openssl pkey -pubin -outform der"
@@ -140,9 +141,21 @@ def test_a_join_that_bypasses_the_endpoint_fails(hosts, cluster, reset_after):
     assert "bypasses the control-plane endpoint" in result.stderr
 
 
+def upload_certs(host, key: str) -> None:
+    """As kubeadm wants it: the certificate key in the InitConfiguration, not beside --config."""
+    host.run(f"sed 's/^kind: InitConfiguration$/&\\ncertificateKey: \"{key}\"/' /root/kubeadm.yaml > /root/upload.yaml"
+             " && kubeadm init phase upload-certs --upload-certs --config /root/upload.yaml >/dev/null")
+
+
+def test_upload_certs_refuses_a_certificate_key_flag_beside_the_config(hosts, cluster):
+    result = hosts["cp1"].run("kubeadm init phase upload-certs --upload-certs --certificate-key " + "a" * 64
+                              + " --config /root/kubeadm.yaml", check=False)
+    assert result.returncode != 0
+    assert "can not mix '--config' with arguments [certificate-key]" in result.stderr
+
+
 def test_a_control_plane_join_with_a_wrong_certificate_key_fails(hosts, cluster, reset_after):
-    hosts["cp1"].run("kubeadm init phase upload-certs --upload-certs --certificate-key " + "a" * 64
-                     + " --config /root/kubeadm.yaml >/dev/null")
+    upload_certs(hosts["cp1"], "a" * 64)
     config = join_config("cp2", cluster["token"], cluster["ca_hash"], certificate_key="b" * 64)
     result = kubeadm_with(hosts["cp2"], "join", config)
     assert result.returncode != 0
@@ -151,8 +164,7 @@ def test_a_control_plane_join_with_a_wrong_certificate_key_fails(hosts, cluster,
 
 def test_a_control_plane_join_with_the_right_key_starts_its_apiserver(hosts, cluster, reset_after):
     key = hosts["cp1"].run("kubeadm certs certificate-key").stdout.strip()
-    hosts["cp1"].run(f"kubeadm init phase upload-certs --upload-certs --certificate-key {key}"
-                     " --config /root/kubeadm.yaml >/dev/null")
+    upload_certs(hosts["cp1"], key)
     result = kubeadm_with(hosts["cp2"], "join", join_config("cp2", cluster["token"], cluster["ca_hash"],
                                                            certificate_key=key))
     assert result.returncode == 0, result.stderr

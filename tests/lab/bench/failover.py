@@ -130,7 +130,15 @@ class Bench:
         self.wait_stable()
 
     def apiserver_death(self, config: str, run: int) -> None:
-        """One apiserver stops; time until the VIP holder's haproxy takes it out of rotation."""
+        """One apiserver stops gracefully (its static pod taken away); time until the VIP holder's
+        haproxy takes it out of rotation."""
+        self.apiserver_fault(config, run, "apiserver_death", kill=False)
+
+    def apiserver_kill(self, config: str, run: int) -> None:
+        """One apiserver process gets SIGKILL (the kubelet restarts it); the same measurement."""
+        self.apiserver_fault(config, run, "apiserver_kill", kill=True)
+
+    def apiserver_fault(self, config: str, run: int, fault: str, kill: bool) -> None:
         holder = self.stack.vip_holders()[0]
         watcher = subprocess.Popen([str(LAB_SCRIPT), "ssh", holder, "python3", "-", VICTIM_APISERVER],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -140,15 +148,15 @@ class Bench:
         prober = self.prober(retries=1)  # the target is for a client that retries once
         time.sleep(1)
         fault_at, killed_at = prober.now(), time.monotonic()
-        self.stack.hosts[VICTIM_APISERVER].run("systemctl stop kube-apiserver-standin")
+        self.stack.stop_apiserver(VICTIM_APISERVER, kill=kill)
         down_at = watcher.stdout.readline().strip()
         watcher.wait(timeout=40)
         if not down_at:
             raise RuntimeError(f"haproxy on {holder} never marked {VICTIM_APISERVER} DOWN")
         out_of_rotation = float(down_at) - killed_at
         time.sleep(1)
-        self.record(config, "apiserver_death", run, prober, fault_at, seconds=out_of_rotation)
-        self.stack.hosts[VICTIM_APISERVER].run("systemctl start kube-apiserver-standin")
+        self.record(config, fault, run, prober, fault_at, seconds=out_of_rotation)
+        self.stack.start_apiserver(VICTIM_APISERVER)
         self.wait_stable()
 
     def lb_rollout(self, config: str, run: int) -> None:
@@ -211,9 +219,9 @@ def seed_text(name: str) -> str:
 # --- results ------------------------------------------------------------------------------
 
 FAULT_KEYS = {"vip_lb_poweroff": "vip_lb_poweroff_s", "vip_haproxy_death": "vip_haproxy_death_s",
-              "apiserver_death": "apiserver_death_s"}
-FAILED_KEYS = {"apiserver_death": "failed_requests_apiserver_death", "lb_rollout": "failed_requests_lb_rollout",
-               "holder_returns": "failed_requests_holder_returns"}
+              "apiserver_death": "apiserver_death_s", "apiserver_kill": "apiserver_kill_s"}
+FAILED_KEYS = {"apiserver_death": "failed_requests_apiserver_death", "apiserver_kill": "failed_requests_apiserver_kill",
+               "lb_rollout": "failed_requests_lb_rollout", "holder_returns": "failed_requests_holder_returns"}
 
 
 def summarise(samples: list[Sample], config: str, runs: int) -> dict[str, float | int]:
@@ -250,7 +258,7 @@ def draw(samples: list[Sample], docs: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     pictures = []
-    for fault in ("vip_lb_poweroff", "vip_haproxy_death", "apiserver_death", "holder_returns"):
+    for fault in ("vip_lb_poweroff", "vip_haproxy_death", "apiserver_death", "apiserver_kill", "holder_returns"):
         firsts = [next((s for s in samples if s.fault == fault and s.config == config), None)
                   for config in ("product", "seed")]
         firsts = [s for s in firsts if s is not None]
@@ -295,11 +303,11 @@ def main() -> int:
         bench = Bench(stack, stack.cluster_ca)
         bench.wait_stable()
         run_faults(bench, "product", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
-                                                 bench.apiserver_death, bench.lb_rollout])
+                                                 bench.apiserver_death, bench.apiserver_kill, bench.lb_rollout])
         bench.save_product_files()
         bench.apply_seed()
         run_faults(bench, "seed", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
-                                              bench.apiserver_death])
+                                              bench.apiserver_death, bench.apiserver_kill])
         bench.restore_product_files()
     finally:
         if not args.keep_lab:

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Build, once, the real Kubernetes the lab runs, from the Go module proxy, into the cache outside
+# the clone: $KUBE_DIR/bin holds kubeadm, kubelet, kubectl, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kube-proxy (k8s.io/kubernetes), etcd, etcdctl, crictl, coredns, pause and, in cni/, the
+# reference CNI plugins (github.com/containernetworking/plugins). Later runs
+# reuse every binary whose version stamp matches. Versions: modules/*/go.mod and the table below.
+# Usage: build.sh [BINARY...] (default: all; `build.sh kubeadm` is what the unit tests need).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
+# The lab's Kubernetes release; modules/kubernetes/go.mod requires the same.
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.34.4}"
+KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v${KUBERNETES_VERSION}}"
+export GOMODCACHE="${CACHE_DIR}/go/mod" GOCACHE="${CACHE_DIR}/go/build" GOFLAGS="-mod=mod -trimpath" GOTOOLCHAIN=local
+export CGO_ENABLED=0
+
+# What each binary is built from, and the version it reports (kubeadm checks etcd's and CoreDNS's
+# against its own table; these are the ones kubeadm 1.34 expects).
+ETCD_VERSION=3.6.5
+CRICTL_VERSION=1.34.0
+COREDNS_VERSION=1.12.1
+CNI_PLUGINS_VERSION=1.7.1  # what the official kubernetes-cni package of 1.34 ships
+CNI_PLUGINS="plugins/main/bridge plugins/main/loopback plugins/main/ptp plugins/ipam/host-local plugins/meta/portmap
+    plugins/meta/bandwidth plugins/meta/firewall plugins/meta/tuning"
+KUBERNETES_BINARIES="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
+
+module_version() {  # $1 module folder, $2 module path: the version its go.mod requires
+    awk -v module="$2" '$1 == module || ($1 == "require" && $2 == module) {print $NF; exit}' "${here}/modules/$1/go.mod"
+}
+
+if [ "$(module_version kubernetes k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
+    echo "modules/kubernetes/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
+    exit 1
+fi
+
+built() {  # $1 binary, $2 version stamp
+    [ -x "$1" ] && [ "$(cat "$1.version" 2>/dev/null)" = "$2" ] && return 0
+    rm -f "$1" "$1.version"
+    return 1
+}
+
+stamp() {
+    echo "$2" > "$1.version"
+    printf '%-26s %-10s %s\n' "$(basename "$1")" "$2" "$(du -h "$1" | cut -f1)"
+}
+
+# kubeadm reads its own version from these; without them it says v0.0.0 and refuses the config.
+kubernetes_ldflags() {
+    local minor="${KUBERNETES_VERSION#*.}"
+    minor="${minor%%.*}"
+    printf '%s ' -s -w \
+        -X "k8s.io/component-base/version.gitVersion=v${KUBERNETES_VERSION}" \
+        -X "k8s.io/component-base/version.gitMajor=${KUBERNETES_VERSION%%.*}" \
+        -X "k8s.io/component-base/version.gitMinor=${minor}" \
+        -X "k8s.io/component-base/version.gitTreeState=clean" \
+        -X "k8s.io/component-base/version.buildDate=1970-01-01T00:00:00Z"
+}
+
+wanted() {  # $1 binary: asked for on the command line (or nothing was)
+    [ "${#requested[@]}" -eq 0 ] && return 0
+    local name
+    for name in "${requested[@]}"; do [ "${name}" = "$1" ] && return 0; done
+    return 1
+}
+
+build() {  # $1 binary name, $2 module folder, $3 version stamp, $4 package, $5 ldflags
+    local bin="${KUBE_DIR}/bin/$1"
+    wanted "${1#cni/}" || return 0
+    built "${bin}" "$3" && return
+    (cd "${here}/modules/$2" && go build -ldflags "$5" -o "${bin}" "$4")
+    stamp "${bin}" "$3"
+}
+
+requested=("$@")
+started=${EPOCHREALTIME}
+mkdir -p "${KUBE_DIR}/bin"
+for binary in ${KUBERNETES_BINARIES}; do
+    build "${binary}" kubernetes "v${KUBERNETES_VERSION}" "k8s.io/kubernetes/cmd/${binary}" "$(kubernetes_ldflags)"
+done
+build etcd etcd "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3 "-s -w"
+build etcdctl etcd "v${ETCD_VERSION}" go.etcd.io/etcd/etcdctl/v3 "-s -w"
+build crictl cri-tools "v${CRICTL_VERSION}" sigs.k8s.io/cri-tools/cmd/crictl \
+    "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v${CRICTL_VERSION}"
+build coredns coredns "v${COREDNS_VERSION}" github.com/coredns/coredns "-s -w"
+build pause pause "kubeha-lab-1" . "-s -w"
+mkdir -p "${KUBE_DIR}/bin/cni"
+for plugin in ${CNI_PLUGINS}; do
+    build "cni/${plugin##*/}" cni-plugins "v${CNI_PLUGINS_VERSION}" "github.com/containernetworking/plugins/${plugin}" \
+        "-s -w -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=v${CNI_PLUGINS_VERSION}"
+done
+printf 'Kubernetes v%s ready in %s (%.0f s)\n' "${KUBERNETES_VERSION}" "${KUBE_DIR}/bin" \
+    "$(awk -v a="${started}" -v b="${EPOCHREALTIME}" 'BEGIN {print b - a}')"

@@ -1,0 +1,3 @@
+module kubeha.lab/build/pause
+
+go 1.24.0
