@@ -82,14 +82,18 @@ def test_the_control_plane_runs_on_every_control_plane_and_kube_proxy_on_every_n
     assert wait_for(lambda: wanted <= running_pods(kubeconfig_file), 120), wanted - running_pods(kubeconfig_file)
 
 
-def test_etcd_has_three_started_members(lab_stack, kubeconfig_file):
-    members = kubectl(kubeconfig_file, "-n", "kube-system", "exec", "etcd-cp1", "--", "etcdctl",
+def etcd_members(kubeconfig: Path) -> list[tuple[str, str]]:
+    """(status, name) of every etcd member, asked of etcd on cp1 with the built kubectl."""
+    members = kubectl(kubeconfig, "-n", "kube-system", "exec", "etcd-cp1", "--", "etcdctl",
                       "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
                       "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
                       "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key", "member", "list")
     assert members.returncode == 0, members.stderr
-    rows = [line.split(", ") for line in members.stdout.splitlines()]
-    assert sorted((row[1], row[2]) for row in rows) == [("started", "cp1"), ("started", "cp2"), ("started", "cp3")]
+    return sorted((row[1], row[2]) for row in (line.split(", ") for line in members.stdout.splitlines()))
+
+
+def test_etcd_has_three_started_members(lab_stack, kubeconfig_file):
+    assert etcd_members(kubeconfig_file) == [("started", "cp1"), ("started", "cp2"), ("started", "cp3")]
 
 
 # 2 -------------------------------------------------------------------------------------------
@@ -173,6 +177,25 @@ def test_removing_the_worker_drains_deletes_and_resets_it(lab_stack, kubeconfig_
     assert lab_stack.hosts["w3"].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode != 0
     assert lab_stack.hosts["w3"].run("pgrep -x kubelet", check=False).returncode != 0
     assert "w3" not in kubectl(kubeconfig_file, "get", "nodes").stdout
+
+
+def test_an_added_control_plane_joins_etcd_and_the_load_balancers(lab_stack, kubeconfig_file):
+    cp4 = lab_stack.add_host("cp4")
+    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].name", "cp4")
+    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].address", cp4.address)
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
+    assert etcd_members(kubeconfig_file) == [("started", name) for name in ("cp1", "cp2", "cp3", "cp4")]
+    assert wait_for(lambda: lab_stack.backend_status("lb1").get("cp4") == "UP", 60)
+
+
+def test_removing_the_control_plane_removes_its_etcd_member_node_and_state(lab_stack, kubeconfig_file):
+    lab_stack.pulumi("config", "rm", "--path", "controlPlanes[3]")
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview")
+    assert "cp4: drained and deleted" in result.stdout and "cp4: etcd member" in result.stdout
+    assert etcd_members(kubeconfig_file) == [("started", name) for name in ("cp1", "cp2", "cp3")]
+    assert "cp4" not in kubectl(kubeconfig_file, "get", "nodes").stdout
+    assert "cp4" not in lab_stack.backend_status("lb1")
+    assert lab_stack.hosts["cp4"].run("test -e /etc/kubernetes/admin.conf", check=False).returncode != 0
 
 
 # 6 -------------------------------------------------------------------------------------------

@@ -54,10 +54,17 @@ def test_no_vip_and_no_load_balancer_hosts(lab_stack):
     assert lab_stack.output("controlPlaneEndpoint") == f"https://127.0.0.1:{LOCAL_PORT}"
 
 
-def test_nodes_joined_through_their_local_proxy(lab_stack):
-    for node in ("cp2", "w1"):
+def test_workers_joined_through_their_local_proxy(lab_stack):
+    for node in ("w1", "w2"):
         kubelet_conf = lab_stack.hosts[node].run("cat /etc/kubernetes/kubelet.conf").stdout
         assert f"server: https://127.0.0.1:{LOCAL_PORT}" in kubelet_conf, node
+
+
+def test_a_control_planes_kubelet_talks_to_its_own_apiserver(lab_stack):
+    """kubeadm 1.33+ (ControlPlaneKubeletLocalMode): a joined control plane's kubelet uses its
+    local apiserver, not the endpoint; the join's discovery still went through the proxy."""
+    kubelet_conf = lab_stack.hosts["cp2"].run("cat /etc/kubernetes/kubelet.conf").stdout
+    assert "server: https://10.250.0.22:6443" in kubelet_conf
 
 
 def test_a_worker_keeps_reaching_the_apiservers_while_one_is_stopped(lab_stack):
