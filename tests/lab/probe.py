@@ -92,10 +92,11 @@ class Prober:
         first_failure = self._first_failure_since(moment)
         return first_failure is not None and self._first_success_after(first_failure) is not None
 
-    def served_again_after(self, moment: float) -> float:
-        """From moment to the first success after the first failure since moment (0.0 if none failed)."""
+    def served_again_after(self, moment: float) -> float | None:
+        """From moment to the first success after the first failure since moment; None when no
+        probe failed (the outage was not observed, so there is nothing to time)."""
         first_failure = self._first_failure_since(moment)
         if first_failure is None:
-            return 0.0
+            return None
         recovered = self._first_success_after(first_failure)
         return (recovered if recovered is not None else self.results[-1].at) - moment

@@ -47,7 +47,9 @@ class Sample:
     config: str
     fault: str
     run: int
-    seconds: float  # fault until the VIP serves again, or until the apiserver is out of rotation
+    # Fault until the VIP serves again, or until the apiserver is out of rotation; None when the
+    # probe saw no outage: an invalid sample (the fault was not observed), never a zero.
+    seconds: float | None
     failed_requests: int
     probes: int
     timeline: list[tuple[float, bool]] = field(default_factory=list)  # (seconds since the fault, ok)
@@ -69,13 +71,14 @@ class Bench:
     def record(self, config: str, fault: str, run: int, prober: Prober, fault_at: float,
                seconds: float | None = None) -> Sample:
         results = prober.stop()
-        if seconds is None:  # from the fault until the VIP serves again (0.0 if nothing failed)
+        if seconds is None:  # from the fault until the VIP serves again
             seconds = prober.served_again_after(fault_at)
-        sample = Sample(config, fault, run, round(seconds, 3),
+        sample = Sample(config, fault, run, None if seconds is None else round(seconds, 3),
                         len(prober.failures), len(results),
                         [(round(r.at - fault_at, 3), r.ok) for r in results])
         self.samples.append(sample)
-        print(f"  {config:8} {fault:28} run {run}: {sample.seconds:7.3f} s, {sample.failed_requests} failed "
+        timed = "invalid: no outage observed" if sample.seconds is None else f"{sample.seconds:7.3f} s"
+        print(f"  {config:8} {fault:28} run {run}: {timed}, {sample.failed_requests} failed "
               f"of {sample.probes}", flush=True)
         return sample
 
@@ -228,7 +231,10 @@ def summarise(samples: list[Sample], config: str, runs: int) -> dict[str, float 
     mine = [s for s in samples if s.config == config]
     summary: dict[str, float | int] = {}
     for fault, key in FAULT_KEYS.items():
-        values = [s.seconds for s in mine if s.fault == fault]
+        values = [s.seconds for s in mine if s.fault == fault and s.seconds is not None]
+        invalid = sum(1 for s in mine if s.fault == fault and s.seconds is None)
+        if invalid:
+            summary[key.removesuffix("_s") + "_invalid_samples"] = invalid
         if values:
             summary[key] = round(statistics.median(values), 3)
             summary[key.removesuffix("_s") + "_max_s"] = round(max(values), 3)
@@ -246,10 +252,12 @@ def table(result: dict) -> str:
     for key in FAULT_KEYS.values():
         worst = key.removesuffix("_s") + "_max_s"
         ratio = (f"{seed[key] / product[key]:.0f}x" if product.get(key) and key in seed else "-")
-        lines.append(f"{key:34} {product[key]:>9.3f} / {product[worst]:<8.3f} "
+        lines.append(f"{key:34} {product.get(key, float('nan')):>9.3f} / {product.get(worst, float('nan')):<8.3f} "
                      f"{seed.get(key, float('nan')):>9.3f} / {seed.get(worst, float('nan')):<8.3f} {ratio:>13}")
     for key in FAILED_KEYS.values():
         lines.append(f"{key:34} {product.get(key, '-'):>20} {seed.get(key, '-'):>20}")
+    for key in sorted({k for k in (*product, *seed) if k.endswith("_invalid_samples")}):
+        lines.append(f"{key:34} {product.get(key, 0):>20} {seed.get(key, 0):>20}  (no outage seen: not timed)")
     return "\n".join(lines)
 
 
@@ -273,7 +281,8 @@ def draw(samples: list[Sample], docs: Path) -> list[Path]:
             axis.axvline(0, color="black", linewidth=0.8)
             axis.set_yticks([0, 1], ["failed", "ok"])
             axis.set_ylim(-0.5, 1.5)
-            axis.set_title(f"{sample.config}: {fault}, {sample.seconds:.3f} s, {sample.failed_requests} failed "
+            timed = "no outage" if sample.seconds is None else f"{sample.seconds:.3f} s"
+            axis.set_title(f"{sample.config}: {fault}, {timed}, {sample.failed_requests} failed "
                            f"of {sample.probes} probes", fontsize=9)
         axes[-1, 0].set_xlabel("seconds since the fault (probe every 20 ms, fresh TLS connection)")
         figure.tight_layout()
