@@ -71,13 +71,18 @@ class Bench:
     def record(self, config: str, fault: str, run: int, prober: Prober, fault_at: float,
                seconds: float | None = None) -> Sample:
         results = prober.stop()
-        if seconds is None:  # from the fault until the VIP serves again
+        if seconds is None and fault in FAULT_KEYS:  # from the fault until the VIP serves again
             seconds = prober.served_again_after(fault_at)
         sample = Sample(config, fault, run, None if seconds is None else round(seconds, 3),
                         len(prober.failures), len(results),
                         [(round(r.at - fault_at, 3), r.ok) for r in results])
         self.samples.append(sample)
-        timed = "invalid: no outage observed" if sample.seconds is None else f"{sample.seconds:7.3f} s"
+        if fault not in FAULT_KEYS:
+            timed = "counts failed requests"
+        elif sample.seconds is None:
+            timed = "invalid: no outage observed"
+        else:
+            timed = f"{sample.seconds:7.3f} s"
         print(f"  {config:8} {fault:28} run {run}: {timed}, {sample.failed_requests} failed "
               f"of {sample.probes}", flush=True)
         return sample
@@ -170,7 +175,7 @@ class Bench:
         fault_at = prober.now()
         self.stack.pulumi("up", "--yes", "--skip-preview")
         time.sleep(1)
-        self.record(config, "lb_rollout", run, prober, fault_at, seconds=0.0)
+        self.record(config, "lb_rollout", run, prober, fault_at)
         self.wait_stable()
 
     # --- configurations ------------------------------------------------------------------
@@ -281,7 +286,7 @@ def draw(samples: list[Sample], docs: Path) -> list[Path]:
             axis.axvline(0, color="black", linewidth=0.8)
             axis.set_yticks([0, 1], ["failed", "ok"])
             axis.set_ylim(-0.5, 1.5)
-            timed = "no outage" if sample.seconds is None else f"{sample.seconds:.3f} s"
+            timed = "untimed" if sample.seconds is None else f"{sample.seconds:.3f} s"
             axis.set_title(f"{sample.config}: {fault}, {timed}, {sample.failed_requests} failed "
                            f"of {sample.probes} probes", fontsize=9)
         axes[-1, 0].set_xlabel("seconds since the fault (probe every 20 ms, fresh TLS connection)")
