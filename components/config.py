@@ -291,9 +291,12 @@ class KubernetesSettings(_Model):
 
     @field_validator("version")
     @classmethod
-    def _semver(cls, value: str) -> str:
+    def _supported_release(cls, value: str) -> str:
         if not re.fullmatch(r"\d+\.\d+\.\d+", value):
             raise ValueError(f"must be x.y.z, e.g. 1.31.4 (got {value!r})")
+        if tuple(int(part) for part in value.split(".")[:2]) not in _PAUSE_VERSIONS:
+            known = ", ".join(f"{a}.{b}" for a, b in sorted(_PAUSE_VERSIONS))
+            raise ValueError(f"{value}: kubeha supports Kubernetes {known}")
         return value
 
     @property
@@ -311,9 +314,6 @@ class KubernetesSettings(_Model):
     def pause_image(self) -> str:
         """The sandbox image kubeadm expects for this release, from imageRepository if set."""
         major, minor, _ = self.version_tuple
-        if (major, minor) not in _PAUSE_VERSIONS:
-            known = ", ".join(f"{a}.{b}" for a, b in sorted(_PAUSE_VERSIONS))
-            raise ConfigKeyError("kubernetes.version", f"{self.version}: kubeha supports Kubernetes {known}")
         return f"{self.image_repository or _DEFAULT_IMAGE_REPOSITORY}/pause:{_PAUSE_VERSIONS[(major, minor)]}"
 
     @property
@@ -366,7 +366,6 @@ class ClusterConfig(_Model):
             if self.load_balancer.vip is not None and host.address == self.load_balancer.vip:
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
         self._check_subnets()
-        _ = self.kubernetes.pause_image  # an unsupported version fails here, naming kubernetes.version
         return self
 
     def _check_subnets(self) -> None:
