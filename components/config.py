@@ -105,11 +105,12 @@ class LoadBalancerImages(_Model):
 
     _pinned = field_validator("haproxy", "keepalived", "kube_vip")(_check_pinned_image)
 
-    # Pinned and tested together; each is the image its project publishes.
+    # Each is the image its project publishes. The pods name their command, so an image only has
+    # to provide the program on PATH (and, for keepalived, bash and curl for the health check).
     DEFAULTS: ClassVar[dict[str, str]] = {
         "haproxy": "docker.io/library/haproxy:3.0.7",
         "keepalived": "docker.io/osixia/keepalived:2.0.20",
-        "kube_vip": "ghcr.io/kube-vip/kube-vip:v0.8.9",
+        "kube_vip": "ghcr.io/kube-vip/kube-vip:v1.2.3",
     }
 
     def reference(self, name: str, image_repository: Optional[str]) -> str:

@@ -18,10 +18,12 @@ _PER_DIAL_TIMEOUT_S = 10
 
 @dataclass(frozen=True)
 class SshAccess:
-    """How to reach every host: one user/port and one secret private key."""
+    """How to reach every host: one user/port and one secret private key. With a gate, every
+    command waits for it (the settings guard: a refused edit stops the run before any host)."""
 
     settings: SshSettings
     private_key: pulumi.Output[str]
+    gate: Optional[pulumi.Resource] = None
 
     def connection(self, host: Host) -> remote.ConnectionArgs:
         return remote.ConnectionArgs(
@@ -62,6 +64,8 @@ def run_script(
     """
     if secret_stdout:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
+    if ssh.gate is not None:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ssh.gate]))
     return remote.Command(
         resource_name,
         connection=ssh.connection(host),

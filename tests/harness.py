@@ -81,16 +81,10 @@ class Deployment:
 
 
 class _FakeOutputs(pulumi.runtime.Mocks):
-    """Commands answer with plausible stdout; a StackReference to the stack itself answers with
-    the outputs of its last deployment (none by default); everything else echoes its inputs."""
-
-    def __init__(self, deployed_outputs: dict[str, Any] | None = None) -> None:
-        self.deployed_outputs = deployed_outputs or {}
+    """Commands answer with plausible stdout; everything else echoes its inputs."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
-        if args.typ == "pulumi:pulumi:StackReference":
-            outputs["outputs"] = self.deployed_outputs
         if args.typ == "command:remote:Command":
             outputs["stdout"] = self._stdout_for(args.name)
             outputs["stderr"] = ""
@@ -111,8 +105,8 @@ class _FakeOutputs(pulumi.runtime.Mocks):
 
 
 class _RecordingMonitor(mocks.MockMonitor):
-    def __init__(self, deployed_outputs: dict[str, Any] | None = None) -> None:
-        super().__init__(_FakeOutputs(deployed_outputs))
+    def __init__(self) -> None:
+        super().__init__(_FakeOutputs())
         self.registrations: list[Registration] = []
         self.urn_names: dict[str, str] = {}
 
@@ -130,10 +124,10 @@ class _RecordingMonitor(mocks.MockMonitor):
 _last_monitor: "_RecordingMonitor | None" = None
 
 
-def _run(config: dict[str, Any], secret_config: dict[str, str] | None, preview: bool,
-         deployed_outputs: dict[str, Any] | None = None) -> tuple[_RecordingMonitor, dict[str, Any]]:
+def _run(config: dict[str, Any], secret_config: dict[str, str] | None,
+         preview: bool) -> tuple[_RecordingMonitor, dict[str, Any]]:
     global _last_monitor
-    monitor = _last_monitor = _RecordingMonitor(deployed_outputs)
+    monitor = _last_monitor = _RecordingMonitor()
     mocks.set_mocks(monitor.mocks, project=PROJECT, stack="test", preview=preview, monitor=monitor)
     all_config = {f"{PROJECT}:{key}": json.dumps(value) for key, value in config.items()}
     all_config.update({f"{PROJECT}:{key}": value for key, value in (secret_config or {}).items()})
@@ -151,10 +145,9 @@ def _run(config: dict[str, Any], secret_config: dict[str, str] | None, preview: 
 
 
 def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = None,
-                preview: bool = False, deployed_outputs: dict[str, Any] | None = None) -> Deployment:
-    """Run __main__.py with this stack config; return what it registered and exported.
-    deployed_outputs: the stack's outputs from its last deployment."""
-    monitor, exports = _run(config, secret_config, preview, deployed_outputs)
+                preview: bool = False) -> Deployment:
+    """Run __main__.py with this stack config; return what it registered and exported."""
+    monitor, exports = _run(config, secret_config, preview)
     resolved, secret = {}, set()
     for name, value in exports.items():
         output = pulumi.Output.from_input(value)
@@ -164,14 +157,12 @@ def run_program(config: dict[str, Any], secret_config: dict[str, str] | None = N
     return Deployment(monitor.registrations, resolved, secret, monitor.urn_names)
 
 
-def run_program_expecting_error(config: dict[str, Any], secret_config: dict[str, str] | None = None,
-                                deployed_outputs: dict[str, Any] | None = None
+def run_program_expecting_error(config: dict[str, Any], secret_config: dict[str, str] | None = None
                                 ) -> tuple[Exception, list[Registration]]:
-    """Run a program that must fail; return the error and whatever it registered before failing.
-    deployed_outputs: the stack's outputs from its last deployment."""
+    """Run a program that must fail; return the error and whatever it registered before failing."""
     monitor = None
     try:
-        monitor, _ = _run(config, secret_config, preview=True, deployed_outputs=deployed_outputs)
+        monitor, _ = _run(config, secret_config, preview=True)
     except Exception as error:  # noqa: BLE001 - the error is what the caller inspects
         return error, list(_last_monitor.registrations) if _last_monitor else []
     raise AssertionError(f"the program succeeded; registered {len(monitor.registrations)} resources")

@@ -19,8 +19,14 @@ def test_one_component_per_host_role(deployment):
 
 
 def test_only_command_resources_below_the_components(deployment):
-    custom_types = {r.type for r in deployment.registrations if not r.type.startswith("kubeha:index:")}
-    assert custom_types == {COMMAND}
+    below = {r.type for r in deployment.registrations if r.parent and "kubeha:index:" in r.parent}
+    assert below == {COMMAND}
+
+
+def test_the_settings_guard_is_the_one_resource_beside_the_components(deployment):
+    top_level = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
+                 and not (r.parent and "kubeha:index:" in r.parent)]
+    assert [(r.type, r.name) for r in top_level] == [("pulumi-python:dynamic:Resource", "cluster-settings")]
 
 
 def test_every_command_is_a_child_of_its_component(deployment):

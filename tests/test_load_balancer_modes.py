@@ -220,7 +220,7 @@ def test_images_are_pinned_defaults(stack_config):
 def test_image_repository_moves_the_default_images_to_the_mirror(deploy, stack_config):
     stack_config["kubernetes"]["imageRepository"] = "registry.example:5000/k8s"
     lb = load_balancing(in_mode(stack_config, "kube-vip"))
-    assert lb.image("kube_vip") == "registry.example:5000/k8s/kube-vip/kube-vip:v0.8.9"
+    assert lb.image("kube_vip") == "registry.example:5000/k8s/kube-vip/kube-vip:v1.2.3"
     documents = kubeadm_documents(deploy(stack_config))
     assert documents["ClusterConfiguration"]["imageRepository"] == "registry.example:5000/k8s"
 
@@ -347,26 +347,3 @@ def test_every_script_of_every_mode_passes_shellcheck(deploy, stack_config, mode
                 except AssertionError as error:
                     failures.append(f"{command.name}:{phase}: {error}")
     assert not failures, "\n".join(failures)
-
-
-# --- a mode change on a deployed cluster ---------------------------------------------------------
-
-def test_a_mode_change_on_a_deployed_cluster_is_refused_before_anything_is_registered(stack_config):
-    config = in_mode(stack_config, "local-nginx")
-    error, registrations = run_program_expecting_error(config, {"sshPrivateKey": "key"},
-                                                       deployed_outputs={"loadBalancerMode": "keepalived-haproxy"})
-    assert str(error).startswith("kubeha:loadBalancer.mode: this cluster was built with keepalived-haproxy; "
-                                 "changing it to local-nginx"), str(error)
-    assert registrations == []
-
-
-def test_the_deployed_mode_is_accepted(stack_config):
-    deployment = run_program(in_mode(stack_config, "kube-vip"), {"sshPrivateKey": "key"}, preview=True,
-                             deployed_outputs={"loadBalancerMode": "kube-vip"})
-    assert deployment.of_type(COMMAND)
-
-
-def test_a_deployment_from_before_the_modes_counts_as_keepalived_haproxy(stack_config):
-    error, _ = run_program_expecting_error(in_mode(stack_config, "static-pods"), {"sshPrivateKey": "key"},
-                                           deployed_outputs={"apiserverEndpoint": "https://198.51.100.100:8443"})
-    assert "this cluster was built with keepalived-haproxy" in str(error)

@@ -24,7 +24,6 @@ from tests.lab.conftest import LAB_SCRIPT, LabHost, lab, lab_host, lab_unavailab
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "build" / "lab"
 STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
-STANDIN_KUBECTL = Path(__file__).resolve().parent / "standins" / "bin" / "kubectl"
 ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
 # The lab's real Kubernetes (make lab-kubernetes): its kubectl runs the tests' queries.
 KUBERNETES_VERSION = "1.34.4"
@@ -50,16 +49,8 @@ while time.monotonic() < deadline:
 """
 
 
-def lab_kubernetes() -> str:
-    """real, or standin: what the running lab's hosts run (tests/lab/lab.sh records it)."""
-    recorded = LAB_DIR / "kubernetes"
-    return recorded.read_text().strip() if recorded.exists() else os.environ.get("LAB_KUBERNETES", "real")
-
-
-def lab_environment(mode: str = "keepalived-haproxy", kubernetes: str | None = None) -> dict[str, str]:
-    environment = {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode}
-    environment["LAB_KUBERNETES"] = kubernetes or lab_kubernetes()
-    return environment
+def lab_environment(mode: str = "keepalived-haproxy") -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -84,6 +75,7 @@ def wait_for(condition: Callable[[], bool], seconds: float, interval: float = 0.
 class LabStack:
     hosts: dict[str, LabHost]
     timings: dict[str, float] = field(default_factory=dict)
+    up_output: str = ""  # what the first `pulumi up` printed (boot_cluster)
 
     def pulumi(self, *args: str, cwd: Path = ROOT, stack: str | None = None, check: bool = True,
                timeout: float = 900) -> subprocess.CompletedProcess:
@@ -114,9 +106,7 @@ class LabStack:
         """Stop a control plane's apiserver: gracefully (its static pod taken away, so the kubelet
         stops it and keeps it stopped) or with SIGKILL (the kubelet restarts it by itself)."""
         host = self.hosts[name]
-        if lab_kubernetes() == "standin":
-            host.run(f"systemctl {'kill -s KILL' if kill else 'stop'} kube-apiserver-standin")
-        elif kill:
+        if kill:
             host.run("pkill -KILL -x kube-apiserver")
         else:
             host.run(f"mv {APISERVER_MANIFEST} {APISERVER_MANIFEST_AWAY}")
@@ -125,9 +115,6 @@ class LabStack:
     def start_apiserver(self, name: str) -> None:
         """Undo stop_apiserver (a killed one comes back by itself; this waits for it)."""
         host = self.hosts[name]
-        if lab_kubernetes() == "standin":
-            host.run("systemctl start kube-apiserver-standin")
-            return
         host.run(f"if [ -e {APISERVER_MANIFEST_AWAY} ]; then mv {APISERVER_MANIFEST_AWAY} {APISERVER_MANIFEST}; fi")
         assert wait_for(lambda: host.run("curl -fsk -o /dev/null https://127.0.0.1:6443/readyz",
                                          check=False).returncode == 0, 180), f"{name}: apiserver not ready again"
@@ -156,16 +143,16 @@ class LabStack:
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
-def boot_cluster(mode: str = "keepalived-haproxy", kubernetes: str = "real") -> LabStack:
+def boot_cluster(mode: str = "keepalived-haproxy") -> LabStack:
     """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
-    in loadBalancer.mode `mode`, on real Kubernetes or (kubernetes="standin") the test stand-ins."""
+    in loadBalancer.mode `mode`."""
     started = time.monotonic()
-    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode, kubernetes), capture_output=True,
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode), capture_output=True,
                             text=True, timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     names = (LAB_DIR / "hosts").read_text().split()
-    stack = LabStack({name: lab_host(name) for name in names})
+    stack = LabStack({name: lab_host(name) for name in names}, up_output=result.stdout)
     stack.timings["up_from_bare_s"] = float((LAB_DIR / "last-up.seconds").read_text())
     stack.timings["lab_up_total_s"] = round(time.monotonic() - started, 1)
     return stack
@@ -178,7 +165,7 @@ def tear_down_cluster() -> None:
 
 
 @contextmanager
-def fresh_cluster(mode: str = "keepalived-haproxy", kubernetes: str = "real") -> Iterator[LabStack]:
+def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
     """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
     Skips the calling tests where the lab cannot run."""
     reason = lab_unavailable_reason()
@@ -186,18 +173,25 @@ def fresh_cluster(mode: str = "keepalived-haproxy", kubernetes: str = "real") ->
         pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        yield boot_cluster(mode, kubernetes)
+        yield boot_cluster(mode)
     finally:
         tear_down_cluster()
 
 
 def kubectl(kubeconfig: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """kubectl from this machine against the lab: the one built with the lab's Kubernetes (on a
-    stand-in lab, the kubectl stand-in)."""
-    if lab_kubernetes() == "standin":
-        environment = {**os.environ, "KUBEHA_STANDIN_LOG": str(LAB_DIR / "kubectl-standin.log")}
-        command = ["python3", str(STANDIN_KUBECTL)]
-    else:
-        environment, command = dict(os.environ), [str(KUBECTL)]
-    return subprocess.run([*command, "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
-                          timeout=timeout, env=environment)
+    """kubectl from this machine against the lab: the one built with the lab's Kubernetes."""
+    return subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def running_pod(kubeconfig: Path, name: str, namespace: str = "kube-system", seconds: float = 120) -> dict:
+    """The pod `name`, once it is Running (a static pod's mirror shows up a little after its node joins)."""
+    found: dict = {}
+
+    def running() -> bool:
+        result = kubectl(kubeconfig, "-n", namespace, "get", "pod", name, "-o", "json")
+        found.update(json.loads(result.stdout) if result.returncode == 0 else {})
+        return found.get("status", {}).get("phase") == "Running"
+
+    assert wait_for(running, seconds, interval=2), f"{name}: not Running after {seconds} s: {found.get('status')}"
+    return found

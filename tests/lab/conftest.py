@@ -54,11 +54,9 @@ def lab_hosts(request) -> dict[str, LabHost]:
     if reason:
         pytest.skip(reason)
     names: list[str] = request.module.LAB_HOSTS
-    # real hosts (the default) or hosts with the Kubernetes test stand-ins (modules not moved yet)
-    environment = {**os.environ, "LAB_KUBERNETES": getattr(request.module, "LAB_KUBERNETES", "real")}
     try:
         subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
-        subprocess.run([str(LAB_SCRIPT), "up", *names], check=True, timeout=600, env=environment)
+        subprocess.run([str(LAB_SCRIPT), "up", *names], check=True, timeout=600)
         yield {name: lab_host(name) for name in names}
     finally:
         subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120)

@@ -4,9 +4,9 @@
 #            and build/lab/env, then `pulumi up` — a real run of the product on local hosts.
 #   destroy: `pulumi destroy` on the lab stack while its hosts run; then forget the state.
 # Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_LB_MODE picks loadBalancer.mode
-# (keepalived-haproxy by default; local-nginx and kube-vip boot no LB hosts). LAB_KUBERNETES:
-# real (default: Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from
-# the lab's package repository) or standin (the older test stand-ins, for the tests not moved yet).
+# (keepalived-haproxy by default; static-pods, local-nginx and kube-vip boot no LB hosts). The
+# hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
+# lab's package repository.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -14,20 +14,17 @@ lab_dir="${root}/build/lab"
 lab="${here}/lab.sh"
 stack=organization/kubeha/lab
 mode="${LAB_LB_MODE:-keepalived-haproxy}"
-kubernetes="${LAB_KUBERNETES:-real}"
 case "${mode}" in
     keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 w1 w2" ;;
-    local-nginx|kube-vip) hosts="cp1 cp2 cp3 w1 w2" ;;
-    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy, local-nginx or kube-vip (static-pods" \
-            "needs a real kubelet)" >&2
+    static-pods|local-nginx|kube-vip) hosts="cp1 cp2 cp3 w1 w2" ;;
+    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy, static-pods, local-nginx or kube-vip" >&2
        exit 2 ;;
 esac
 
 lab_running() {  # exactly this mode's hosts run (a lab booted for another mode does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
     "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
-        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
-        && [ "$(cat "${lab_dir}/kubernetes" 2>/dev/null)" = "${kubernetes}" ]
+        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; }
 }
 
 host_list() {  # YAML flow list of the lab hosts whose name starts with $1
@@ -40,12 +37,6 @@ host_list() {  # YAML flow list of the lab hosts whose name starts with $1
 }
 
 kubernetes_settings() {
-    if [ "${kubernetes}" = standin ]; then
-        # 1.31.4: the version the kubeadm stand-in reports, so host preparation finds it installed.
-        echo '  kubeha:kubernetes:
-    version: "1.31.4"'
-        return
-    fi
     # What this machine needs and says so (LAB-NOTES), as any user of such hosts would set it:
     # cgroup v1 (maintenance mode: the kubelet refuses it unless told), no CAP_SYS_RESOURCE in
     # the containers (containerd must not lower OOM scores), systemd not owning the cgroups, and
@@ -74,6 +65,11 @@ write_stack_config() {
         load_balancer="    mode: kube-vip
     vip: 10.250.0.100
     interface: host0"
+    elif [ "${mode}" = static-pods ]; then
+        load_balancer="    mode: static-pods
+    vip: 10.250.0.100
+    interface: host0
+    virtualRouterId: 51"
     else
         load_balancer="    mode: ${mode}
     vip: 10.250.0.100
@@ -109,7 +105,7 @@ up() {
         "${lab}" down >/dev/null 2>&1 || true
         rm -rf "${lab_dir}/state" "${root}/Pulumi.lab.yaml"   # fresh hosts: no state to keep
         # shellcheck disable=SC2086 # word splitting of the host list is wanted
-        LAB_KUBERNETES="${kubernetes}" "${lab}" up ${hosts}
+        "${lab}" up ${hosts}
     fi
     mkdir -p "${lab_dir}/state"
     write_stack_config

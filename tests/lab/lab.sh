@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The lab: Debian hosts as systemd-nspawn containers (real systemd, sshd, keepalived, haproxy)
-# on a private bridge. Usage: lab.sh up [HOST...] | down | status | running | refresh-standins
+# on a private bridge. Usage: lab.sh up [HOST...] | down | status | running
 #        | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD...
 # Addresses: bridge 10.250.0.1/24, hosts from 10.250.0.11, VIP 10.250.0.100. An `unreachable`
 # route covers 10.250.0.0/16 so nothing addressed to the lab can leave through the uplink.
@@ -72,19 +72,10 @@ NETWORK
     install -m 0600 "${LAB_DIR}/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
     rm -f "${root}"/etc/ssh/ssh_host_*
     ssh-keygen -A -f "${root}" >/dev/null
-    [ "$(lab_kubernetes)" != standin ] || install_standins "${root}"
-}
-
-lab_kubernetes() {  # real, or standin: what this lab's hosts run (hosts added later get the same)
-    echo "${LAB_KUBERNETES:-$(cat "${LAB_DIR}/kubernetes" 2>/dev/null || echo real)}"
-}
-
-install_standins() {  # the TEST STAND-INS for kubeadm, kubelet, kube-apiserver, etcd and kubectl
-    local root="$1"
-    install -m 0755 "${here}"/standins/bin/* "${root}/usr/local/bin/"
-    install -d "${root}/usr/local/lib/kubeha-standins"
-    install -m 0644 "${here}"/standins/lib/*.py "${here}/../kubeadm_config_check.py" "${root}/usr/local/lib/kubeha-standins/"
-    install -m 0644 "${here}"/standins/units/*.service "${root}/lib/systemd/system/"
+    # Plain hosts: the LB daemons are installed (no route out) but off, as on a host that never
+    # had them; the product enables them where its mode runs them on the host, and in the
+    # static-pods mode their configs must not start a second copy beside the pods at a reboot.
+    rm -f "${root}"/etc/systemd/system/multi-user.target.wants/{haproxy,keepalived}.service
 }
 
 host_cgroups() {  # a host's own cgroup in every hierarchy, so two kubelets never share one (LAB-NOTES)
@@ -174,8 +165,6 @@ up() {
     network_up
     repository_up
     lab_key
-    lab_kubernetes > "${LAB_DIR}/kubernetes.next"
-    mv "${LAB_DIR}/kubernetes.next" "${LAB_DIR}/kubernetes"
     for name in "${hosts[@]}"; do
         make_host_root "${name}"
         boot_host "${name}"
@@ -211,7 +200,7 @@ down() {
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
     ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
-    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/kubernetes"
+    rm -f "${LAB_DIR}/hosts"
     if [ -f "${LAB_DIR}/inotify-instances.saved" ]; then
         sysctl -qw fs.inotify.max_user_instances="$(cat "${LAB_DIR}/inotify-instances.saved")"
         rm -f "${LAB_DIR}/inotify-instances.saved"
@@ -272,7 +261,6 @@ case "${1:-}" in
     init-pid) init_pid "$2" ;;
     power-off) power_off "$2" ;;
     power-on) power_on "$2" ;;
-    refresh-standins) while read -r name; do install_standins "${HOSTS_DIR}/${name}"; done < "${LAB_DIR}/hosts" ;;
     ssh) shift; ssh_host "$@" ;;
-    *) echo "usage: $0 up [HOST...] | down | status | running [HOST...] | refresh-standins | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
+    *) echo "usage: $0 up [HOST...] | down | status | running [HOST...] | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD..." >&2; exit 2 ;;
 esac

@@ -1,35 +1,52 @@
-"""loadBalancer.mode kube-vip on the lab: the first control plane's bootstrap on Kubernetes 1.31.
+"""loadBalancer.mode kube-vip on the lab's real Kubernetes: kube-vip 1.2.3 (built from its source
+snapshot, under the image name the product pins) runs as a static pod on every control plane.
 
-No kubelet or kube-vip can run here. The kubeadm TEST STAND-IN does at init what kube-vip's
-static pod would do on the first control plane (take its Lease with the kubeconfig it mounts,
-then hold the VIP) and fails the way the real pair fails when that kubeconfig is admin.conf on
->= 1.29. So this checks the product's super-admin.conf dance end to end — not kube-vip itself,
-and not its leader election or failover.
+Real end to end: the first kube-vip takes its Lease with super-admin.conf during `kubeadm init`
+(Kubernetes >= 1.29 binds admin.conf only at the end of init), every kube-vip then uses
+admin.conf, the Lease holder holds the VIP, and when the holder's kube-vip goes the VIP moves.
 """
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from tests.lab.cluster import LabStack, fresh_cluster, kubectl
+from tests.lab.cluster import LabStack, fresh_cluster, kubectl, running_pod, wait_for
 
 pytestmark = pytest.mark.lab
 VIP = "10.250.0.100"
+CONTROL_PLANES = ("cp1", "cp2", "cp3")
 MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
+MANIFEST_AWAY = "/etc/kubernetes/kube-vip.yaml.stopped-by-test"
 
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    # On the Kubernetes stand-ins until the lab builds the kube-vip image (its emulation lives there).
-    with fresh_cluster("kube-vip", kubernetes="standin") as stack:
+    with fresh_cluster("kube-vip") as stack:
         yield stack
 
 
-def test_the_first_kube_vip_took_its_lease_with_super_admin_conf(lab_stack):
-    init_log = lab_stack.hosts["cp1"].run("cat /var/log/kubeha/kubeadm-init.log").stdout
-    assert "[kube-vip stand-in] leader with super-admin.conf" in init_log
+@pytest.fixture(scope="module")
+def kubeconfig(lab_stack, tmp_path_factory):
+    path = tmp_path_factory.mktemp("kube-vip") / "config"
+    path.write_text(lab_stack.kubeconfig())
+    return path
 
 
-@pytest.mark.parametrize("node", ["cp1", "cp2", "cp3"])
+def lease_holder(kubeconfig) -> str:
+    result = kubectl(kubeconfig, "-n", "kube-system", "get", "lease", "plndr-cp-lock", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["spec"]["holderIdentity"]
+
+
+def test_the_first_kube_vip_bootstrapped_the_vip_with_super_admin_conf(lab_stack):
+    # kubeadm init reaches the cluster through the VIP, which only the first kube-vip can claim.
+    assert "cp1: kube-vip uses super-admin.conf until kubeadm init is done" in lab_stack.up_output
+    assert "Your Kubernetes control-plane has initialized successfully" in \
+        lab_stack.hosts["cp1"].run("cat /var/log/kubeha/kubeadm-init.log").stdout
+
+
+@pytest.mark.parametrize("node", CONTROL_PLANES)
 def test_every_kube_vip_manifest_mounts_admin_conf_after_init(lab_stack, node):
     for path in (MANIFEST, "/etc/kubernetes/kubeha/manifests/kube-vip.yaml"):
         manifest = lab_stack.hosts[node].run(f"cat {path}").stdout
@@ -37,17 +54,22 @@ def test_every_kube_vip_manifest_mounts_admin_conf_after_init(lab_stack, node):
         assert "super-admin.conf\n" not in manifest.replace("super-admin.conf until", ""), (node, path)
 
 
-def test_the_vip_is_on_the_first_control_plane_and_serves_the_apiserver(lab_stack, tmp_path):
-    assert lab_stack.hosts["cp1"].holds(VIP)
-    kubeconfig = tmp_path / "config"
-    kubeconfig.write_text(lab_stack.kubeconfig())
+@pytest.mark.parametrize("node", CONTROL_PLANES)
+def test_kube_vip_runs_on_every_control_plane(lab_stack, kubeconfig, node):
+    pod = running_pod(kubeconfig, f"kube-vip-{node}")
+    assert pod["spec"]["containers"][0]["image"] == "ghcr.io/kube-vip/kube-vip:v1.2.3"
+
+
+def test_the_lease_holder_holds_the_vip_and_serves_the_apiserver(lab_stack, kubeconfig):
+    holder = lease_holder(kubeconfig)
+    assert [name for name in CONTROL_PLANES if lab_stack.hosts[name].holds(VIP)] == [holder]
     assert f"server: https://{VIP}:6443" in kubeconfig.read_text()
     result = kubectl(kubeconfig, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
-@pytest.mark.parametrize("node", ["cp2", "w1"])
+@pytest.mark.parametrize("node", ["w1", "w2"])  # control planes: their own apiserver (kubeadm >= 1.33)
 def test_nodes_joined_through_the_vip(lab_stack, node):
     kubelet_conf = lab_stack.hosts[node].run("cat /etc/kubernetes/kubelet.conf").stdout
     assert f"server: https://{VIP}:6443" in kubelet_conf
@@ -56,3 +78,17 @@ def test_nodes_joined_through_the_vip(lab_stack, node):
 def test_a_second_up_changes_nothing(lab_stack):
     result = lab_stack.pulumi("preview", "--diff", "--expect-no-changes")
     assert result.returncode == 0
+
+
+def test_the_vip_moves_when_the_holders_kube_vip_stops(lab_stack, kubeconfig):
+    holder = lease_holder(kubeconfig)
+    host = lab_stack.hosts[holder]
+    host.run(f"mv {MANIFEST} {MANIFEST_AWAY}")  # the kubelet stops the pod: kube-vip leaves gracefully
+    try:
+        assert wait_for(lambda: not host.holds(VIP), 60), f"{holder} kept the VIP"
+        others = [name for name in CONTROL_PLANES if name != holder]
+        assert wait_for(lambda: any(lab_stack.hosts[name].holds(VIP) for name in others), 30), "no new holder"
+        assert wait_for(lambda: kubectl(kubeconfig, "get", "--raw", "/readyz").returncode == 0, 30)
+        assert lease_holder(kubeconfig) in others
+    finally:
+        host.run(f"mv {MANIFEST_AWAY} {MANIFEST}")

@@ -3,6 +3,7 @@
 #   bin/pulumi                     the CLI, from the Go module proxy (version: cli/go.mod)
 #   bin/pulumi-language-python     the official Python language host, from its upstream snapshot
 #   bin/pulumi-language-python-exec  the SDK's exec script, from the sdk/v3 module, unchanged
+#   bin/pulumi-resource-pulumi-python  the SDK's dynamic-provider plugin script, same module, unchanged
 #   plugins/pulumi-resource-command     the command provider, from its upstream snapshot
 #   plugins/pulumi-resource-kubernetes  the kubernetes provider, from the Go module proxy
 # and installs both plugins into the plugin home $ENGINE_DIR/home (PULUMI_HOME), so the
@@ -79,8 +80,11 @@ build_language_host() {
         stamp "${bin}" "${cli_version}"
     fi
     (cd "${here}/cli" && go mod download github.com/pulumi/pulumi/sdk/v3)
-    install -m 0755 "${GOMODCACHE}/github.com/pulumi/pulumi/sdk/v3@${cli_version}/python/cmd/pulumi-language-python-exec" \
-        "${ENGINE_DIR}/bin/pulumi-language-python-exec"
+    local sdk="${GOMODCACHE}/github.com/pulumi/pulumi/sdk/v3@${cli_version}/python"
+    install -m 0755 "${sdk}/cmd/pulumi-language-python-exec" "${ENGINE_DIR}/bin/pulumi-language-python-exec"
+    # What the official CLI ships beside the language host: the plugin that serves Python
+    # dynamic providers (the settings guard is one).
+    install -m 0755 "${sdk}/dist/pulumi-resource-pulumi-python" "${ENGINE_DIR}/bin/pulumi-resource-pulumi-python"
 }
 
 build_command_plugin() {

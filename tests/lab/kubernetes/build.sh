@@ -2,12 +2,14 @@
 # Build, once, the real Kubernetes the lab runs, from the Go module proxy, into the cache outside
 # the clone: $KUBE_DIR/bin holds kubeadm, kubelet, kubectl, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kube-proxy (k8s.io/kubernetes), etcd, etcdctl, crictl, coredns, pause and, in cni/, the
-# reference CNI plugins (github.com/containernetworking/plugins). Later runs
+# reference CNI plugins (github.com/containernetworking/plugins), and kube-vip (from its unmodified
+# source snapshot in ../shared/vendor, VENDOR_DIR; the image of the kube-vip mode). Later runs
 # reuse every binary whose version stamp matches. Versions: modules/*/go.mod and the table below.
 # Usage: build.sh [BINARY...] (default: all; `build.sh kubeadm` is what the unit tests need).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
+VENDOR_DIR="${VENDOR_DIR:-$(cd "${here}/../../../.." && pwd)/shared/vendor}"
 # The lab's Kubernetes release; modules/kubernetes/go.mod requires the same.
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.34.4}"
 KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v${KUBERNETES_VERSION}}"
@@ -22,6 +24,7 @@ COREDNS_VERSION=1.12.1
 CNI_PLUGINS_VERSION=1.7.1  # what the official kubernetes-cni package of 1.34 ships
 CNI_PLUGINS="plugins/main/bridge plugins/main/loopback plugins/main/ptp plugins/ipam/host-local plugins/meta/portmap
     plugins/meta/bandwidth plugins/meta/firewall plugins/meta/tuning"
+KUBE_VIP_VERSION=1.2.3  # the product's pinned kube-vip image (components/config.py)
 KUBERNETES_BINARIES="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
 
 module_version() {  # $1 module folder, $2 module path: the version its go.mod requires
@@ -71,6 +74,16 @@ build() {  # $1 binary name, $2 module folder, $3 version stamp, $4 package, $5 
     stamp "${bin}" "$3"
 }
 
+build_kube_vip() {  # from the snapshot: unpacked afresh, built with its own go.mod
+    local bin="${KUBE_DIR}/bin/kube-vip" source="${CACHE_DIR}/kubernetes/src/kube-vip-${KUBE_VIP_VERSION}"
+    wanted kube-vip || return 0
+    built "${bin}" "v${KUBE_VIP_VERSION}" && return
+    rm -rf "${source}" && mkdir -p "${source}"
+    tar -xzf "${VENDOR_DIR}/kube-vip-${KUBE_VIP_VERSION}.tar.gz" -C "${source}" --strip-components=1
+    (cd "${source}" && go build -ldflags "-s -w -X main.Version=v${KUBE_VIP_VERSION}" -o "${bin}" .)
+    stamp "${bin}" "v${KUBE_VIP_VERSION}"
+}
+
 requested=("$@")
 started=${EPOCHREALTIME}
 mkdir -p "${KUBE_DIR}/bin"
@@ -83,6 +96,7 @@ build crictl cri-tools "v${CRICTL_VERSION}" sigs.k8s.io/cri-tools/cmd/crictl \
     "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v${CRICTL_VERSION}"
 build coredns coredns "v${COREDNS_VERSION}" github.com/coredns/coredns "-s -w"
 build pause pause "kubeha-lab-1" . "-s -w"
+build_kube_vip
 mkdir -p "${KUBE_DIR}/bin/cni"
 for plugin in ${CNI_PLUGINS}; do
     build "cni/${plugin##*/}" cni-plugins "v${CNI_PLUGINS_VERSION}" "github.com/containernetworking/plugins/${plugin}" \

@@ -1,16 +1,24 @@
 #!/usr/bin/env python3
-"""The container images kubeadm needs, made from the lab's own builds, without a registry.
+"""The container images the lab's clusters run, made from the lab's own builds, without a registry.
 
 For every image `kubeadm config images list` names for the lab's version, one single-layer
 docker-archive tar (manifest.json, config, layer) holding the binary built by build.sh, tagged
 exactly as kubeadm lists it, so containerd (`ctr images import`) knows it by that name and
 kubeadm's preflight finds it present. kube-proxy also gets Debian's iptables (nft) userspace from
-the lab host image, which it calls. Deterministic: the same inputs give the same image IDs.
+the lab host image, which it calls.
+
+The load-balancer modes' static pods get images under the exact names the product pins
+(LoadBalancerImages.DEFAULTS in components/config.py): kube-vip built from its source snapshot,
+haproxy and keepalived from Debian's binaries in the lab host image (with bash and curl, which
+the keepalived health check runs). They are NOT the published images: same names and the paths
+the product relies on, Debian's builds inside (README, "Real Kubernetes in the lab").
+Deterministic: the same inputs give the same image IDs.
 
 usage: images.py KUBE_DIR HOST_IMAGE_ROOT   (writes KUBE_DIR/images/*.tar)
 """
 from __future__ import annotations
 
+import ast
 import hashlib
 import io
 import json
@@ -21,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 PATH_ENV = "PATH=/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
+PRODUCT_CONFIG = Path(__file__).resolve().parents[3] / "components" / "config.py"
 IPTABLES_TOOLS = ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore")
 
 
@@ -52,9 +61,11 @@ class Layer:
             self.tar.addfile(info)
 
     def file(self, source: Path, path: str, mode: int = 0o755) -> None:
+        self.data(path, source.read_bytes(), mode)
+
+    def data(self, path: str, data: bytes, mode: int = 0o644) -> None:
         info = self._entry(path, tarfile.REGTYPE, mode)
         if info is not None:
-            data = source.read_bytes()
             info.size = len(data)
             self.tar.addfile(info, io.BytesIO(data))
 
@@ -71,9 +82,10 @@ class Layer:
 
 @dataclass(frozen=True)
 class ImageSpec:
-    reference: str  # exactly as kubeadm lists it
+    reference: str  # exactly as kubeadm lists it, or as the product pins it
     entrypoint: str
     user: str = "0"
+    stop_signal: str = "SIGTERM"
 
 
 def write_archive(out: Path, spec: ImageSpec, layer: Layer) -> None:
@@ -81,7 +93,8 @@ def write_archive(out: Path, spec: ImageSpec, layer: Layer) -> None:
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
     config = json.dumps({
         "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
-        "config": {"Entrypoint": [spec.entrypoint], "Env": [PATH_ENV], "User": spec.user, "WorkingDir": "/"},
+        "config": {"Entrypoint": [spec.entrypoint], "Env": [PATH_ENV], "User": spec.user, "WorkingDir": "/",
+                   "StopSignal": spec.stop_signal},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "kubeha lab images.py"}],
     }, sort_keys=True).encode()
@@ -100,7 +113,7 @@ def write_archive(out: Path, spec: ImageSpec, layer: Layer) -> None:
 
 def base_layer() -> Layer:
     layer = Layer()
-    for directory in ("tmp", "etc", "var/run", "usr/local/bin"):
+    for directory in ("tmp", "etc", "run", "var/run", "usr/local/bin"):
         layer.directory(directory)
     return layer
 
@@ -119,12 +132,10 @@ def resolve_in(root: Path, path: str) -> Path:
     return resolved
 
 
-def add_iptables(layer: Layer, host_root: Path) -> None:
-    """Debian's xtables-nft-multi with every library it and its extensions load, from the host image."""
-    multi = "/usr/sbin/xtables-nft-multi"
-    extensions = sorted((host_root / "usr/lib/x86_64-linux-gnu/xtables").glob("*.so"))
-    needed = {multi, *(f"/{path.relative_to(host_root)}" for path in extensions)}
-    for binary in sorted(needed):
+def add_debian_binaries(layer: Layer, host_root: Path, binaries: set[str]) -> None:
+    """Debian's `binaries` (paths in the host image) with every library they load, at the same paths."""
+    needed = set(binaries)
+    for binary in sorted(binaries):
         ldd = subprocess.run(["chroot", str(host_root), "ldd", binary], capture_output=True, text=True, check=True)
         for line in ldd.stdout.splitlines():
             words = line.split()
@@ -133,6 +144,13 @@ def add_iptables(layer: Layer, host_root: Path) -> None:
                 needed.add(library)
     for path in sorted(needed):
         layer.file(resolve_in(host_root, path), path, 0o755)
+
+
+def add_iptables(layer: Layer, host_root: Path) -> None:
+    """Debian's xtables-nft-multi with every library it and its extensions load, from the host image."""
+    extensions = sorted((host_root / "usr/lib/x86_64-linux-gnu/xtables").glob("*.so"))
+    add_debian_binaries(layer, host_root,
+                        {"/usr/sbin/xtables-nft-multi", *(f"/{path.relative_to(host_root)}" for path in extensions)})
     for tool in IPTABLES_TOOLS:
         layer.symlink(f"/usr/sbin/{tool}", "xtables-nft-multi")
     ethertypes = host_root / "etc/ethertypes"
@@ -158,6 +176,38 @@ def image_for(reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec
     return ImageSpec(reference, f"/usr/local/bin/{name}"), layer
 
 
+def pinned_load_balancer_images() -> dict[str, str]:
+    """LoadBalancerImages.DEFAULTS of the product, read from its source (no product imports here)."""
+    module = ast.parse(PRODUCT_CONFIG.read_text())
+    for node in ast.walk(module):
+        if isinstance(node, ast.ClassDef) and node.name == "LoadBalancerImages":
+            for statement in node.body:
+                if isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", "") == "DEFAULTS":
+                    return ast.literal_eval(statement.value)
+    raise SystemExit(f"{PRODUCT_CONFIG}: no LoadBalancerImages.DEFAULTS")
+
+
+def load_balancer_image(name: str, reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec, Layer]:
+    layer = base_layer()
+    if name == "kube_vip":  # like the published image: the static binary at /kube-vip
+        layer.file(bin_dir / "kube-vip", "/kube-vip")
+        return ImageSpec(reference, "/kube-vip"), layer
+    # Accounts the daemons look up: haproxy runs as uid 99 as in the published image, and
+    # keepalived resolves its script_user (root).
+    layer.data("/etc/passwd", b"root:x:0:0:root:/root:/bin/bash\nhaproxy:x:99:99::/var/lib/haproxy:/usr/sbin/nologin\n")
+    layer.data("/etc/group", b"root:x:0:\nhaproxy:x:99:\n")
+    if name == "haproxy":
+        add_debian_binaries(layer, host_root, {"/usr/sbin/haproxy"})
+        layer.directory("usr/local/etc/haproxy")
+        return ImageSpec(reference, "/usr/sbin/haproxy", user="99:99", stop_signal="SIGUSR1"), layer
+    if name == "keepalived":
+        add_debian_binaries(layer, host_root, {"/usr/sbin/keepalived", "/usr/bin/bash", "/usr/bin/curl", "/usr/bin/env"})
+        layer.symlink("/bin/bash", "../usr/bin/bash")
+        layer.directory("usr/local/etc/keepalived")
+        return ImageSpec(reference, "/usr/sbin/keepalived"), layer
+    raise SystemExit(f"no lab image for the load balancer's {name!r} image")
+
+
 def main(kube_dir: Path, host_root: Path) -> None:
     bin_dir, out_dir = kube_dir / "bin", kube_dir / "images"
     version = (bin_dir / "kubeadm.version").read_text().strip()
@@ -167,6 +217,10 @@ def main(kube_dir: Path, host_root: Path) -> None:
     for reference in listed:
         spec, layer = image_for(reference, bin_dir, host_root)
         write_archive(out_dir / (reference.rsplit("/", 1)[1].split(":")[0] + ".tar"), spec, layer)
+    for name, reference in sorted(pinned_load_balancer_images().items()):
+        spec, layer = load_balancer_image(name, reference, bin_dir, host_root)
+        write_archive(out_dir / f"lb-{name.replace('_', '-')}.tar", spec, layer)
+        listed.append(reference)
     (out_dir / "list").write_text("\n".join(listed) + "\n")
 
 

@@ -1,0 +1,100 @@
+"""Refuses, at preview, edits of settings a built cluster cannot take; nothing is touched.
+
+Some settings are fixed the moment `kubeadm init` runs: the control-plane endpoint (mode, VIP,
+port) is in every certificate and kubeconfig, the subnets and the cluster name are in the
+cluster's own configuration, the kubelets keep their cgroup driver and component configuration,
+and a version change needs `kubeadm upgrade`. Applying such an edit node by node would split or
+break the cluster, and ignoring it would mislead. So the values are kept in a resource of their
+own, registered before anything else, and every remote command waits for it: its provider's
+`check` sees the values the cluster was built with (the old inputs) beside the new ones and
+fails on a difference, which stops `pulumi preview` and `pulumi up` before any host is touched.
+The values are stored when the guard is first created, which is before the first host step, so
+the guard also holds after a first `up` that failed half way.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+from pulumi import dynamic
+
+from components.config import ClusterConfig
+
+SETTINGS = "settings"
+_ENDPOINT = ("would move the control-plane endpoint that every certificate and kubeconfig carries; set it back "
+             "to {old}, or build a new stack with the new value and move the workloads")
+# Why each setting is fixed once the cluster is built, and what to do instead of editing it.
+_WHY_FIXED: dict[str, str] = {
+    "loadBalancer.mode": _ENDPOINT,
+    "loadBalancer.vip": _ENDPOINT,
+    "loadBalancer.port": _ENDPOINT,
+    "kubernetes.clusterName": "is written into the cluster's configuration and every kubeconfig at kubeadm init, "
+                              "and kubeadm cannot rename a cluster; set it back to {old}",
+    "kubernetes.podSubnet": "was given to the controller manager and the nodes' pod CIDRs at kubeadm init and "
+                            "cannot move under running pods; set it back to {old}",
+    "kubernetes.serviceSubnet": "holds every Service IP and the apiserver certificate's service address since "
+                                "kubeadm init; set it back to {old}",
+    "kubernetes.version": "needs `kubeadm upgrade` node by node, which kubeha does not run yet; re-installing the "
+                          "packages of every node at once would break Kubernetes' version-skew policy. Set it "
+                          "back to {old}",
+    "containerd.cgroupDriver": "must match the cgroup driver the kubelets were configured with at init and join, "
+                               "which kubeha does not change on running nodes; set it back to {old}",
+    "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
+                          "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
+    "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
+                            "it out yet, so the edit would be silently ignored. Set it back to {old}",
+}
+
+
+def fixed_settings(config: ClusterConfig) -> dict[str, str]:
+    """The settings of `config` that cannot change on a built cluster, as config key -> text."""
+    balancer, kubernetes = config.load_balancer, config.kubernetes
+    return {
+        "loadBalancer.mode": balancer.mode.value,
+        "loadBalancer.vip": str(balancer.vip) if balancer.vip is not None else "(none)",
+        "loadBalancer.port": str(balancer.listen_port),
+        "kubernetes.clusterName": kubernetes.cluster_name,
+        "kubernetes.podSubnet": str(kubernetes.pod_subnet),
+        "kubernetes.serviceSubnet": str(kubernetes.service_subnet),
+        "kubernetes.version": kubernetes.version,
+        "containerd.cgroupDriver": config.containerd.cgroup_driver.value,
+        "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
+        "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
+    }
+
+
+def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """One message per fixed setting that differs from what the cluster was built with. A key the
+    cluster has no recorded value for (a guard from an older kubeha) is recorded, not refused."""
+    return [f"{project}:{key}: this cluster was built with {built[key]}; changing it to {wanted[key]} "
+            f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
+            for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
+
+
+@dataclass(frozen=True)
+class _GuardProvider(dynamic.ResourceProvider):
+    project: str
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        built, wanted = (_olds or {}).get(SETTINGS) or {}, news.get(SETTINGS) or {}
+        failures = [dynamic.CheckFailure(SETTINGS, message) for message in refusals(self.project, built, wanted)]
+        return dynamic.CheckResult(news, failures)
+
+    def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.DiffResult:
+        return dynamic.DiffResult(changes=_olds.get(SETTINGS) != _news.get(SETTINGS))
+
+    def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
+        return dynamic.CreateResult(id_="settings", outs=props)
+
+    def update(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.UpdateResult:
+        return dynamic.UpdateResult(outs=_news)
+
+
+class SettingsGuard(dynamic.Resource):
+    """The cluster's fixed settings, as built; every remote command depends on it."""
+
+    def __init__(self, name: str, config: ClusterConfig, project: str,
+                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__(_GuardProvider(project), name, {SETTINGS: fixed_settings(config)}, opts)

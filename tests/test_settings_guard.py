@@ -1,0 +1,89 @@
+"""The settings guard: fixed settings are refused when they differ from what the cluster was built
+with, at check time (preview), naming the key and both values; everything waits for it."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from components.config import ClusterConfig
+from components.settings_guard import SETTINGS, _GuardProvider, fixed_settings
+
+COMMAND = "command:remote:Command"
+
+
+@pytest.fixture
+def built(stack_config) -> dict[str, str]:
+    return fixed_settings(ClusterConfig.model_validate(stack_config))
+
+
+def settings_after(stack_config, edit) -> dict[str, str]:
+    edited = copy.deepcopy(stack_config)
+    edit(edited)
+    return fixed_settings(ClusterConfig.model_validate(edited))
+
+
+def check(built: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    result = _GuardProvider("kubeha").check({SETTINGS: built}, {SETTINGS: wanted})
+    return [failure.reason for failure in result.failures or []]
+
+
+def test_the_same_settings_pass(built):
+    assert check(built, dict(built)) == []
+
+
+def test_a_first_deployment_has_nothing_to_compare_with(built):
+    assert _GuardProvider("kubeha").check({}, {SETTINGS: built}).failures in (None, [])
+
+
+@pytest.mark.parametrize("key, edit, old, new", [
+    ("loadBalancer.vip", lambda c: c["loadBalancer"].update(vip="198.51.100.101"), "198.51.100.100",
+     "198.51.100.101"),
+    ("loadBalancer.port", lambda c: c["loadBalancer"].update(port=9443), "8443", "9443"),
+    ("kubernetes.podSubnet", lambda c: c["kubernetes"].update(podSubnet="10.200.0.0/16"), "10.244.0.0/16",
+     "10.200.0.0/16"),
+    ("kubernetes.serviceSubnet", lambda c: c["kubernetes"].update(serviceSubnet="10.112.0.0/12"),
+     "10.96.0.0/12", "10.112.0.0/12"),
+    ("kubernetes.clusterName", lambda c: c["kubernetes"].update(clusterName="prod"), "kubernetes", "prod"),
+    ("kubernetes.version", lambda c: c["kubernetes"].update(version="1.34.5"), "1.34.4", "1.34.5"),
+    ("containerd.cgroupDriver", lambda c: c.update(containerd={"cgroupDriver": "cgroupfs"}), "systemd",
+     "cgroupfs"),
+    ("kubernetes.kubelet", lambda c: c["kubernetes"].update(kubelet={"maxPods": 50}), "{}", '{"maxPods": 50}'),
+])
+def test_a_fixed_setting_change_is_refused_naming_key_and_values(stack_config, built, key, edit, old, new):
+    [message] = check(built, settings_after(stack_config, edit))
+    assert message.startswith(f"kubeha:{key}: this cluster was built with {old}; changing it to {new} ")
+    assert message.endswith("Refused; nothing was changed.")
+
+
+def test_a_mode_change_names_the_mode(stack_config, built):
+    def to_static_pods(config):
+        config["loadBalancer"] = {"mode": "static-pods", "vip": "198.51.100.100", "port": 8443,
+                                  "interface": "eth0", "virtualRouterId": 51}
+    [message] = check(built, settings_after(stack_config, to_static_pods))
+    assert message.startswith("kubeha:loadBalancer.mode: this cluster was built with keepalived-haproxy; "
+                              "changing it to static-pods would move the control-plane endpoint")
+
+
+def test_settings_that_may_change_pass(stack_config, built):
+    def day_two(config):
+        config["workers"] = config["workers"][:1]
+        config["controlPlanes"] = list(reversed(config["controlPlanes"]))
+        config["packages"] = {"proxy": "http://198.51.100.9:3142"}
+    assert check(built, settings_after(stack_config, day_two)) == []
+
+
+def test_a_setting_the_guard_never_recorded_is_recorded_not_refused(built):
+    older = {key: value for key, value in built.items() if key != "kubernetes.kubeProxy"}
+    assert check(older, built) == []
+
+
+def test_an_unchanged_guard_previews_no_change(built):
+    assert not _GuardProvider("kubeha").diff("settings", {SETTINGS: built}, {SETTINGS: dict(built)}).changes
+
+
+def test_every_remote_command_waits_for_the_guard(deployment):
+    guard_urn = next(urn for urn, name in deployment.urns.items() if name == "cluster-settings")
+    commands = deployment.of_type(COMMAND)
+    assert commands
+    assert [command.name for command in commands if guard_urn not in command.dependencies] == []
