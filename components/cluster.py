@@ -9,6 +9,7 @@ from components.config import ClusterConfig, Host, LoadBalancerMode
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import ClusterContext, JoinTicket
+from components.pod_network import PodNetwork, PodNetworkArgs
 from components.remote import SshAccess
 from components.worker_node import WorkerNode, WorkerNodeArgs
 
@@ -31,17 +32,25 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     # Control planes join one at a time: etcd grows by one member at a time, with quorum kept.
     # Node-side load balancing rolls one node at a time too, control planes first.
     previous, rolling = first.ready, first.load_balancing_done
+    joined: list[pulumi.Resource] = [first.ready]
     for host in config.control_planes[1:]:
         node = ControlPlaneNode(host.name, ControlPlaneNodeArgs(
             host=host, cluster=cluster, join=JoinTicket(first.ca_cert_hash, after=previous),
             load_balancer_ready=load_balancer_ready, load_balancing_after=rolling))
         previous, rolling = node.ready, node.load_balancing_done
+        joined.append(node.ready)
     # Workers join in parallel, as soon as the cluster is initialised.
     for host in config.workers:
         worker = WorkerNode(host.name, WorkerNodeArgs(
             host=host, cluster=cluster, join=JoinTicket(first.ca_cert_hash, after=first.ready),
             load_balancing_after=rolling))
         rolling = worker.load_balancing_done
+        joined.append(worker.ready)
+    # The pod network goes in as soon as the API answers; the wait for Ready follows every join.
+    PodNetwork("network", PodNetworkArgs(
+        settings=config.network, kubernetes=config.kubernetes, kubeconfig=pulumi.Output.secret(first.kubeconfig),
+        nodes=[*config.control_planes, *config.workers], control_plane=config.first_control_plane, ssh=ssh,
+        initialised=first.ready, joined=joined))
 
     pulumi.export("apiserverEndpoint", config.apiserver_endpoint)
     pulumi.export("controlPlaneEndpoint", f"https://{config.control_plane_endpoint}")
@@ -53,3 +62,5 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     pulumi.export("workers", _host_list(config.workers))
     pulumi.export("loadBalancers", _host_list(settings.hosts))
     pulumi.export("kubernetesVersion", config.kubernetes.version)
+    pulumi.export("networkPlugin", config.network.plugin.value)
+    pulumi.export("networkVersion", config.network.version)

@@ -116,12 +116,14 @@ class LoadBalancerImages(_Model):
     def reference(self, name: str, image_repository: Optional[str]) -> str:
         """The image to run: as configured, else the default (on the mirror, if there is one)."""
         configured = getattr(self, name)
-        if configured is not None:
-            return configured
-        default = self.DEFAULTS[name]
-        if image_repository is None:
-            return default
-        return f"{image_repository.rstrip('/')}/{default.split('/', 1)[1]}"
+        return configured if configured is not None else on_mirror(self.DEFAULTS[name], image_repository)
+
+
+def on_mirror(image: str, image_repository: Optional[str]) -> str:
+    """`image` pulled from `image_repository` (a mirror keeping the upstream paths), if one is set."""
+    if image_repository is None:
+        return image
+    return f"{image_repository.rstrip('/')}/{image.split('/', 1)[1]}"
 
 
 class KubeVipSettings(_Model):
@@ -338,6 +340,57 @@ class ContainerdSettings(_Model):
     restrict_oom_score_adj: bool = False
 
 
+class NetworkPlugin(str, Enum):
+    FLANNEL = "flannel"  # deployed by kubeha, vxlan
+    NONE = "none"  # the user brings their own; nodes stay NotReady until they do
+
+
+class NetworkImages(_Model):
+    """The pod network's images, pinned and tested together (flannel's own release pairing)."""
+
+    # The flannel release and the CNI plugin its DaemonSet installs on every node.
+    DEFAULTS: ClassVar[dict[str, str]] = {
+        "flannel": "ghcr.io/flannel-io/flannel:v0.28.10",
+        "flannel_cni_plugin": "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1",
+    }
+
+
+class FlannelSettings(_Model):
+    # Unset: flannel's own choice, the interface of the default route. Set it on hosts whose
+    # nodes talk over another interface (several NICs, or no default route).
+    interface: Optional[str] = None
+    # Unset: flannel derives it (the interface's MTU minus the 50 bytes of VXLAN).
+    mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
+
+
+class NetworkSettings(_Model):
+    """The pod network kubeha deploys through the cluster's API (pulumi-kubernetes)."""
+
+    plugin: NetworkPlugin = NetworkPlugin.FLANNEL
+    # A mirror for the network's images (same paths as upstream), like kubernetes.imageRepository.
+    image_repository: Optional[str] = None
+    flannel: FlannelSettings = FlannelSettings()
+    # How long `pulumi up` waits for every node to be Ready and CoreDNS available.
+    ready_timeout_seconds: int = Field(default=300, ge=30, le=3600)
+
+    @field_validator("image_repository")
+    @classmethod
+    def _registry_path(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not _REGISTRY_PATH.fullmatch(value):
+            raise ValueError(f"must be a registry path such as registry.example:5000/mirror (got {value!r})")
+        return value
+
+    def image(self, name: str) -> str:
+        return on_mirror(NetworkImages.DEFAULTS[name], self.image_repository)
+
+    @property
+    def version(self) -> Optional[str]:
+        """The plugin's release, e.g. 'v0.28.10' (none for `none`)."""
+        if self.plugin is NetworkPlugin.NONE:
+            return None
+        return NetworkImages.DEFAULTS["flannel"].rsplit(":", 1)[1]
+
+
 class PackageSettings(_Model):
     # An HTTP proxy for apt/dnf on the hosts (e.g. an apt-cacher-ng); none by default.
     proxy: Optional[str] = None
@@ -351,6 +404,7 @@ class ClusterConfig(_Model):
     kubernetes: KubernetesSettings = KubernetesSettings()
     containerd: ContainerdSettings = ContainerdSettings()
     packages: PackageSettings = PackageSettings()
+    network: NetworkSettings = NetworkSettings()
 
     @field_validator("control_planes")
     @classmethod
@@ -426,7 +480,8 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 # Reading the stack config
 
 
-_TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages")
+_TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
+                   "network")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

@@ -43,6 +43,8 @@ _WHY_FIXED: dict[str, str] = {
                                "which kubeha does not change on running nodes; set it back to {old}",
     "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
                           "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
+    "network.plugin": "would replace the pod network under every running pod; set it back to {old}, or build a "
+                      "new stack and move the workloads",
     "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
                             "it out yet, so the edit would be silently ignored. Set it back to {old}",
 }
@@ -62,6 +64,7 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "containerd.cgroupDriver": config.containerd.cgroup_driver.value,
         "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
+        "network.plugin": config.network.plugin.value,
     }
 
 

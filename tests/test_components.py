@@ -18,8 +18,9 @@ def test_one_component_per_host_role(deployment):
     assert len(deployment.of_type("kubeha:index:WorkerNode")) == 2
 
 
-def test_only_command_resources_below_the_components(deployment):
-    below = {r.type for r in deployment.registrations if r.parent and "kubeha:index:" in r.parent}
+def test_only_commands_below_the_node_components(deployment):
+    below = {r.type for r in deployment.registrations if r.parent and "kubeha:index:" in r.parent
+             and "kubeha:index:PodNetwork" not in r.parent}
     assert below == {COMMAND}
 
 

@@ -39,8 +39,9 @@ host_list() {  # YAML flow list of the lab hosts whose name starts with $1
 kubernetes_settings() {
     # What this machine needs and says so (LAB-NOTES), as any user of such hosts would set it:
     # cgroup v1 (maintenance mode: the kubelet refuses it unless told), no CAP_SYS_RESOURCE in
-    # the containers (containerd must not lower OOM scores), systemd not owning the cgroups, and
-    # kube-proxy not touching the machine-global conntrack sysctls.
+    # the containers (containerd must not lower OOM scores), systemd not owning the cgroups,
+    # kube-proxy not touching the machine-global conntrack sysctls, and flannel told its
+    # interface (lab hosts have no default route, which flannel would pick it by).
     echo '  kubeha:kubernetes:
     version: "1.34.4"
     packageRepository: http://10.250.0.1:8080/kubernetes
@@ -54,7 +55,10 @@ kubernetes_settings() {
         tcpCloseWaitTimeout: 0s
   kubeha:containerd:
     cgroupDriver: cgroupfs
-    restrictOomScoreAdj: true'
+    restrictOomScoreAdj: true
+  kubeha:network:
+    flannel:
+      interface: host0'
 }
 
 write_stack_config() {

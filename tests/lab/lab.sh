@@ -61,6 +61,9 @@ make_host_root() {
     cp -a "${CACHE_DIR}/lab/image-bookworm" "${root}"
     echo "${name}" > "${root}/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 %s\n' "${name}" > "${root}/etc/hosts"
+    # No resolver is reachable from the lab: the bridge address (nothing listens on 53) refuses at
+    # once, so CoreDNS's upstream fails fast for outside names and no query leaves the lab.
+    echo "nameserver ${BRIDGE_ADDRESS}" > "${root}/etc/resolv.conf"
     cat > "${root}/etc/systemd/network/80-container-host0.network" <<NETWORK
 [Match]
 Name=host0

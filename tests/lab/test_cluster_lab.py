@@ -39,14 +39,8 @@ def kubeconfig_file(lab_stack, tmp_path_factory) -> Path:
     return path
 
 
-# The mode guard reads the stack's own last outputs on every run (components/mode_guard.py):
-# a `read` step that changes nothing.
-SELF_REFERENCE = "pulumi:pulumi:StackReference::deployed-stack"
-
-
 def changed_steps(preview_json: str) -> list[dict]:
-    return [step for step in json.loads(preview_json).get("steps", [])
-            if step["op"] != "same" and not step["urn"].endswith(SELF_REFERENCE)]
+    return [step for step in json.loads(preview_json).get("steps", []) if step["op"] != "same"]
 
 
 def resource_name(urn: str) -> str:
@@ -94,6 +88,81 @@ def etcd_members(kubeconfig: Path) -> list[tuple[str, str]]:
 
 def test_etcd_has_three_started_members(lab_stack, kubeconfig_file):
     assert etcd_members(kubeconfig_file) == [("started", "cp1"), ("started", "cp2"), ("started", "cp3")]
+
+
+# The pod network (flannel, through the kubernetes provider) -----------------------------------
+
+def ready_nodes(kubeconfig: Path) -> set[str]:
+    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+    return {node["metadata"]["name"] for node in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])}
+
+
+def test_every_node_is_ready_when_up_returns(lab_stack, kubeconfig_file):
+    assert ready_nodes(kubeconfig_file) == {"cp1", "cp2", "cp3", "w1", "w2"}
+
+
+def test_flannel_runs_on_every_node(lab_stack, kubeconfig_file):
+    pods = json.loads(kubectl(kubeconfig_file, "-n", "kube-flannel", "get", "pods", "-o", "json").stdout)["items"]
+    running = {pod["spec"]["nodeName"] for pod in pods if pod["status"].get("phase") == "Running"}
+    assert running == {"cp1", "cp2", "cp3", "w1", "w2"}
+
+
+def test_coredns_runs_on_two_nodes(lab_stack, kubeconfig_file):
+    pods = json.loads(kubectl(kubeconfig_file, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns",
+                              "-o", "json").stdout)["items"]
+    assert len({pod["spec"]["nodeName"] for pod in pods if pod["status"].get("phase") == "Running"}) == 2
+
+
+def test_the_network_outputs_name_plugin_and_version(lab_stack):
+    assert (lab_stack.output("networkPlugin"), lab_stack.output("networkVersion")) == ("flannel", "v0.28.10")
+
+
+NETTEST_PODS = """
+apiVersion: v1
+kind: Pod
+metadata: {name: nettest-client, namespace: default}
+spec:
+  nodeName: w1
+  containers: [{name: tools, image: kubeha.lab/nettools:1, imagePullPolicy: Never, args: ["3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: nettest-target, namespace: default}
+spec:
+  nodeName: w2
+  containers: [{name: pause, image: registry.k8s.io/pause:3.10.1, imagePullPolicy: Never}]
+"""
+
+
+@pytest.fixture
+def nettest_pods(kubeconfig_file, tmp_path):
+    manifest = tmp_path / "nettest.yaml"
+    manifest.write_text(NETTEST_PODS)
+    applied = kubectl(kubeconfig_file, "apply", "-f", str(manifest))
+    assert applied.returncode == 0, applied.stderr
+    try:
+        ready = kubectl(kubeconfig_file, "wait", "--for=condition=Ready", "pod/nettest-client", "pod/nettest-target",
+                        "--timeout=120s", timeout=150)
+        assert ready.returncode == 0, ready.stderr
+        yield
+    finally:
+        kubectl(kubeconfig_file, "delete", "-f", str(manifest), "--wait=false")
+
+
+def test_a_pod_on_w1_reaches_a_pod_on_w2_by_pod_ip(kubeconfig_file, nettest_pods):
+    target = json.loads(kubectl(kubeconfig_file, "get", "pod", "nettest-target", "-o", "json").stdout)
+    ping = kubectl(kubeconfig_file, "exec", "nettest-client", "--", "ping", "-c", "3", "-W", "2",
+                   target["status"]["podIP"])
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert " 0% packet loss" in ping.stdout
+
+
+def test_a_pod_resolves_the_kubernetes_service_through_coredns(kubeconfig_file, nettest_pods):
+    lookup = kubectl(kubeconfig_file, "exec", "nettest-client", "--", "getent", "hosts",
+                     "kubernetes.default.svc.cluster.local")
+    assert lookup.returncode == 0, lookup.stdout + lookup.stderr
+    assert lookup.stdout.split()[0] == "10.96.0.1"
 
 
 # 2 -------------------------------------------------------------------------------------------
@@ -169,23 +238,27 @@ def test_adding_a_worker_touches_only_the_new_worker(lab_stack, kubeconfig_file)
     lab_stack.pulumi("config", "set", "--path", "workers[2].name", "w3")
     lab_stack.pulumi("config", "set", "--path", "workers[2].address", w3.address)
     steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    resources = {resource_name(step["urn"]) for step in steps if step["op"] != "same"}
-    assert resources and all(name == "w3" or name.startswith("w3-") for name in resources), resources
-    assert {step["op"] for step in steps} == {"create"}
+    # w3's own resources, and the wait for every node Ready, which now includes w3.
+    created = {resource_name(step["urn"]) for step in steps if step["op"] == "create"}
+    assert created and all(name == "w3" or name.startswith("w3-") for name in created), created
+    assert {(step["op"], resource_name(step["urn"])) for step in steps if step["op"] != "create"} == {
+        ("update", "network-nodes-ready")}
     before = lab_stack.ssh_sessions()
     lab_stack.pulumi("up", "--yes", "--skip-preview")
     after = lab_stack.ssh_sessions()
     touched = {name for name in after if after[name] - before.get(name, 0) > 1}
-    assert touched == {"w3", "cp1"}, touched  # cp1 only makes w3's join token
-    # The kubelet registers its Node just after kubeadm join returns.
-    assert wait_for(lambda: "w3" in kubectl(kubeconfig_file, "get", "nodes").stdout, 60)
+    assert touched == {"w3", "cp1"}, touched  # cp1 makes w3's join token and waits for it to be Ready
+    # `up` returned only once w3 was Ready, with the pod network on it.
+    assert "w3" in ready_nodes(kubeconfig_file)
 
 
 def test_removing_the_worker_drains_deletes_and_resets_it(lab_stack, kubeconfig_file):
     lab_stack.pulumi("config", "rm", "--path", "workers[2]")
     steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    assert {step["op"] for step in steps} == {"delete"}
-    assert all(resource_name(step["urn"]).startswith("w3") for step in steps)
+    deleted = [resource_name(step["urn"]) for step in steps if step["op"] == "delete"]
+    assert deleted and all(name.startswith("w3") for name in deleted), deleted
+    assert {(step["op"], resource_name(step["urn"])) for step in steps if step["op"] != "delete"} == {
+        ("update", "network-nodes-ready")}
     before = lab_stack.ssh_sessions()
     result = lab_stack.pulumi("up", "--yes", "--skip-preview")
     after = lab_stack.ssh_sessions()
@@ -204,6 +277,7 @@ def test_an_added_control_plane_joins_etcd_and_the_load_balancers(lab_stack, kub
     lab_stack.pulumi("up", "--yes", "--skip-preview")
     assert etcd_members(kubeconfig_file) == [("started", name) for name in ("cp1", "cp2", "cp3", "cp4")]
     assert wait_for(lambda: lab_stack.backend_status("lb1").get("cp4") == "UP", 60)
+    assert "cp4" in ready_nodes(kubeconfig_file)
 
 
 def test_removing_the_control_plane_removes_its_etcd_member_node_and_state(lab_stack, kubeconfig_file):

@@ -2,7 +2,8 @@
 # Build, once, the real Kubernetes the lab runs, from the Go module proxy, into the cache outside
 # the clone: $KUBE_DIR/bin holds kubeadm, kubelet, kubectl, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kube-proxy (k8s.io/kubernetes), etcd, etcdctl, crictl, coredns, pause and, in cni/, the
-# reference CNI plugins (github.com/containernetworking/plugins), and kube-vip (from its unmodified
+# reference CNI plugins (github.com/containernetworking/plugins), flanneld (github.com/flannel-io/flannel)
+# and flannel's CNI plugin (snapshot), and kube-vip (from its unmodified
 # source snapshot in ../shared/vendor, VENDOR_DIR; the image of the kube-vip mode). Later runs
 # reuse every binary whose version stamp matches. Versions: modules/*/go.mod and the table below.
 # Usage: build.sh [BINARY...] (default: all; `build.sh kubeadm` is what the unit tests need).
@@ -25,6 +26,8 @@ CNI_PLUGINS_VERSION=1.7.1  # what the official kubernetes-cni package of 1.34 sh
 CNI_PLUGINS="plugins/main/bridge plugins/main/loopback plugins/main/ptp plugins/ipam/host-local plugins/meta/portmap
     plugins/meta/bandwidth plugins/meta/firewall plugins/meta/tuning"
 KUBE_VIP_VERSION=1.2.3  # the product's pinned kube-vip image (components/config.py)
+FLANNEL_VERSION=0.28.10  # the product's pinned flannel (components/config.py); modules/flannel requires it
+FLANNEL_CNI_VERSION=1.9.1-flannel1  # flannel's own CNI plugin, from its snapshot in VENDOR_DIR
 KUBERNETES_BINARIES="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
 
 module_version() {  # $1 module folder, $2 module path: the version its go.mod requires
@@ -74,6 +77,16 @@ build() {  # $1 binary name, $2 module folder, $3 version stamp, $4 package, $5 
     stamp "${bin}" "$3"
 }
 
+build_flannel_cni() {  # the `flannel` CNI plugin flannel's DaemonSet installs; from the snapshot
+    local bin="${KUBE_DIR}/bin/flannel-cni" source="${CACHE_DIR}/kubernetes/src/flannel-cni-plugin-${FLANNEL_CNI_VERSION}"
+    wanted flannel-cni || return 0
+    built "${bin}" "v${FLANNEL_CNI_VERSION}" && return
+    rm -rf "${source}" && mkdir -p "${source}"
+    tar -xzf "${VENDOR_DIR}/flannel-cni-plugin-v${FLANNEL_CNI_VERSION}.tar.gz" -C "${source}" --strip-components=1
+    (cd "${source}" && go build -ldflags "-s -w -X main.Version=v${FLANNEL_CNI_VERSION}" -o "${bin}" .)
+    stamp "${bin}" "v${FLANNEL_CNI_VERSION}"
+}
+
 build_kube_vip() {  # from the snapshot: unpacked afresh, built with its own go.mod
     local bin="${KUBE_DIR}/bin/kube-vip" source="${CACHE_DIR}/kubernetes/src/kube-vip-${KUBE_VIP_VERSION}"
     wanted kube-vip || return 0
@@ -96,6 +109,12 @@ build crictl cri-tools "v${CRICTL_VERSION}" sigs.k8s.io/cri-tools/cmd/crictl \
     "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v${CRICTL_VERSION}"
 build coredns coredns "v${COREDNS_VERSION}" github.com/coredns/coredns "-s -w"
 build pause pause "kubeha-lab-1" . "-s -w"
+# flanneld needs cgo (its udp backend), linked statically so the image needs no libc; Go's own
+# user and DNS lookups (osusergo, netgo), since glibc's cannot be linked statically.
+GOFLAGS="${GOFLAGS} -tags=osusergo,netgo" CGO_ENABLED=1 build flanneld flannel "v${FLANNEL_VERSION}-static" github.com/flannel-io/flannel \
+    "-s -w -extldflags -static -X github.com/flannel-io/flannel/pkg/version.Version=v${FLANNEL_VERSION}"
+build install-conf flannel "v${FLANNEL_VERSION}" github.com/flannel-io/flannel/cmd/install_conf "-s -w"
+build_flannel_cni
 build_kube_vip
 mkdir -p "${KUBE_DIR}/bin/cni"
 for plugin in ${CNI_PLUGINS}; do

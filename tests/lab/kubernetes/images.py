@@ -7,11 +7,13 @@ exactly as kubeadm lists it, so containerd (`ctr images import`) knows it by tha
 kubeadm's preflight finds it present. kube-proxy also gets Debian's iptables (nft) userspace from
 the lab host image, which it calls.
 
-The load-balancer modes' static pods get images under the exact names the product pins
-(LoadBalancerImages.DEFAULTS in components/config.py): kube-vip built from its source snapshot,
+The load-balancer modes' static pods and the pod network get images under the exact names the
+product pins (LoadBalancerImages.DEFAULTS, NetworkImages.DEFAULTS in components/config.py):
+kube-vip, flanneld (with flannel's install-conf) and flannel's CNI plugin built by build.sh,
 haproxy and keepalived from Debian's binaries in the lab host image (with bash and curl, which
-the keepalived health check runs). They are NOT the published images: same names and the paths
-the product relies on, Debian's builds inside (README, "Real Kubernetes in the lab").
+the keepalived health check runs; cp for the CNI plugin's installer). They are NOT the published
+images: same names and the paths the product relies on, our builds inside (README, "Real
+Kubernetes in the lab").
 Deterministic: the same inputs give the same image IDs.
 
 usage: images.py KUBE_DIR HOST_IMAGE_ROOT   (writes KUBE_DIR/images/*.tar)
@@ -176,15 +178,15 @@ def image_for(reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec
     return ImageSpec(reference, f"/usr/local/bin/{name}"), layer
 
 
-def pinned_load_balancer_images() -> dict[str, str]:
-    """LoadBalancerImages.DEFAULTS of the product, read from its source (no product imports here)."""
+def pinned_images(class_name: str) -> dict[str, str]:
+    """`class_name`.DEFAULTS of the product (image name -> reference), read from its source."""
     module = ast.parse(PRODUCT_CONFIG.read_text())
     for node in ast.walk(module):
-        if isinstance(node, ast.ClassDef) and node.name == "LoadBalancerImages":
+        if isinstance(node, ast.ClassDef) and node.name == class_name:
             for statement in node.body:
                 if isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", "") == "DEFAULTS":
                     return ast.literal_eval(statement.value)
-    raise SystemExit(f"{PRODUCT_CONFIG}: no LoadBalancerImages.DEFAULTS")
+    raise SystemExit(f"{PRODUCT_CONFIG}: no {class_name}.DEFAULTS")
 
 
 def load_balancer_image(name: str, reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec, Layer]:
@@ -208,6 +210,37 @@ def load_balancer_image(name: str, reference: str, bin_dir: Path, host_root: Pat
     raise SystemExit(f"no lab image for the load balancer's {name!r} image")
 
 
+def network_image(name: str, reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec, Layer]:
+    """flannel's two images, laid out as upstream's: the programs its DaemonSet runs by path."""
+    layer = base_layer()
+    if name == "flannel":
+        layer.file(bin_dir / "flanneld", "/opt/bin/flanneld")
+        layer.file(bin_dir / "install-conf", "/opt/bin/install-conf")
+        add_iptables(layer, host_root)  # flanneld's masquerade and forward rules
+        return ImageSpec(reference, "/opt/bin/flanneld"), layer
+    if name == "flannel_cni_plugin":  # its init container runs `cp -f /flannel /opt/cni/bin/flannel`
+        layer.file(bin_dir / "flannel-cni", "/flannel")
+        add_debian_binaries(layer, host_root, {"/usr/bin/cp"})
+        layer.symlink("/bin/cp", "../usr/bin/cp")
+        return ImageSpec(reference, "/usr/bin/cp"), layer
+    raise SystemExit(f"no lab image for the network's {name!r} image")
+
+
+# The lab tests' own pod image (not the product's): what a pod needs to show that the pod
+# network and CoreDNS work (ping a pod IP, resolve a Service name), from Debian's binaries.
+NETTOOLS_IMAGE = "kubeha.lab/nettools:1"
+
+
+def nettools_image(host_root: Path) -> tuple[ImageSpec, Layer]:
+    layer = base_layer()
+    add_debian_binaries(layer, host_root, {"/usr/bin/dash", "/usr/bin/ping", "/usr/bin/getent", "/usr/bin/sleep"})
+    for library in sorted((host_root / "usr/lib/x86_64-linux-gnu").glob("libnss_*.so.2")):
+        layer.file(library, f"/usr/lib/x86_64-linux-gnu/{library.name}", 0o644)  # getent's name lookups
+    layer.symlink("/bin/sh", "../usr/bin/dash")
+    layer.data("/etc/nsswitch.conf", b"hosts: files dns\n")
+    return ImageSpec(NETTOOLS_IMAGE, "/usr/bin/sleep"), layer
+
+
 def main(kube_dir: Path, host_root: Path) -> None:
     bin_dir, out_dir = kube_dir / "bin", kube_dir / "images"
     version = (bin_dir / "kubeadm.version").read_text().strip()
@@ -217,10 +250,15 @@ def main(kube_dir: Path, host_root: Path) -> None:
     for reference in listed:
         spec, layer = image_for(reference, bin_dir, host_root)
         write_archive(out_dir / (reference.rsplit("/", 1)[1].split(":")[0] + ".tar"), spec, layer)
-    for name, reference in sorted(pinned_load_balancer_images().items()):
-        spec, layer = load_balancer_image(name, reference, bin_dir, host_root)
-        write_archive(out_dir / f"lb-{name.replace('_', '-')}.tar", spec, layer)
-        listed.append(reference)
+    for prefix, class_name, make in (("lb", "LoadBalancerImages", load_balancer_image),
+                                     ("network", "NetworkImages", network_image)):
+        for name, reference in sorted(pinned_images(class_name).items()):
+            spec, layer = make(name, reference, bin_dir, host_root)
+            write_archive(out_dir / f"{prefix}-{name.replace('_', '-')}.tar", spec, layer)
+            listed.append(reference)
+    spec, layer = nettools_image(host_root)
+    write_archive(out_dir / "lab-nettools.tar", spec, layer)
+    listed.append(NETTOOLS_IMAGE)
     (out_dir / "list").write_text("\n".join(listed) + "\n")
 
 

@@ -1,0 +1,105 @@
+"""PodNetwork: the cluster's pod network through its own API, and the wait for every node Ready.
+
+The manifests are templates of kubeha's (templates/network/), rendered with the stack's settings
+and applied by one pulumi-kubernetes Provider made from the kubeconfig output, so `pulumi
+preview --diff` shows each object like every host script. `pulumi up` ends only when every node
+of the stack is Ready and CoreDNS is available, or fails naming the nodes that are not and why.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+import yaml
+
+from components.config import Host, KubernetesSettings, NetworkPlugin, NetworkSettings
+from components.remote import SshAccess, run_script
+from components.render import render
+
+# flanneld's health endpoint on every node; not upstream's 8081, which is the seed's (and
+# kubeha's) load-balancer health port on the same hosts.
+FLANNEL_HEALTHZ_PORT = 8475
+
+
+@dataclass(frozen=True)
+class PodNetworkArgs:
+    settings: NetworkSettings
+    kubernetes: KubernetesSettings
+    kubeconfig: pulumi.Output[str]  # secret; its server is the cluster's endpoint
+    nodes: list[Host]  # every node of the stack: the wait is for these
+    control_plane: Host  # where the wait runs (its admin.conf)
+    ssh: SshAccess
+    initialised: pulumi.Resource  # the API answers after this
+    joined: list[pulumi.Resource]  # every node's join
+
+
+def flannel_net_conf(settings: NetworkSettings, kubernetes_settings: KubernetesSettings) -> str:
+    subnet = kubernetes_settings.pod_subnet
+    backend: dict[str, object] = {"Type": "vxlan"}
+    if settings.flannel.mtu is not None:
+        backend["MTU"] = settings.flannel.mtu
+    conf: dict[str, object] = ({"Network": str(subnet)} if subnet.version == 4 else
+                               {"EnableIPv4": False, "EnableIPv6": True, "IPv6Network": str(subnet)})
+    conf.update({"EnableNFTables": False, "Backend": backend})
+    return json.dumps(conf, indent=2)
+
+
+def render_flannel_manifest(settings: NetworkSettings, kubernetes_settings: KubernetesSettings) -> str:
+    return render("network/kube-flannel.yaml.j2", version=settings.version,
+                  net_conf=flannel_net_conf(settings, kubernetes_settings),
+                  flannel_image=settings.image("flannel"), cni_plugin_image=settings.image("flannel_cni_plugin"),
+                  interface=settings.flannel.interface, healthz_port=FLANNEL_HEALTHZ_PORT)
+
+
+def kubernetes_type(manifest_object: dict[str, Any]) -> str:
+    """The provider's type token of a Kubernetes object: kubernetes:apps/v1:DaemonSet, core/v1 for the core group."""
+    api_version = manifest_object["apiVersion"]
+    return f"kubernetes:{api_version if '/' in api_version else f'core/{api_version}'}:{manifest_object['kind']}"
+
+
+class PodNetwork(pulumi.ComponentResource):
+    """The pod network (flannel, or none) and the wait until the cluster runs pods."""
+
+    ready: Optional[pulumi.Resource]
+
+    def __init__(self, name: str, args: PodNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("kubeha:index:PodNetwork", name, None, opts)
+        self.ready = None
+        if args.settings.plugin is NetworkPlugin.NONE:
+            pulumi.log.warn("network.plugin is none: the nodes stay NotReady and CoreDNS Pending until you "
+                            "deploy a pod network", resource=self)
+            self.register_outputs({})
+            return
+        cluster = kubernetes.Provider(f"{name}-cluster", kubeconfig=args.kubeconfig,
+                                      opts=pulumi.ResourceOptions(parent=self))
+        objects = self._apply(name, render_flannel_manifest(args.settings, args.kubernetes), cluster,
+                              args.initialised)
+        names = [host.name for host in args.nodes]
+        self.ready = run_script(
+            f"{name}-nodes-ready", host=args.control_plane, ssh=args.ssh,
+            create=render("network/wait-for-nodes.sh.j2", nodes=names,
+                          timeout=args.settings.ready_timeout_seconds),
+            # Waits again when the network changes; a change of the nodes changes the script itself.
+            triggers=[args.settings.version],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*objects, *args.joined]))
+        self.register_outputs({})
+
+    def _apply(self, name: str, manifest: str, cluster: kubernetes.Provider,
+               initialised: pulumi.Resource) -> list[pulumi.CustomResource]:
+        """One resource per object of the manifest, with the object as its inputs (so a preview
+        lists every object and field, even before the cluster exists), namespaces first."""
+        created: list[pulumi.CustomResource] = []
+        namespaces: dict[str, pulumi.CustomResource] = {}
+        for manifest_object in (document for document in yaml.safe_load_all(manifest) if document):
+            metadata = manifest_object["metadata"]
+            waits_for = [initialised, *([namespaces[metadata["namespace"]]] if "namespace" in metadata else [])]
+            resource = pulumi.CustomResource(
+                kubernetes_type(manifest_object), f"{name}-{manifest_object['kind'].lower()}-{metadata['name']}",
+                manifest_object, opts=pulumi.ResourceOptions(parent=self, provider=cluster, depends_on=waits_for))
+            if manifest_object["kind"] == "Namespace":
+                namespaces[metadata["name"]] = resource
+            created.append(resource)
+        return created
