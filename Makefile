@@ -36,7 +36,7 @@ lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (s
 	$(PYTHON) -m pytest -m lab tests/lab
 
 LB_MODE ?= keepalived-haproxy
-lab-up: lab-setup lab-kubernetes venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=local-nginx for that mode); then `source build/lab/env`.
+lab-up: lab-setup lab-kubernetes venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=static-pods, kube-vip or local-nginx for those modes); then `source build/lab/env`.
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) LAB_LB_MODE=$(LB_MODE) tests/lab/lab-stack.sh up || {
 	    echo "make lab-up failed: tearing the lab down (KEEP_LAB=1 keeps it for a look)" >&2
 	    [ -n "$(KEEP_LAB)" ] || $(MAKE) lab-down

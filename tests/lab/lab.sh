@@ -70,6 +70,13 @@ Name=host0
 
 [Network]
 Address=$(address_of "${name}")/24
+
+# Lab hosts have no default route (nothing may leave the lab). A real host's default route is
+# also what carries a host-network pod's first packet to a Service IP (flanneld to the
+# kubernetes Service) until kube-proxy's DNAT sends it to an apiserver: the lab's Service range
+# (the default kubernetes.serviceSubnet) gets an on-link route instead, which stays on the bridge.
+[Route]
+Destination=10.96.0.0/12
 NETWORK
     install -d -m 0700 "${root}/root/.ssh"
     install -m 0600 "${LAB_DIR}/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"

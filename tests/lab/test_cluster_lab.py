@@ -9,6 +9,7 @@ removed, a StackReference consumer, and destroy.
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -88,6 +89,14 @@ def etcd_members(kubeconfig: Path) -> list[tuple[str, str]]:
 
 def test_etcd_has_three_started_members(lab_stack, kubeconfig_file):
     assert etcd_members(kubeconfig_file) == [("started", "cp1"), ("started", "cp2"), ("started", "cp3")]
+
+
+def test_the_init_log_on_the_host_holds_no_token_or_certificate_key(lab_stack):
+    log = lab_stack.hosts["cp1"].run("cat /var/log/kubeha/kubeadm-init.log").stdout
+    assert "initialized successfully" in log
+    assert "<value withheld>" in log
+    assert not re.search(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b", log)  # a bootstrap token
+    assert not re.search(r"--certificate-key [0-9a-f]{64}", log)  # the CA hash beside it is public
 
 
 # The pod network (flannel, through the kubernetes provider) -----------------------------------
