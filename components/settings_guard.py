@@ -23,6 +23,7 @@ from pulumi import dynamic
 from components.config import ClusterConfig
 
 SETTINGS = "settings"
+_CONTROL_PLANES = "controlPlanes"  # the set of names: removals are limited, not forbidden
 _ENDPOINT = ("would move the control-plane endpoint that every certificate and kubeconfig carries; set it back "
              "to {old}, or build a new stack with the new value and move the workloads")
 # Why each setting is fixed once the cluster is built, and what to do instead of editing it.
@@ -43,6 +44,9 @@ _WHY_FIXED: dict[str, str] = {
                                "which kubeha does not change on running nodes; set it back to {old}",
     "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
                           "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
+    "controlPlanes[0]": "would run `kubeadm init` on the new first control plane and `kubeadm reset` on {old}: "
+                        "the first entry initialised the cluster and kubeha cannot hand its role over yet. Keep "
+                        "{old} first in controlPlanes (other entries may move, come and go)",
     "network.plugin": "would replace the pod network under every running pod; set it back to {old}, or build a "
                       "new stack and move the workloads",
     "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
@@ -65,15 +69,27 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
         "network.plugin": config.network.plugin.value,
+        "controlPlanes[0]": config.first_control_plane.name,
+        _CONTROL_PLANES: ",".join(sorted(host.name for host in config.control_planes)),
     }
 
 
 def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
-    """One message per fixed setting that differs from what the cluster was built with. A key the
-    cluster has no recorded value for (a guard from an older kubeha) is recorded, not refused."""
-    return [f"{project}:{key}: this cluster was built with {built[key]}; changing it to {wanted[key]} "
-            f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
-            for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
+    """One message per fixed setting that differs from what the cluster was built with, and one for
+    a removal of more than one control plane. A key the cluster has no recorded value for (a
+    guard from an older kubeha) is recorded, not refused."""
+    messages = [f"{project}:{key}: this cluster was built with {built[key]}; changing it to {wanted[key]} "
+                f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
+                for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
+    if _CONTROL_PLANES in built and _CONTROL_PLANES in wanted:
+        removed = sorted(set(built[_CONTROL_PLANES].split(",")) - set(wanted[_CONTROL_PLANES].split(",")))
+        if len(removed) > 1:
+            messages.append(
+                f"{project}:controlPlanes: this change removes {len(removed)} control planes at once "
+                f"({', '.join(removed)}); each removal takes an etcd member away, so kubeha removes one per "
+                f"`pulumi up` and etcd keeps its quorum. Remove one, run `pulumi up`, then the next. Refused; "
+                f"nothing was changed.")
+    return messages
 
 
 @dataclass(frozen=True)

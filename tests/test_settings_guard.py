@@ -68,7 +68,7 @@ def test_a_mode_change_names_the_mode(stack_config, built):
 def test_settings_that_may_change_pass(stack_config, built):
     def day_two(config):
         config["workers"] = config["workers"][:1]
-        config["controlPlanes"] = list(reversed(config["controlPlanes"]))
+        config["controlPlanes"] = [config["controlPlanes"][0], *reversed(config["controlPlanes"][1:])]
         config["packages"] = {"proxy": "http://198.51.100.9:3142"}
     assert check(built, settings_after(stack_config, day_two)) == []
 
@@ -87,3 +87,26 @@ def test_every_remote_command_waits_for_the_guard(deployment):
     commands = deployment.of_type(COMMAND)
     assert commands
     assert [command.name for command in commands if guard_urn not in command.dependencies] == []
+
+
+def test_a_new_first_control_plane_is_refused_naming_the_one_that_initialised(stack_config, built):
+    def reorder(config):
+        config["controlPlanes"] = [config["controlPlanes"][1], config["controlPlanes"][0], config["controlPlanes"][2]]
+    [message] = check(built, settings_after(stack_config, reorder))
+    assert message.startswith("kubeha:controlPlanes[0]: this cluster was built with cp1; changing it to cp2 ")
+    assert "Keep cp1 first in controlPlanes" in message
+
+
+def test_removing_two_control_planes_at_once_is_refused(stack_config, built):
+    def remove_two(config):
+        config["controlPlanes"] = config["controlPlanes"][:1]
+    [message] = check(built, settings_after(stack_config, remove_two))
+    assert message.startswith("kubeha:controlPlanes: this change removes 2 control planes at once (cp2, cp3)")
+
+
+def test_removing_one_control_plane_and_adding_others_passes(stack_config, built):
+    def replace_one(config):
+        config["controlPlanes"] = [*config["controlPlanes"][:2],
+                                   {"name": "cp4", "address": "198.51.100.24"},
+                                   {"name": "cp5", "address": "198.51.100.25"}]
+    assert check(built, settings_after(stack_config, replace_one)) == []
