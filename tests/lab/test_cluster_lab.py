@@ -150,9 +150,9 @@ spec:
 """
 
 
-@pytest.fixture
-def nettest_pods(kubeconfig_file, tmp_path):
-    manifest = tmp_path / "nettest.yaml"
+@pytest.fixture(scope="module")
+def nettest_pods(kubeconfig_file, tmp_path_factory):
+    manifest = tmp_path_factory.mktemp("nettest") / "nettest.yaml"
     manifest.write_text(NETTEST_PODS)
     applied = kubectl(kubeconfig_file, "apply", "-f", str(manifest))
     assert applied.returncode == 0, applied.stderr
