@@ -46,11 +46,11 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
             load_balancing_after=rolling))
         rolling = worker.load_balancing_done
         joined.append(worker.ready)
-    # The pod network goes in as soon as the API answers; the wait for Ready follows every join.
+    # The pod network once every node has joined; then the wait for every node Ready.
     PodNetwork("network", PodNetworkArgs(
         settings=config.network, kubernetes=config.kubernetes, kubeconfig=pulumi.Output.secret(first.kubeconfig),
         nodes=[*config.control_planes, *config.workers], control_plane=config.first_control_plane, ssh=ssh,
-        initialised=first.ready, joined=joined))
+        joined=joined))
 
     pulumi.export("apiserverEndpoint", config.apiserver_endpoint)
     pulumi.export("controlPlaneEndpoint", f"https://{config.control_plane_endpoint}")

@@ -106,7 +106,9 @@ def render_join_script(host: Host, cluster: ClusterContext, *, control_plane: bo
 
 def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTicket, *, control_plane: bool,
                  prepared: remote.Command, parent: pulumi.Resource) -> remote.Command:
-    """`prepared`: the node's last step before the join (its load balancing, if it has any)."""
+    """`prepared`: the node's last step before the join (its load balancing, if it has any).
+    Returns the node's last step, its membership record: what comes after the node waits for it,
+    so that on removal or destroy it goes first (before the node is drained and reset)."""
     # Fresh join material on the first control plane, then `kubeadm join` on this host.
     material = run_script(
         f"{name}-join-material", host=cluster.first_control_plane, ssh=cluster.ssh,
@@ -122,11 +124,10 @@ def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTic
         stdin=pulumi.Output.secret(material.stdout),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[material]))
     # Depends on the join, so on removal it runs first: drain and delete before the reset.
-    run_script(
+    return run_script(
         f"{name}-membership", host=cluster.first_control_plane, ssh=cluster.ssh,
         create=render("control-plane/node-membership.sh.j2", node=host.name,
                       first_control_plane=cluster.first_control_plane.name),
         delete=render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
                       first_control_plane=cluster.first_control_plane.name),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[join]))
-    return join

@@ -32,8 +32,9 @@ class PodNetworkArgs:
     nodes: list[Host]  # every node of the stack: the wait is for these
     control_plane: Host  # where the wait runs (its admin.conf)
     ssh: SshAccess
-    initialised: pulumi.Resource  # the API answers after this
-    joined: list[pulumi.Resource]  # every node's join
+    # Every node's init or join. The objects wait for them all: then a destroy removes them through
+    # the API before any node leaves (a node's reset would cut the requests in flight).
+    joined: list[pulumi.Resource]
 
 
 def flannel_net_conf(settings: NetworkSettings, kubernetes_settings: KubernetesSettings) -> str:
@@ -75,8 +76,7 @@ class PodNetwork(pulumi.ComponentResource):
             return
         cluster = kubernetes.Provider(f"{name}-cluster", kubeconfig=args.kubeconfig,
                                       opts=pulumi.ResourceOptions(parent=self))
-        objects = self._apply(name, render_flannel_manifest(args.settings, args.kubernetes), cluster,
-                              args.initialised)
+        objects = self._apply(name, render_flannel_manifest(args.settings, args.kubernetes), cluster, args.joined)
         names = [host.name for host in args.nodes]
         self.ready = run_script(
             f"{name}-nodes-ready", host=args.control_plane, ssh=args.ssh,
@@ -88,14 +88,14 @@ class PodNetwork(pulumi.ComponentResource):
         self.register_outputs({})
 
     def _apply(self, name: str, manifest: str, cluster: kubernetes.Provider,
-               initialised: pulumi.Resource) -> list[pulumi.CustomResource]:
+               joined: list[pulumi.Resource]) -> list[pulumi.CustomResource]:
         """One resource per object of the manifest, with the object as its inputs (so a preview
         lists every object and field, even before the cluster exists), namespaces first."""
         created: list[pulumi.CustomResource] = []
         namespaces: dict[str, pulumi.CustomResource] = {}
         for manifest_object in (document for document in yaml.safe_load_all(manifest) if document):
             metadata = manifest_object["metadata"]
-            waits_for = [initialised, *([namespaces[metadata["namespace"]]] if "namespace" in metadata else [])]
+            waits_for = [*joined, *([namespaces[metadata["namespace"]]] if "namespace" in metadata else [])]
             resource = pulumi.CustomResource(
                 kubernetes_type(manifest_object), f"{name}-{manifest_object['kind'].lower()}-{metadata['name']}",
                 manifest_object, opts=pulumi.ResourceOptions(parent=self, provider=cluster, depends_on=waits_for))

@@ -97,8 +97,8 @@ def test_the_objects_wait_for_the_initialised_cluster(deployment):
 def test_the_wait_runs_on_the_first_control_plane_after_every_join(deployment):
     wait = deployment.named("network-nodes-ready")
     assert wait.target_host == "198.51.100.21"
-    joins = {"cp1-init", "cp2-join", "cp3-join", "w1-join", "w2-join"}
-    assert joins <= {deployment.urns.get(urn) for urn in wait.dependencies}
+    joined = {"cp1-init", "cp2-membership", "cp3-membership", "w1-membership", "w2-membership"}
+    assert joined <= {deployment.urns.get(urn) for urn in wait.dependencies}
 
 
 def test_the_wait_names_every_node_and_passes_shellcheck(deployment):
@@ -117,3 +117,10 @@ def test_plugin_none_deploys_no_network_and_no_wait(deploy, stack_config):
 
 def test_the_outputs_name_the_plugin_and_its_version(deployment):
     assert (deployment.exports["networkPlugin"], deployment.exports["networkVersion"]) == ("flannel", "v0.28.10")
+
+
+def test_the_objects_wait_for_every_node_so_a_destroy_removes_them_first(deployment):
+    joins = {urn for urn, name in deployment.urns.items()
+             if name in ("cp2-membership", "cp3-membership", "w1-membership", "w2-membership")}
+    for manifest_object in (r for r in deployment.registrations if r.type.startswith("kubernetes:")):
+        assert joins <= set(manifest_object.dependencies), manifest_object.name
