@@ -83,6 +83,12 @@ _IMAGE_REFERENCE = re.compile(
 _REGISTRY_PATH = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 
 
+def _check_registry_path(value: Optional[str]) -> Optional[str]:
+    if value is not None and not _REGISTRY_PATH.fullmatch(value):
+        raise ValueError(f"must be a registry path such as registry.example:5000/k8s (got {value!r})")
+    return value
+
+
 def _check_pinned_image(value: Optional[str]) -> Optional[str]:
     if value is None:
         return value
@@ -285,12 +291,7 @@ class KubernetesSettings(_Model):
         _check_component_config("kubeProxy", self.kube_proxy, {})
         return self
 
-    @field_validator("image_repository")
-    @classmethod
-    def _registry_path(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not _REGISTRY_PATH.fullmatch(value):
-            raise ValueError(f"must be a registry path such as registry.example:5000/k8s (got {value!r})")
-        return value
+    _mirror = field_validator("image_repository")(_check_registry_path)
 
     @field_validator("version")
     @classmethod
@@ -373,12 +374,7 @@ class NetworkSettings(_Model):
     # How long `pulumi up` waits for every node to be Ready and CoreDNS available.
     ready_timeout_seconds: int = Field(default=300, ge=30, le=3600)
 
-    @field_validator("image_repository")
-    @classmethod
-    def _registry_path(cls, value: Optional[str]) -> Optional[str]:
-        if value is not None and not _REGISTRY_PATH.fullmatch(value):
-            raise ValueError(f"must be a registry path such as registry.example:5000/mirror (got {value!r})")
-        return value
+    _mirror = field_validator("image_repository")(_check_registry_path)
 
     def image(self, name: str) -> str:
         return on_mirror(NetworkImages.DEFAULTS[name], self.image_repository)

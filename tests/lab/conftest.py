@@ -60,3 +60,12 @@ def lab_hosts(request) -> dict[str, LabHost]:
         yield {name: lab_host(name) for name in names}
     finally:
         subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def kubeconfig_file(lab_stack, tmp_path_factory) -> Path:
+    """The module's cluster's kubeconfig output in a root-only file (lab_stack: the module's own fixture)."""
+    path = tmp_path_factory.mktemp("kube") / "config"
+    path.write_text(lab_stack.kubeconfig())
+    path.chmod(0o600)
+    return path

@@ -32,14 +32,6 @@ def lab_stack() -> LabStack:
         print(f"\nlab timings: {stack.timings}")
 
 
-@pytest.fixture(scope="module")
-def kubeconfig_file(lab_stack, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("kube") / "config"
-    path.write_text(lab_stack.kubeconfig())
-    path.chmod(0o600)
-    return path
-
-
 def changed_steps(preview_json: str) -> list[dict]:
     return [step for step in json.loads(preview_json).get("steps", []) if step["op"] != "same"]
 

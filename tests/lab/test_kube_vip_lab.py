@@ -26,15 +26,8 @@ def lab_stack() -> LabStack:
         yield stack
 
 
-@pytest.fixture(scope="module")
-def kubeconfig(lab_stack, tmp_path_factory):
-    path = tmp_path_factory.mktemp("kube-vip") / "config"
-    path.write_text(lab_stack.kubeconfig())
-    return path
-
-
-def lease_holder(kubeconfig) -> str:
-    result = kubectl(kubeconfig, "-n", "kube-system", "get", "lease", "plndr-cp-lock", "-o", "json")
+def lease_holder(kubeconfig_file) -> str:
+    result = kubectl(kubeconfig_file, "-n", "kube-system", "get", "lease", "plndr-cp-lock", "-o", "json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["spec"]["holderIdentity"]
 
@@ -55,16 +48,16 @@ def test_every_kube_vip_manifest_mounts_admin_conf_after_init(lab_stack, node):
 
 
 @pytest.mark.parametrize("node", CONTROL_PLANES)
-def test_kube_vip_runs_on_every_control_plane(lab_stack, kubeconfig, node):
-    pod = running_pod(kubeconfig, f"kube-vip-{node}")
+def test_kube_vip_runs_on_every_control_plane(lab_stack, kubeconfig_file, node):
+    pod = running_pod(kubeconfig_file, f"kube-vip-{node}")
     assert pod["spec"]["containers"][0]["image"] == "ghcr.io/kube-vip/kube-vip:v1.2.3"
 
 
-def test_the_lease_holder_holds_the_vip_and_serves_the_apiserver(lab_stack, kubeconfig):
-    holder = lease_holder(kubeconfig)
+def test_the_lease_holder_holds_the_vip_and_serves_the_apiserver(lab_stack, kubeconfig_file):
+    holder = lease_holder(kubeconfig_file)
     assert [name for name in CONTROL_PLANES if lab_stack.hosts[name].holds(VIP)] == [holder]
-    assert f"server: https://{VIP}:6443" in kubeconfig.read_text()
-    result = kubectl(kubeconfig, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
+    assert f"server: https://{VIP}:6443" in kubeconfig_file.read_text()
+    result = kubectl(kubeconfig_file, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -80,15 +73,15 @@ def test_a_second_up_changes_nothing(lab_stack):
     assert result.returncode == 0
 
 
-def test_the_vip_moves_when_the_holders_kube_vip_stops(lab_stack, kubeconfig):
-    holder = lease_holder(kubeconfig)
+def test_the_vip_moves_when_the_holders_kube_vip_stops(lab_stack, kubeconfig_file):
+    holder = lease_holder(kubeconfig_file)
     host = lab_stack.hosts[holder]
     host.run(f"mv {MANIFEST} {MANIFEST_AWAY}")  # the kubelet stops the pod: kube-vip leaves gracefully
     try:
         assert wait_for(lambda: not host.holds(VIP), 60), f"{holder} kept the VIP"
         others = [name for name in CONTROL_PLANES if name != holder]
         assert wait_for(lambda: any(lab_stack.hosts[name].holds(VIP) for name in others), 30), "no new holder"
-        assert wait_for(lambda: kubectl(kubeconfig, "get", "--raw", "/readyz").returncode == 0, 30)
-        assert lease_holder(kubeconfig) in others
+        assert wait_for(lambda: kubectl(kubeconfig_file, "get", "--raw", "/readyz").returncode == 0, 30)
+        assert lease_holder(kubeconfig_file) in others
     finally:
         host.run(f"mv {MANIFEST_AWAY} {MANIFEST}")

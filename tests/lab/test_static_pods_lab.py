@@ -24,13 +24,6 @@ def lab_stack() -> LabStack:
         yield stack
 
 
-@pytest.fixture(scope="module")
-def kubeconfig(lab_stack, tmp_path_factory):
-    path = tmp_path_factory.mktemp("static-pods") / "config"
-    path.write_text(lab_stack.kubeconfig())
-    return path
-
-
 def holders(lab_stack: LabStack) -> list[str]:
     return [name for name in CONTROL_PLANES if lab_stack.hosts[name].holds(VIP)]
 
@@ -38,14 +31,14 @@ def holders(lab_stack: LabStack) -> list[str]:
 @pytest.mark.parametrize("pod, image", [("haproxy", "docker.io/library/haproxy:3.0.7"),
                                         ("keepalived", "docker.io/osixia/keepalived:2.0.20")])
 @pytest.mark.parametrize("node", CONTROL_PLANES)
-def test_the_load_balancer_pods_run_on_every_control_plane(kubeconfig, node, pod, image):
-    assert running_pod(kubeconfig, f"{pod}-{node}")["spec"]["containers"][0]["image"] == image
+def test_the_load_balancer_pods_run_on_every_control_plane(kubeconfig_file, node, pod, image):
+    assert running_pod(kubeconfig_file, f"{pod}-{node}")["spec"]["containers"][0]["image"] == image
 
 
-def test_one_control_plane_holds_the_vip_and_it_serves_the_apiserver(lab_stack, kubeconfig):
+def test_one_control_plane_holds_the_vip_and_it_serves_the_apiserver(lab_stack, kubeconfig_file):
     assert len(holders(lab_stack)) == 1
-    assert f"server: https://{VIP}:{PORT}" in kubeconfig.read_text()
-    result = kubectl(kubeconfig, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
+    assert f"server: https://{VIP}:{PORT}" in kubeconfig_file.read_text()
+    result = kubectl(kubeconfig_file, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
@@ -74,13 +67,13 @@ def test_a_second_up_changes_nothing(lab_stack):
     assert result.returncode == 0
 
 
-def test_the_vip_moves_when_the_holders_haproxy_stops(lab_stack, kubeconfig):
+def test_the_vip_moves_when_the_holders_haproxy_stops(lab_stack, kubeconfig_file):
     [holder] = holders(lab_stack)
     host = lab_stack.hosts[holder]
     host.run(f"mv {HAPROXY_MANIFEST} {HAPROXY_AWAY}")  # the kubelet stops haproxy; the check fails
     try:
         assert wait_for(lambda: not host.holds(VIP), 60), f"{holder} kept the VIP"
         assert wait_for(lambda: len(holders(lab_stack)) == 1, 30), "no new holder"
-        assert wait_for(lambda: kubectl(kubeconfig, "get", "--raw", "/readyz").returncode == 0, 30)
+        assert wait_for(lambda: kubectl(kubeconfig_file, "get", "--raw", "/readyz").returncode == 0, 30)
     finally:
         host.run(f"mv {HAPROXY_AWAY} {HAPROXY_MANIFEST}")

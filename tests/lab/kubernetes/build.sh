@@ -77,24 +77,14 @@ build() {  # $1 binary name, $2 module folder, $3 version stamp, $4 package, $5 
     stamp "${bin}" "$3"
 }
 
-build_flannel_cni() {  # the `flannel` CNI plugin flannel's DaemonSet installs; from the snapshot
-    local bin="${KUBE_DIR}/bin/flannel-cni" source="${CACHE_DIR}/kubernetes/src/flannel-cni-plugin-${FLANNEL_CNI_VERSION}"
-    wanted flannel-cni || return 0
-    built "${bin}" "v${FLANNEL_CNI_VERSION}" && return
+build_snapshot() {  # $1 binary, $2 its snapshot in VENDOR_DIR, $3 version: unpacked afresh, built with its own go.mod
+    local bin="${KUBE_DIR}/bin/$1" source="${CACHE_DIR}/kubernetes/src/${2%.tar.gz}"
+    wanted "$1" || return 0
+    built "${bin}" "v$3" && return
     rm -rf "${source}" && mkdir -p "${source}"
-    tar -xzf "${VENDOR_DIR}/flannel-cni-plugin-v${FLANNEL_CNI_VERSION}.tar.gz" -C "${source}" --strip-components=1
-    (cd "${source}" && go build -ldflags "-s -w -X main.Version=v${FLANNEL_CNI_VERSION}" -o "${bin}" .)
-    stamp "${bin}" "v${FLANNEL_CNI_VERSION}"
-}
-
-build_kube_vip() {  # from the snapshot: unpacked afresh, built with its own go.mod
-    local bin="${KUBE_DIR}/bin/kube-vip" source="${CACHE_DIR}/kubernetes/src/kube-vip-${KUBE_VIP_VERSION}"
-    wanted kube-vip || return 0
-    built "${bin}" "v${KUBE_VIP_VERSION}" && return
-    rm -rf "${source}" && mkdir -p "${source}"
-    tar -xzf "${VENDOR_DIR}/kube-vip-${KUBE_VIP_VERSION}.tar.gz" -C "${source}" --strip-components=1
-    (cd "${source}" && go build -ldflags "-s -w -X main.Version=v${KUBE_VIP_VERSION}" -o "${bin}" .)
-    stamp "${bin}" "v${KUBE_VIP_VERSION}"
+    tar -xzf "${VENDOR_DIR}/$2" -C "${source}" --strip-components=1
+    (cd "${source}" && go build -ldflags "-s -w -X main.Version=v$3" -o "${bin}" .)
+    stamp "${bin}" "v$3"
 }
 
 requested=("$@")
@@ -114,8 +104,9 @@ build pause pause "kubeha-lab-1" . "-s -w"
 GOFLAGS="${GOFLAGS} -tags=osusergo,netgo" CGO_ENABLED=1 build flanneld flannel "v${FLANNEL_VERSION}-static" github.com/flannel-io/flannel \
     "-s -w -extldflags -static -X github.com/flannel-io/flannel/pkg/version.Version=v${FLANNEL_VERSION}"
 build install-conf flannel "v${FLANNEL_VERSION}" github.com/flannel-io/flannel/cmd/install_conf "-s -w"
-build_flannel_cni
-build_kube_vip
+# The `flannel` CNI plugin flannel's DaemonSet installs.
+build_snapshot flannel-cni "flannel-cni-plugin-v${FLANNEL_CNI_VERSION}.tar.gz" "${FLANNEL_CNI_VERSION}"
+build_snapshot kube-vip "kube-vip-${KUBE_VIP_VERSION}.tar.gz" "${KUBE_VIP_VERSION}"
 mkdir -p "${KUBE_DIR}/bin/cni"
 for plugin in ${CNI_PLUGINS}; do
     build "cni/${plugin##*/}" cni-plugins "v${CNI_PLUGINS_VERSION}" "github.com/containernetworking/plugins/${plugin}" \
