@@ -195,3 +195,11 @@ def running_pod(kubeconfig: Path, name: str, namespace: str = "kube-system", sec
 
     assert wait_for(running, seconds, interval=2), f"{name}: not Running after {seconds} s: {found.get('status')}"
     return found
+
+
+def assert_readyz_through(kubeconfig: Path, endpoint: str) -> None:
+    """The kubeconfig's server is `endpoint` and /readyz answers ok there (TLS verified against the cluster CA)."""
+    assert f"server: https://{endpoint}" in kubeconfig.read_text()
+    result = kubectl(kubeconfig, "get", "--raw", "/readyz")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

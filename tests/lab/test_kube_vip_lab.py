@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.lab.cluster import LabStack, fresh_cluster, kubectl, running_pod, wait_for
+from tests.lab.cluster import LabStack, assert_readyz_through, fresh_cluster, kubectl, running_pod, wait_for
 
 pytestmark = pytest.mark.lab
 VIP = "10.250.0.100"
@@ -56,10 +56,7 @@ def test_kube_vip_runs_on_every_control_plane(lab_stack, kubeconfig_file, node):
 def test_the_lease_holder_holds_the_vip_and_serves_the_apiserver(lab_stack, kubeconfig_file):
     holder = lease_holder(kubeconfig_file)
     assert [name for name in CONTROL_PLANES if lab_stack.hosts[name].holds(VIP)] == [holder]
-    assert f"server: https://{VIP}:6443" in kubeconfig_file.read_text()
-    result = kubectl(kubeconfig_file, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert_readyz_through(kubeconfig_file, f"{VIP}:6443")
 
 
 @pytest.mark.parametrize("node", ["w1", "w2"])  # control planes: their own apiserver (kubeadm >= 1.33)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.cluster import PORT, VIP, LabStack, fresh_cluster, kubectl, running_pod, wait_for
+from tests.lab.cluster import (PORT, VIP, LabStack, assert_readyz_through, fresh_cluster, kubectl, running_pod,
+                               wait_for)
 
 pytestmark = pytest.mark.lab
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
@@ -37,10 +38,7 @@ def test_the_load_balancer_pods_run_on_every_control_plane(kubeconfig_file, node
 
 def test_one_control_plane_holds_the_vip_and_it_serves_the_apiserver(lab_stack, kubeconfig_file):
     assert len(holders(lab_stack)) == 1
-    assert f"server: https://{VIP}:{PORT}" in kubeconfig_file.read_text()
-    result = kubectl(kubeconfig_file, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
+    assert_readyz_through(kubeconfig_file, f"{VIP}:{PORT}")
 
 
 @pytest.mark.parametrize("node", ["w1", "w2"])  # control planes: their own apiserver (kubeadm >= 1.33)
