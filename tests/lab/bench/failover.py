@@ -35,7 +35,7 @@ from tests.lab.probe import Prober
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 PRODUCT_FILES = ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/check_apiserver.sh"]
 CONTROL_PLANES = {"cp1": "10.250.0.21", "cp2": "10.250.0.22", "cp3": "10.250.0.23"}
-VICTIM_APISERVER = "cp2"  # not cp1: cp1 also runs the etcd stand-in, which is not under test
+VICTIM_APISERVER = "cp2"  # not cp1: cp1 runs kubeha's cluster-side steps (tokens, membership)
 NO_RESTART = ("mkdir -p /run/systemd/system/haproxy.service.d && printf '[Service]\\nRestart=no\\n' "
               "> /run/systemd/system/haproxy.service.d/bench-no-restart.conf && systemctl daemon-reload")
 RESTART_BACK = ("rm -f /run/systemd/system/haproxy.service.d/bench-no-restart.conf && systemctl daemon-reload "
