@@ -1,21 +1,33 @@
 """Wires the components into one HA cluster and exports the stack outputs."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
-from components.config import ClusterConfig, Host, LoadBalancerMode
+from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from components.config import ClusterConfig, Host, LoadBalancerMode, NodeHost
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import ClusterContext, JoinTicket
 from components.pod_network import PodNetwork, PodNetworkArgs
-from components.remote import SshAccess
+from components.remote import SshAccess, run_script
+from components.render import render
 from components.worker_node import WorkerNode, WorkerNodeArgs
 
 
-def _host_list(hosts: list[Host]) -> list[dict[str, str]]:
+def _host_list(hosts: Sequence[Host]) -> list[dict[str, str]]:
     return [{"name": host.name, "address": host.ip} for host in hosts]
+
+
+def _join_order(config: ClusterConfig) -> list[NodeHost]:
+    """The control planes in the order they join, one at a time (etcd grows by one member at a
+    time). The lead's own join comes after the next one by name, which makes its join material;
+    on a new cluster the lead is initialised already and that join does nothing."""
+    lead = config.lead_control_plane
+    second = config.cluster_side_host(lead)
+    others = [host for host in config.control_plane_entries if host.name not in (lead.name, second.name)]
+    return [second, lead, *others] if second.name != lead.name else [lead, *others]
 
 
 def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
@@ -25,39 +37,54 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
         load_balancer_ready = LoadBalancerPair("lb", LoadBalancerPairArgs(
             settings=settings, control_planes=config.control_planes, ssh=ssh, packages=config.packages)).ready
     cluster = ClusterContext.for_config(config, ssh)
+    lead = config.lead_control_plane
 
-    first = ControlPlaneNode(config.first_control_plane.name, ControlPlaneNodeArgs(
-        host=config.first_control_plane, cluster=cluster, join=None, load_balancer_ready=load_balancer_ready))
-    assert first.ca_cert_hash is not None and first.kubeconfig is not None
-    # Control planes join one at a time: etcd grows by one member at a time, with quorum kept.
-    # Node-side load balancing rolls one node at a time too, control planes first.
-    previous, rolling = first.ready, first.load_balancing_done
-    joined: list[pulumi.Resource] = [first.ready]
-    for host in config.control_planes[1:]:
-        node = ControlPlaneNode(host.name, ControlPlaneNodeArgs(
-            host=host, cluster=cluster, join=JoinTicket(first.ca_cert_hash, after=previous),
-            load_balancer_ready=load_balancer_ready, load_balancing_after=rolling))
-        previous, rolling = node.ready, node.load_balancing_done
-        joined.append(node.ready)
-    # Workers join in parallel, as soon as the cluster is initialised.
-    for host in config.workers:
+    # Node-side load balancing rolls one node at a time, control planes first.
+    rolling: Optional[pulumi.Resource] = None
+    control_planes: dict[str, ControlPlaneNode] = {}
+    for host in config.control_plane_entries:
+        node = ControlPlaneNode(host.name, ControlPlaneNodeArgs(host=host, cluster=cluster,
+                                                                load_balancing_after=rolling))
+        control_planes[host.name], rolling = node, node.load_balancing_done
+    bootstrap = ClusterBootstrap("cluster", ClusterBootstrapArgs(
+        cluster=cluster, lead=control_planes[lead.name], lead_host=lead, load_balancer_ready=load_balancer_ready,
+        former_first=config.control_plane_entries[0].name))
+
+    # A node's cluster-side steps wait until their control plane is a member: the lead once the
+    # cluster is initialised (and, for every node but the one that makes the lead's own join
+    # material, once the lead has joined too, in case it is a new lead); any other once it joined.
+    member: dict[str, pulumi.Resource] = {lead.name: bootstrap.initialised}
+    previous: pulumi.Resource = bootstrap.initialised
+    joined: list[pulumi.Resource] = []
+    for host in _join_order(config):
+        cluster_side = config.cluster_side_host(host)
+        ready = control_planes[host.name].join(JoinTicket(
+            bootstrap.ca_cert_hash, cluster_side=cluster_side, after=[previous, member[cluster_side.name]]))
+        previous, member[host.name] = ready, ready
+        joined.append(ready)
+    # Workers join in parallel, once the lead is a member.
+    for host in config.worker_entries:
         worker = WorkerNode(host.name, WorkerNodeArgs(
-            host=host, cluster=cluster, join=JoinTicket(first.ca_cert_hash, after=first.ready),
+            host=host, cluster=cluster, join=JoinTicket(bootstrap.ca_cert_hash, cluster_side=lead,
+                                                        after=[member[lead.name]]),
             load_balancing_after=rolling))
         rolling = worker.load_balancing_done
         joined.append(worker.ready)
+    # Before any node leaves on `pulumi destroy`, the cluster is marked, so none is drained.
+    run_script("cluster-teardown", host=lead, ssh=ssh, create=render("control-plane/teardown-mark.sh.j2", mark=False),
+               delete=render("control-plane/teardown-mark.sh.j2", mark=True),
+               opts=pulumi.ResourceOptions(depends_on=joined))
     # The pod network once every node has joined; then the wait for every node Ready.
     PodNetwork("network", PodNetworkArgs(
-        settings=config.network, kubernetes=config.kubernetes, kubeconfig=pulumi.Output.secret(first.kubeconfig),
-        nodes=[*config.control_planes, *config.workers], control_plane=config.first_control_plane, ssh=ssh,
-        joined=joined))
+        settings=config.network, kubernetes=config.kubernetes, kubeconfig=bootstrap.kubeconfig,
+        nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=joined))
 
     pulumi.export("apiserverEndpoint", config.apiserver_endpoint)
     pulumi.export("controlPlaneEndpoint", f"https://{config.control_plane_endpoint}")
     pulumi.export("loadBalancerMode", settings.mode.value)
     pulumi.export("vip", str(settings.vip) if settings.vip is not None else None)
-    pulumi.export("kubeconfig", pulumi.Output.secret(first.kubeconfig))
-    pulumi.export("caCertHash", first.ca_cert_hash)
+    pulumi.export("kubeconfig", bootstrap.kubeconfig)
+    pulumi.export("caCertHash", bootstrap.ca_cert_hash)
     pulumi.export("controlPlanes", _host_list(config.control_planes))
     pulumi.export("workers", _host_list(config.workers))
     pulumi.export("loadBalancers", _host_list(settings.hosts))

@@ -68,6 +68,18 @@ class Host(_Model):
         return str(self.address)
 
 
+class Decommission(str, Enum):
+    # The host is dead or gone: the cluster forgets it (drained, deleted, out of etcd) and nothing
+    # connects to it; its resources leave the stack without their delete steps.
+    UNREACHABLE = "unreachable"
+
+
+class NodeHost(Host):
+    """A control plane's or a worker's entry."""
+
+    decommission: Optional[Decommission] = None
+
+
 class SshSettings(_Model):
     user: str = "root"
     port: int = 22
@@ -395,18 +407,20 @@ class PackageSettings(_Model):
 class ClusterConfig(_Model):
     ssh: SshSettings = SshSettings()
     load_balancer: LoadBalancerSettings
-    control_planes: list[Host]
-    workers: list[Host] = []
+    # The entries as written, decommissioned ones included; `control_planes` and `workers` are the
+    # cluster's members.
+    control_plane_entries: list[NodeHost] = Field(alias="controlPlanes")
+    worker_entries: list[NodeHost] = Field(default=[], alias="workers")
     kubernetes: KubernetesSettings = KubernetesSettings()
     containerd: ContainerdSettings = ContainerdSettings()
     packages: PackageSettings = PackageSettings()
     network: NetworkSettings = NetworkSettings()
 
-    @field_validator("control_planes")
+    @field_validator("control_plane_entries")
     @classmethod
-    def _at_least_one(cls, hosts: list[Host]) -> list[Host]:
-        if not hosts:
-            raise ValueError("needs at least one control plane")
+    def _at_least_one(cls, hosts: list[NodeHost]) -> list[NodeHost]:
+        if not any(host.decommission is None for host in hosts):
+            raise ValueError("needs at least one control plane that is not decommissioned")
         return hosts
 
     @model_validator(mode="after")
@@ -432,13 +446,38 @@ class ClusterConfig(_Model):
 
     def all_hosts_with_keys(self) -> list[tuple[str, Host]]:
         """Every host with the config key that defines it, for error messages."""
-        groups = (("loadBalancer.hosts", self.load_balancer.hosts), ("controlPlanes", self.control_planes),
-                  ("workers", self.workers))
+        groups: tuple[tuple[str, list[Any]], ...] = (
+            ("loadBalancer.hosts", self.load_balancer.hosts), ("controlPlanes", self.control_plane_entries),
+            ("workers", self.worker_entries))
         return [(f"{key}[{index}]", host) for key, hosts in groups for index, host in enumerate(hosts)]
 
     @property
-    def first_control_plane(self) -> Host:
+    def control_planes(self) -> list[NodeHost]:
+        """The control planes the cluster keeps (decommissioned entries left out), by name: the
+        order of the entries means nothing, so reordering them changes no resource."""
+        return sorted((host for host in self.control_plane_entries if host.decommission is None),
+                      key=lambda host: host.name)
+
+    @property
+    def workers(self) -> list[NodeHost]:
+        return sorted((host for host in self.worker_entries if host.decommission is None), key=lambda host: host.name)
+
+    @property
+    def decommissioned(self) -> list[NodeHost]:
+        return [host for host in (*self.control_plane_entries, *self.worker_entries) if host.decommission is not None]
+
+    @property
+    def lead_control_plane(self) -> NodeHost:
+        """The control plane whose name sorts first. It initialises a new cluster and runs the
+        cluster-side steps (tokens, membership, removals) of every other node. Chosen by name,
+        not list position, so reordering controlPlanes changes nothing."""
         return self.control_planes[0]
+
+    def cluster_side_host(self, node: Host) -> NodeHost:
+        """Where the cluster-side steps of `node` run: the lead control plane, or for the lead
+        itself the next one by name (a node is never removed from the cluster by itself)."""
+        others = [host for host in self.control_planes if host.name != node.name]
+        return others[0] if others else self.lead_control_plane
 
     @property
     def control_plane_endpoint(self) -> str:
@@ -448,9 +487,9 @@ class ClusterConfig(_Model):
     @property
     def apiserver_endpoint(self) -> str:
         """What clients off the cluster use. local-nginx has no shared address (the seed's
-        trade-off), so they get the first control plane's apiserver: reachable, not HA."""
+        trade-off), so they get the lead control plane's apiserver: reachable, not HA."""
         if self.load_balancer.mode is LoadBalancerMode.LOCAL_NGINX:
-            return f"https://{host_port(self.first_control_plane.address, APISERVER_PORT)}"
+            return f"https://{host_port(self.lead_control_plane.address, APISERVER_PORT)}"
         return f"https://{self.control_plane_endpoint}"
 
 

@@ -70,7 +70,7 @@ class NodeLoadBalancing:
 
     @property
     def kube_vip_bootstrap(self) -> bool:
-        """Whether the first control plane's kube-vip needs super-admin.conf during init."""
+        """Whether the initialising control plane's kube-vip needs super-admin.conf during init."""
         return self.mode is LoadBalancerMode.KUBE_VIP and self.kubernetes.version_tuple >= SUPER_ADMIN_SINCE
 
     def image(self, name: str) -> str:
@@ -137,8 +137,7 @@ class NodeLoadBalancing:
                           config=config.content.rstrip("\n"), config_path=config.path,
                           bind_address=str(LOCAL_PROXY_ADDRESS), port=self.settings.listen_port,
                           health_port=self.settings.health_port)
-        return render("static-pods/place-static-pods.sh.j2", host=host, mode=self.mode.value, files=files,
-                      kube_vip_bootstrap=self.kube_vip_bootstrap and host == self.control_planes[0])
+        return render("static-pods/place-static-pods.sh.j2", host=host, mode=self.mode.value, files=files)
 
     def place(self, name: str, host: Host, ssh: SshAccess, *, prepared: pulumi.Resource,
               after: Optional[pulumi.Resource], parent: pulumi.Resource) -> Optional[remote.Command]:

@@ -7,7 +7,8 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from components.config import APISERVER_PORT, ClusterConfig, ContainerdSettings, Host, KubernetesSettings, PackageSettings
+from components.config import (APISERVER_PORT, ClusterConfig, ContainerdSettings, Host, KubernetesSettings, NodeHost,
+                               PackageSettings)
 from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
 from components.remote import SshAccess, run_script
 from components.render import render
@@ -16,6 +17,9 @@ CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 # Join material is created just before each join; two hours covers a slow join and a retry.
 # (The certificate key's uploaded certificates expire after two hours in kubeadm too.)
 JOIN_TOKEN_TTL = "2h"
+# A drain that takes longer is blocked (a PodDisruptionBudget, a pod that will not stop): the
+# removal fails and says so rather than hang `pulumi up`.
+DRAIN_TIMEOUT_S = 180
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,6 @@ class ClusterContext:
     containerd: ContainerdSettings
     control_plane_endpoint: str  # VIP:port (127.0.0.1:port in local-nginx mode), the only way in
     cert_sans: list[str]
-    first_control_plane: Host
     ssh: SshAccess
     packages: PackageSettings
     load_balancing: NodeLoadBalancing
@@ -36,8 +39,7 @@ class ClusterContext:
     @classmethod
     def for_config(cls, config: ClusterConfig, ssh: SshAccess) -> "ClusterContext":
         return cls(kubernetes=config.kubernetes, containerd=config.containerd, control_plane_endpoint=config.control_plane_endpoint,
-                   cert_sans=[str(config.load_balancer.endpoint_address)],
-                   first_control_plane=config.first_control_plane, ssh=ssh, packages=config.packages,
+                   cert_sans=[str(config.load_balancer.endpoint_address)], ssh=ssh, packages=config.packages,
                    kubeconfig_server=config.apiserver_endpoint,
                    load_balancing=NodeLoadBalancing(settings=config.load_balancer, kubernetes=config.kubernetes,
                                                     control_planes=config.control_planes, packages=config.packages))
@@ -50,10 +52,13 @@ class ClusterContext:
 
 @dataclass(frozen=True)
 class JoinTicket:
-    """What a joining node waits for: the CA hash to pin and the step it must follow."""
+    """What a joining node needs: the CA hash to pin, the control plane that runs its
+    cluster-side steps (join material, membership, removal), and the steps it must follow (that
+    control plane a member, and for a control plane the previous join: etcd grows one at a time)."""
 
     ca_cert_hash: pulumi.Output[str]
-    after: pulumi.Resource
+    cluster_side: Host
+    after: list[pulumi.Resource]
 
 
 def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.Resource) -> remote.Command:
@@ -104,18 +109,30 @@ def render_join_script(host: Host, cluster: ClusterContext, *, control_plane: bo
                   join_config=join_config.rstrip("\n"), control_plane_endpoint=cluster.control_plane_endpoint)
 
 
-def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTicket, *, control_plane: bool,
+def render_join_material_script(host: Host, cluster: ClusterContext, *, control_plane: bool,
+                                cluster_side: Host) -> str:
+    return render("control-plane/join-material.sh.j2", joiner=host.name, control_plane=control_plane,
+                  token_ttl=JOIN_TOKEN_TTL, host=cluster_side, api_version=cluster.kubernetes.kubeadm_api_version,
+                  kubernetes_version=cluster.kubernetes.version, cri_socket=CRI_SOCKET)
+
+
+def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: JoinTicket, *, control_plane: bool,
                  prepared: remote.Command, parent: pulumi.Resource) -> remote.Command:
     """`prepared`: the node's last step before the join (its load balancing, if it has any).
     Returns the node's last step, its membership record: what comes after the node waits for it,
-    so that on removal or destroy it goes first (before the node is drained and reset)."""
-    # Fresh join material on the first control plane, then `kubeadm join` on this host.
+    so that on removal or destroy it goes first (before the node is drained and reset).
+    The same steps for every node, the one that initialised the cluster included (its join finds
+    it a member and does nothing), so no node's resources depend on which one that was."""
+    # Join material on the cluster-side control plane, then `kubeadm join` on this host. The
+    # material is made once, for the join; later changes of where it was made are no reason to
+    # make it again (the joined node does not read it any more).
     material = run_script(
-        f"{name}-join-material", host=cluster.first_control_plane, ssh=cluster.ssh,
-        create=render("control-plane/join-material.sh.j2", joiner=host.name, control_plane=control_plane,
-                      token_ttl=JOIN_TOKEN_TTL),
+        f"{name}-join-material", host=ticket.cluster_side, ssh=cluster.ssh,
+        create=render_join_material_script(host, cluster, control_plane=control_plane,
+                                           cluster_side=ticket.cluster_side),
         secret_stdout=True,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[ticket.after, prepared]))
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*ticket.after, prepared],
+                                    ignore_changes=["connection", "create"]))
     join = run_script(
         f"{name}-join", host=host, ssh=cluster.ssh,
         create=ticket.ca_cert_hash.apply(
@@ -123,11 +140,23 @@ def join_cluster(name: str, host: Host, cluster: ClusterContext, ticket: JoinTic
         delete=render("node/kubeadm-reset.sh.j2", host=host),
         stdin=pulumi.Output.secret(material.stdout),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[material]))
-    # Depends on the join, so on removal it runs first: drain and delete before the reset.
+    if host.decommission is not None:
+        # No membership record: its deletion removes the node from the cluster, from another
+        # control plane; the node's own steps stay as they are (see run_script).
+        return join
+    return record_membership(name, host, cluster, ticket.cluster_side, control_plane=control_plane,
+                             joined=join, parent=parent)
+
+
+def record_membership(name: str, host: Host, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
+                      joined: pulumi.Resource, parent: pulumi.Resource) -> remote.Command:
+    """Depends on the join, so on removal it runs first: drain, delete and (for a control plane)
+    the etcd member's removal, on another control plane, before the reset on the node itself.
+    When the cluster-side control plane changes (it left), the record moves with it (an update
+    that re-runs the harmless create), so a later removal runs where the cluster still is."""
     return run_script(
-        f"{name}-membership", host=cluster.first_control_plane, ssh=cluster.ssh,
-        create=render("control-plane/node-membership.sh.j2", node=host.name,
-                      first_control_plane=cluster.first_control_plane.name),
+        f"{name}-membership", host=cluster_side, ssh=cluster.ssh,
+        create=render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name),
         delete=render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
-                      first_control_plane=cluster.first_control_plane.name),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[join]))
+                      cluster_side=cluster_side.name, drain_timeout=DRAIN_TIMEOUT_S),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[joined]))

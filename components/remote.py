@@ -7,13 +7,17 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from components.config import Host, SshSettings
+from components.config import Host, NodeHost, SshSettings
 from components.render import render
 
 # The provider stops retrying a host after this many failed dials (about a minute and a half
 # with the default per-dial timeout), so a dead host fails `pulumi up` instead of hanging it.
 _DIAL_ERROR_LIMIT = 10
 _PER_DIAL_TIMEOUT_S = 10
+# Every input of a remote.Command: on a decommissioned host nothing may differ from the state,
+# or the engine would connect to the host to apply it.
+_EVERY_INPUT = ["connection", "create", "delete", "update", "stdin", "triggers", "environment", "logging",
+                "addPreviousOutputInEnv"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ def run_script(
     """
     if secret_stdout:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
+    if isinstance(host, NodeHost) and host.decommission is not None:
+        # Hands off: kept as it is in the state, and when its entry goes, it leaves the stack
+        # without its delete step (which would have to reach the host).
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True,
+                                                                         ignore_changes=_EVERY_INPUT))
     if ssh.gate is not None:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ssh.gate]))
     return remote.Command(

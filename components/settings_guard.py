@@ -44,9 +44,6 @@ _WHY_FIXED: dict[str, str] = {
                                "which kubeha does not change on running nodes; set it back to {old}",
     "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
                           "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
-    "controlPlanes[0]": "would run `kubeadm init` on the new first control plane and `kubeadm reset` on {old}: "
-                        "the first entry initialised the cluster and kubeha cannot hand its role over yet. Keep "
-                        "{old} first in controlPlanes (other entries may move, come and go)",
     "network.plugin": "would replace the pod network under every running pod; set it back to {old}, or build a "
                       "new stack and move the workloads",
     "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
@@ -69,7 +66,6 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
         "network.plugin": config.network.plugin.value,
-        "controlPlanes[0]": config.first_control_plane.name,
         _CONTROL_PLANES: ",".join(sorted(host.name for host in config.control_planes)),
     }
 

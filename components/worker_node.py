@@ -7,13 +7,13 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from components.config import Host
+from components.config import NodeHost
 from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node
 
 
 @dataclass(frozen=True)
 class WorkerNodeArgs:
-    host: Host
+    host: NodeHost
     cluster: ClusterContext
     join: JoinTicket
     # The previous node's load-balancing step (local-nginx mode rolls one node at a time).

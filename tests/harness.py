@@ -30,6 +30,9 @@ class Registration:
     dependencies: list[str]
     secret_outputs: list[str]
     inputs: dict[str, Any]
+    ignore_changes: list[str] = field(default_factory=list)
+    retain_on_delete: bool = False
+    alias_specs: list[Any] = field(default_factory=list)
 
     @property
     def target_host(self) -> str | None:
@@ -117,7 +120,8 @@ class _RecordingMonitor(mocks.MockMonitor):
             self.registrations.append(Registration(
                 type=request.type, name=request.name, parent=request.parent,
                 dependencies=list(request.dependencies), secret_outputs=list(request.additionalSecretOutputs),
-                inputs=rpc.deserialize_properties(request.object)))
+                inputs=rpc.deserialize_properties(request.object), ignore_changes=list(request.ignoreChanges),
+                retain_on_delete=request.retainOnDelete, alias_specs=list(request.aliases)))
         return response
 
 

@@ -14,6 +14,7 @@ def _commands(deployment, suffix: str) -> list[str]:
 
 def test_one_component_per_host_role(deployment):
     assert len(deployment.of_type("kubeha:index:LoadBalancerPair")) == 1
+    assert len(deployment.of_type("kubeha:index:ClusterBootstrap")) == 1
     assert len(deployment.of_type("kubeha:index:ControlPlaneNode")) == 3
     assert len(deployment.of_type("kubeha:index:WorkerNode")) == 2
 
@@ -24,21 +25,23 @@ def test_only_commands_below_the_node_components(deployment):
     assert below == {COMMAND}
 
 
-def test_the_settings_guard_is_the_one_resource_beside_the_components(deployment):
+def test_the_settings_guard_and_the_teardown_mark_are_the_resources_beside_the_components(deployment):
     top_level = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
                  and not (r.parent and "kubeha:index:" in r.parent)]
-    assert [(r.type, r.name) for r in top_level] == [("pulumi-python:dynamic:Resource", "cluster-settings")]
+    assert [(r.type, r.name) for r in top_level] == [("pulumi-python:dynamic:Resource", "cluster-settings"),
+                                                     (COMMAND, "cluster-teardown")]
 
 
 def test_every_command_is_a_child_of_its_component(deployment):
     component_urns = {urn for urn, name in deployment.urns.items() if "kubeha:index:" in urn}
     for command in deployment.of_type(COMMAND):
-        assert command.parent in component_urns, command.name
+        if command.name != "cluster-teardown":
+            assert command.parent in component_urns, command.name
 
 
 @pytest.mark.parametrize("name, address", [
     ("lb-lb1-install", "198.51.100.11"), ("lb-lb2-config", "198.51.100.12"),
-    ("cp1-prepare", "198.51.100.21"), ("cp1-init", "198.51.100.21"),
+    ("cp1-prepare", "198.51.100.21"), ("cluster-init", "198.51.100.21"), ("cp1-join", "198.51.100.21"),
     ("cp2-prepare", "198.51.100.22"), ("cp2-join", "198.51.100.22"),
     ("w2-prepare", "198.51.100.32"), ("w2-join", "198.51.100.32"),
 ])
@@ -47,9 +50,54 @@ def test_commands_target_their_own_host(deployment, name, address):
 
 
 @pytest.mark.parametrize("name", ["cp2-join-material", "cp3-join-material", "w1-join-material",
-                                  "cp2-membership", "w1-membership", "cp1-ca-cert-hash", "cp1-kubeconfig"])
-def test_cluster_side_steps_run_on_the_first_control_plane(deployment, name):
+                                  "cp2-membership", "w1-membership", "cluster-ca-cert-hash", "cluster-kubeconfig",
+                                  "cluster-teardown"])
+def test_cluster_side_steps_run_on_the_lead_control_plane(deployment, name):
     assert deployment.named(name).target_host == "198.51.100.21"
+
+
+@pytest.mark.parametrize("name", ["cp1-join-material", "cp1-membership"])
+def test_the_lead_control_planes_own_cluster_side_steps_run_on_the_next_one(deployment, name):
+    assert deployment.named(name).target_host == "198.51.100.22"
+
+
+def test_the_lead_is_the_name_that_sorts_first_not_the_first_entry(deploy, stack_config):
+    stack_config["controlPlanes"].reverse()
+    deployment = deploy(stack_config)
+    assert deployment.named("cluster-init").target_host == "198.51.100.21"
+    assert deployment.named("w1-membership").target_host == "198.51.100.21"
+
+
+def test_reordering_the_control_planes_changes_no_resource(deploy, stack_config):
+    before = deploy(stack_config)
+    stack_config["controlPlanes"].reverse()
+    after = deploy(stack_config)
+    assert {r.name: (r.inputs, r.parent) for r in after.registrations} == {
+        r.name: (r.inputs, r.parent) for r in before.registrations}
+
+
+def test_init_runs_once_in_the_clusters_life(deployment):
+    init = deployment.named("cluster-init")
+    assert {"connection", "create"} <= set(init.ignore_changes)
+    assert "delete" not in init.inputs or not init.inputs["delete"]
+
+
+def test_without_the_lead_the_next_one_takes_its_steps_and_init_is_untouched(deploy, stack_config):
+    stack_config["controlPlanes"] = stack_config["controlPlanes"][1:]
+    deployment = deploy(stack_config)
+    for name in ("w1-membership", "cp3-membership", "cp3-join-material", "cluster-kubeconfig", "network-nodes-ready"):
+        assert deployment.named(name).target_host == "198.51.100.22", name
+    assert deployment.named("cp2-membership").target_host == "198.51.100.23"
+    assert "cp1-join" not in {r.name for r in deployment.registrations}
+
+
+def test_join_material_is_made_once_wherever_its_control_plane_goes(deployment):
+    assert {"connection", "create"} <= set(deployment.named("w1-join-material").ignore_changes)
+
+
+def test_stacks_from_before_keep_their_init_through_aliases(deployment):
+    aliases = [str(alias) for alias in deployment.named("cluster-init").alias_specs]
+    assert any("cp1-init" in alias and "ControlPlaneNode" in alias for alias in aliases), aliases
 
 
 def test_load_balancer_rolls_out_backup_before_master(deployment):
@@ -58,25 +106,28 @@ def test_load_balancer_rolls_out_backup_before_master(deployment):
 
 
 def test_load_balancer_pair_is_ready_before_kubeadm_init(deployment):
-    assert deployment.depends_on("cp1-init", "lb-lb1-config")
-    assert deployment.depends_on("cp1-init", "lb-lb2-config")
-    assert deployment.depends_on("cp1-init", "cp1-prepare")
+    assert deployment.depends_on("cluster-init", "lb-lb1-config")
+    assert deployment.depends_on("cluster-init", "lb-lb2-config")
+    assert deployment.depends_on("cluster-init", "cp1-prepare")
 
 
-@pytest.mark.parametrize("joiner", ["cp2-join", "cp3-join", "w1-join", "w2-join"])
+@pytest.mark.parametrize("joiner", ["cp1-join", "cp2-join", "cp3-join", "w1-join", "w2-join"])
 def test_every_join_follows_init(deployment, joiner):
-    assert deployment.depends_on(joiner, "cp1-init")
+    assert deployment.depends_on(joiner, "cluster-init")
 
 
 def test_control_plane_joins_are_chained(deployment):
-    assert deployment.depends_on("cp3-join-material", "cp2-join")
+    # cp2 makes the lead's join material, so it joins first; then cp1 (a no-op), then cp3.
+    assert deployment.depends_on("cp1-join-material", "cp2-join")
+    assert deployment.depends_on("cp3-join-material", "cp1-join")
     assert deployment.depends_on("cp3-join", "cp2-join")
 
 
-def test_workers_join_in_parallel(deployment):
+def test_workers_join_in_parallel_once_the_lead_is_a_member(deployment):
     assert not deployment.depends_on("w2-join", "w1-join")
     assert not deployment.depends_on("w1-join", "w2-join")
-    assert not deployment.depends_on("w1-join", "cp2-join")
+    assert not deployment.depends_on("w1-join", "cp3-join")
+    assert deployment.depends_on("w1-join-material", "cp1-join")
 
 
 def test_join_material_is_created_just_before_its_join(deployment):
@@ -87,12 +138,28 @@ def test_join_material_is_created_just_before_its_join(deployment):
 def test_removal_drains_before_reset(deployment):
     # Pulumi deletes dependents first: membership (drain, delete node) before the join (reset).
     assert deployment.depends_on("w1-membership", "w1-join")
-    assert "kubectl drain \"w1\"" in deployment.named("w1-membership").inputs["delete"]
+    assert 'node="w1"' in deployment.named("w1-membership").inputs["delete"]
+    assert "kubectl drain \"${node}\"" in deployment.named("w1-membership").inputs["delete"]
     assert "kubeadm reset -f" in deployment.named("w1-join").inputs["delete"]
 
 
-def test_init_node_reset_on_destroy(deployment):
-    assert "kubeadm reset -f" in deployment.named("cp1-init").inputs["delete"]
+def test_the_drain_is_bounded_and_names_a_blocking_disruption_budget(deployment):
+    delete = deployment.named("w1-membership").inputs["delete"]
+    assert "--timeout=180s" in delete
+    assert "drain blocked by a PodDisruptionBudget" in delete
+
+
+def test_every_control_plane_is_reset_by_its_own_join_resource(deployment):
+    for name in ("cp1", "cp2", "cp3"):
+        assert "kubeadm reset -f" in deployment.named(f"{name}-join").inputs["delete"], name
+
+
+def test_destroy_marks_the_cluster_before_any_node_leaves(deployment):
+    teardown = deployment.named("cluster-teardown")
+    assert "create configmap kubeha-teardown" in teardown.inputs["delete"]
+    for name in ("cp1-membership", "cp2-membership", "w1-membership"):
+        assert deployment.depends_on("cluster-teardown", name), name
+        assert "kubeha-teardown" in deployment.named(name).inputs["delete"], name
 
 
 def test_ssh_connection_is_secret(deployment):
@@ -101,7 +168,7 @@ def test_ssh_connection_is_secret(deployment):
         assert "not-a-real-key" in unsecret(command.inputs["connection"])["privateKey"]
 
 
-@pytest.mark.parametrize("name", ["cp1-kubeconfig", "cp2-join-material", "w1-join-material"])
+@pytest.mark.parametrize("name", ["cluster-kubeconfig", "cp2-join-material", "w1-join-material"])
 def test_commands_printing_secrets_mark_stdout_secret_and_do_not_log_it(deployment, name):
     command = deployment.named(name)
     assert "stdout" in command.secret_outputs
@@ -138,7 +205,7 @@ def test_worker_join_has_no_control_plane_section(deployment):
 
 
 def test_init_uses_the_vip_as_endpoint_and_in_cert_sans(deployment):
-    create = deployment.named("cp1-init").inputs["create"]
+    create = deployment.named("cluster-init").inputs["create"]
     assert 'controlPlaneEndpoint: "198.51.100.100:8443"' in create
     assert '  - "198.51.100.100"' in create
     assert "--upload-certs" in create
@@ -179,7 +246,7 @@ def test_single_control_plane_without_workers(deploy, stack_config):
     stack_config["controlPlanes"] = stack_config["controlPlanes"][:1]
     stack_config["workers"] = []
     deployment = deploy(stack_config)
-    assert _commands(deployment, "-join") == []
+    assert _commands(deployment, "-join") == ["cp1-join"]  # finds itself initialised
     assert deployment.exports["workers"] == []
 
 
@@ -192,8 +259,21 @@ def test_package_proxy_reaches_host_scripts(deploy, stack_config):
 
 def test_control_plane_removal_also_removes_its_etcd_member(deployment):
     delete = deployment.named("cp2-membership").inputs["delete"]
-    assert "member remove" in delete and '$3 == "cp2"' in delete
+    assert "member remove" in delete and 'node="cp2"' in delete
     assert "member remove" not in deployment.named("w1-membership").inputs["delete"]
+
+
+def test_control_plane_removal_checks_that_etcd_keeps_its_quorum_first(deployment):
+    delete = deployment.named("cp2-membership").inputs["delete"]
+    assert (delete.index("endpoint health") < delete.index("kubectl drain \"${node}\"")
+            < delete.index("member remove \"${member_id}\""))
+    assert "etcd would lose its quorum" in delete
+
+
+def test_any_control_plane_can_make_control_plane_join_material(deployment):
+    create = deployment.named("cp1-join-material").inputs["create"]
+    assert "/etc/kubernetes/kubeha/kubeadm-init.yaml" not in create  # only the initialising node has it
+    assert '"  advertiseAddress: \\"198.51.100.22\\""' in create
 
 
 def test_containerd_gets_the_default_cgroup_driver_and_kubeadms_sandbox_image(deployment):
@@ -212,4 +292,4 @@ def test_containerd_settings_and_the_image_mirror_reach_every_node(deploy, stack
         assert "s/SystemdCgroup = .*/SystemdCgroup = false/" in prepare, name
         assert "s/restrict_oom_score_adj = .*/restrict_oom_score_adj = true/" in prepare, name
         assert 'sandbox_image = "mirror.example:5000/k8s/pause:3.10.1"' in prepare, name
-    assert "cgroupDriver: cgroupfs\n" in deployment.named("cp1-init").inputs["create"]
+    assert "cgroupDriver: cgroupfs\n" in deployment.named("cluster-init").inputs["create"]

@@ -19,7 +19,7 @@ from tests.validators import (
 COMMAND = "command:remote:Command"
 CONTROL_PLANES = ["cp1", "cp2", "cp3"]
 WORKERS = ["w1", "w2"]
-# The place script's switch of kube-vip's kubeconfig mount to super-admin.conf.
+# The init script's switch of kube-vip's kubeconfig mount to super-admin.conf.
 TO_SUPER_ADMIN = "\\1path: /etc/kubernetes/super-admin.conf#"
 
 
@@ -38,7 +38,7 @@ def script(deployment, name: str) -> str:
 
 
 def kubeadm_documents(deployment) -> dict[str, dict]:
-    config = heredoc(script(deployment, "cp1-init"), "KUBEHA_KUBEADM_CONFIG")
+    config = heredoc(script(deployment, "cluster-init"), "KUBEHA_KUBEADM_CONFIG")
     return {document["kind"]: document for document in yaml.safe_load_all(config)}
 
 
@@ -134,12 +134,12 @@ def test_kubeadm_accepts_the_prefilled_manifests_folder_only_with_static_pods(mo
         "ignorePreflightErrors", [])) is expected
 
 
-def test_local_nginx_outputs_point_clients_off_the_cluster_at_the_first_control_plane(deploy, stack_config):
+def test_local_nginx_outputs_point_clients_off_the_cluster_at_the_lead_control_plane(deploy, stack_config):
     deployment = deploy(in_mode(stack_config, "local-nginx"))
     assert deployment.exports["apiserverEndpoint"] == "https://198.51.100.21:6443"
     assert deployment.exports["controlPlaneEndpoint"] == "https://127.0.0.1:8443"
     assert deployment.exports["vip"] is None
-    assert "server: https://198.51.100.21:6443" in script(deployment, "cp1-kubeconfig").replace("#\\1 ", "server: ")
+    assert "server: https://198.51.100.21:6443" in script(deployment, "cluster-kubeconfig").replace("#\\1 ", "server: ")
 
 
 @pytest.mark.parametrize("mode", ["keepalived-haproxy", "static-pods", "kube-vip", "local-nginx"])
@@ -158,10 +158,10 @@ def test_node_load_balancing_rolls_one_node_at_a_time_control_planes_first(deplo
         assert deployment.depends_on(f"{later}-load-balancing", f"{earlier}-load-balancing")
 
 
-@pytest.mark.parametrize("node, step", [("cp1", "init"), ("cp2", "join"), ("w1", "join")])
-def test_kubeadm_runs_after_the_nodes_own_load_balancing(deploy, stack_config, node, step):
+@pytest.mark.parametrize("step, node", [("cluster-init", "cp1"), ("cp2-join", "cp2"), ("w1-join", "w1")])
+def test_kubeadm_runs_after_the_nodes_own_load_balancing(deploy, stack_config, step, node):
     deployment = deploy(in_mode(stack_config, "local-nginx"))
-    assert deployment.depends_on(f"{node}-{step}", f"{node}-load-balancing")
+    assert deployment.depends_on(step, f"{node}-load-balancing")
 
 
 @pytest.mark.parametrize("mode", ["static-pods", "local-nginx"])
@@ -183,22 +183,25 @@ def test_static_pod_manifests_change_with_their_config(stack_config):
 
 # --- kube-vip's bootstrap on Kubernetes >= 1.29 --------------------------------------------------
 
-def test_kube_vip_first_node_uses_super_admin_conf_until_init_on_1_29_and_later(deploy, stack_config):
-    deployment = deploy(in_mode(stack_config, "kube-vip"))
-    assert TO_SUPER_ADMIN in script(deployment, "cp1-load-balancing")
-    assert "kube_vip_on_admin_conf" in script(deployment, "cp1-init")
+def test_kube_vip_on_the_initialising_node_uses_super_admin_conf_during_init_on_1_29_and_later(deploy, stack_config):
+    init = script(deploy(in_mode(stack_config, "kube-vip")), "cluster-init")
+    assert TO_SUPER_ADMIN in init
+    assert init.index("kube_vip_on_super_admin_conf\n") < init.index("if ! kubeadm init") < init.rindex(
+        "kube_vip_on_admin_conf")
 
 
-def test_kube_vip_joining_nodes_never_use_super_admin_conf(deploy, stack_config):
+@pytest.mark.parametrize("node", ["cp1", "cp2"])
+def test_kube_vip_placement_never_uses_super_admin_conf(deploy, stack_config, node):
+    # Which node initialised the cluster is not the placement's business: a later lead keeps admin.conf.
     deployment = deploy(in_mode(stack_config, "kube-vip"))
-    assert TO_SUPER_ADMIN not in script(deployment, "cp2-load-balancing")
+    assert TO_SUPER_ADMIN not in script(deployment, f"{node}-load-balancing")
 
 
 def test_kube_vip_before_1_29_uses_admin_conf_throughout(deploy, stack_config):
     stack_config["kubernetes"]["version"] = "1.28.15"
     deployment = deploy(in_mode(stack_config, "kube-vip"))
     assert TO_SUPER_ADMIN not in script(deployment, "cp1-load-balancing")
-    assert "super-admin.conf" not in script(deployment, "cp1-init")
+    assert "super-admin.conf" not in script(deployment, "cluster-init")
 
 
 def test_kube_vip_leader_election_settings_reach_the_manifest(stack_config):

@@ -89,15 +89,14 @@ def test_every_object_is_applied_through_the_clusters_provider(deployment):
 
 
 def test_the_objects_wait_for_the_initialised_cluster(deployment):
-    init_urn = next(urn for urn, name in deployment.urns.items() if name == "cp1-init")
     for manifest_object in (r for r in deployment.registrations if r.type.startswith("kubernetes:")):
-        assert init_urn in manifest_object.dependencies, manifest_object.name
+        assert deployment.depends_on(manifest_object.name, "cluster-init"), manifest_object.name
 
 
-def test_the_wait_runs_on_the_first_control_plane_after_every_join(deployment):
+def test_the_wait_runs_on_the_lead_control_plane_after_every_join(deployment):
     wait = deployment.named("network-nodes-ready")
     assert wait.target_host == "198.51.100.21"
-    joined = {"cp1-init", "cp2-membership", "cp3-membership", "w1-membership", "w2-membership"}
+    joined = {"cp1-membership", "cp2-membership", "cp3-membership", "w1-membership", "w2-membership"}
     assert joined <= {deployment.urns.get(urn) for urn in wait.dependencies}
 
 

@@ -115,7 +115,7 @@ def test_shellcheck_catches_a_bad_script():
 
 
 def test_kubeadm_init_config_passes_kubeadm_config_validate(command_scripts):
-    config = heredoc(command_scripts["cp1-init:create"], "KUBEHA_KUBEADM_CONFIG")
+    config = heredoc(command_scripts["cluster-init:create"], "KUBEHA_KUBEADM_CONFIG")
     kubeadm_validate(config)
     assert re.findall(r"^kind: (\w+)$", config, re.MULTILINE) == [
         "InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
@@ -125,7 +125,7 @@ def test_kubelet_and_kube_proxy_settings_pass_kubeadm_config_validate(deploy, st
     stack_config["kubernetes"]["kubelet"] = {"failCgroupV1": False, "maxPods": 50}
     stack_config["kubernetes"]["kubeProxy"] = {"mode": "iptables", "conntrack": {"maxPerCore": 0}}
     stack_config["containerd"] = {"cgroupDriver": "cgroupfs"}
-    config = heredoc(deploy(stack_config).named("cp1-init").inputs["create"], "KUBEHA_KUBEADM_CONFIG")
+    config = heredoc(deploy(stack_config).named("cluster-init").inputs["create"], "KUBEHA_KUBEADM_CONFIG")
     kubeadm_validate(config)
     assert "cgroupDriver: cgroupfs\n" in config and "failCgroupV1: false\n" in config and "maxPods: 50\n" in config
     assert "kind: KubeProxyConfiguration\n" in config and "  maxPerCore: 0\n" in config
@@ -133,7 +133,7 @@ def test_kubelet_and_kube_proxy_settings_pass_kubeadm_config_validate(deploy, st
 
 def test_kubeadm_rejects_an_unknown_kubelet_field(deploy, stack_config):
     stack_config["kubernetes"]["kubelet"] = {"failCgroupv1": False}
-    config = heredoc(deploy(stack_config).named("cp1-init").inputs["create"], "KUBEHA_KUBEADM_CONFIG")
+    config = heredoc(deploy(stack_config).named("cluster-init").inputs["create"], "KUBEHA_KUBEADM_CONFIG")
     with pytest.raises(AssertionError, match='unknown field "failCgroupv1"'):
         kubeadm_validate(config)
 
@@ -149,7 +149,7 @@ def test_kubeadm_join_config_passes_kubeadm_config_validate(command_scripts, com
 
 
 @pytest.mark.parametrize("command, heredoc_marker, address", [
-    ("cp1-init:create", "KUBEHA_KUBEADM_CONFIG", "198.51.100.21"), ("cp2-join:create", "KUBEHA_JOIN_CONFIG", "198.51.100.22"),
+    ("cluster-init:create", "KUBEHA_KUBEADM_CONFIG", "198.51.100.21"), ("cp2-join:create", "KUBEHA_JOIN_CONFIG", "198.51.100.22"),
     ("w1-join:create", "KUBEHA_JOIN_CONFIG", "198.51.100.31")])
 def test_every_kubelet_gets_its_configured_address_as_node_ip(command_scripts, command, heredoc_marker, address):
     config = heredoc(command_scripts[command], heredoc_marker)
@@ -158,7 +158,7 @@ def test_every_kubelet_gets_its_configured_address_as_node_ip(command_scripts, c
 
 def test_kubeadm_v1beta3_for_kubernetes_before_1_31(deploy, stack_config):
     stack_config["kubernetes"]["version"] = "1.30.8"
-    init = deploy(stack_config).named("cp1-init").inputs["create"]
+    init = deploy(stack_config).named("cluster-init").inputs["create"]
     config = heredoc(init, "KUBEHA_KUBEADM_CONFIG")
     assert "apiVersion: kubeadm.k8s.io/v1beta3" in config
 

@@ -89,12 +89,24 @@ def test_every_remote_command_waits_for_the_guard(deployment):
     assert [command.name for command in commands if guard_urn not in command.dependencies] == []
 
 
-def test_a_new_first_control_plane_is_refused_naming_the_one_that_initialised(stack_config, built):
+def test_reordering_the_control_planes_is_no_edit_to_refuse(stack_config, built):
     def reorder(config):
-        config["controlPlanes"] = [config["controlPlanes"][1], config["controlPlanes"][0], config["controlPlanes"][2]]
-    [message] = check(built, settings_after(stack_config, reorder))
-    assert message.startswith("kubeha:controlPlanes[0]: this cluster was built with cp1; changing it to cp2 ")
-    assert "Keep cp1 first in controlPlanes" in message
+        config["controlPlanes"].reverse()
+    assert check(built, settings_after(stack_config, reorder)) == []
+
+
+def test_removing_the_control_plane_that_initialised_the_cluster_is_an_ordinary_removal(stack_config, built):
+    def remove_first(config):
+        del config["controlPlanes"][0]
+    assert check(built, settings_after(stack_config, remove_first)) == []
+
+
+def test_decommissioning_counts_as_a_removal(stack_config, built):
+    def decommission_two(config):
+        for host in config["controlPlanes"][:2]:
+            host["decommission"] = "unreachable"
+    [message] = check(built, settings_after(stack_config, decommission_two))
+    assert message.startswith("kubeha:controlPlanes: this change removes 2 control planes at once (cp1, cp2)")
 
 
 def test_removing_two_control_planes_at_once_is_refused(stack_config, built):
