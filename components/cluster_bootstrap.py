@@ -1,15 +1,18 @@
-"""ClusterBootstrap: `kubeadm init`, once in the cluster's life, and the outputs read from it.
+"""ClusterBootstrap: `kubeadm init`, once in the cluster's life, and what is read from it.
 
 `kubeadm init` runs on the lead control plane (the name that sorts first) of a new cluster, and
 never again: its resource ignores later changes of host and script, so a reorder, the lead's
 removal or a new lead changes nothing here, and it has no delete step (each control plane's own
-join resource resets it). The CA hash and the kubeconfig are read from the lead of the day: any
-control plane has them, and they follow it when it leaves.
+join resource resets it). The CA's hash and the admin kubeconfig are read once too: the CA lives
+as long as the cluster, and the kubeconfig's client certificate is the cluster's, valid whichever
+node it came from. Only its server is set by the program, so it follows loadBalancer settings.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
+
+import re
 
 import pulumi
 from pulumi_command import remote
@@ -38,6 +41,11 @@ def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
         image_repository=kubernetes.image_repository, ignored_preflight_errors=cluster.ignored_preflight_errors,
         cgroup_driver=cluster.containerd.cgroup_driver.value, kubelet_settings=_yaml_fields(kubernetes.kubelet),
         kube_proxy_settings=_yaml_fields(kubernetes.kube_proxy))
+
+
+def with_server(kubeconfig: str, server: str) -> str:
+    """The kubeconfig with `server` as its cluster's server (kubeadm writes one cluster)."""
+    return re.sub(r"(?m)^(\s*server:) .*$", lambda match: f"{match.group(1)} {server}", kubeconfig)
 
 
 @dataclass(frozen=True)
@@ -70,17 +78,19 @@ class ClusterBootstrap(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[args.lead.prepared, *([args.load_balancer_ready] if args.load_balancer_ready else [])],
                 ignore_changes=["connection", "create"], aliases=carried_over("init")))
-        read_after = pulumi.ResourceOptions(parent=self, depends_on=[self.initialised])
         self.ca_cert_hash = run_script(
             f"{name}-ca-cert-hash", host=host, ssh=cluster.ssh, create=render("control-plane/ca-cert-hash.sh.j2"),
-            opts=pulumi.ResourceOptions.merge(read_after, pulumi.ResourceOptions(
-                aliases=carried_over("ca-cert-hash")))).stdout
-        self.kubeconfig = pulumi.Output.secret(run_script(
-            f"{name}-kubeconfig", host=host, ssh=cluster.ssh,
-            create=render("control-plane/read-kubeconfig.sh.j2", server=cluster.kubeconfig_server),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
+                                        ignore_changes=["connection", "create"],
+                                        aliases=carried_over("ca-cert-hash"))).stdout
+        admin_conf = run_script(
+            f"{name}-kubeconfig", host=host, ssh=cluster.ssh, create=render("control-plane/read-kubeconfig.sh.j2"),
             secret_stdout=True,
-            opts=pulumi.ResourceOptions.merge(read_after, pulumi.ResourceOptions(
-                aliases=carried_over("kubeconfig")))).stdout)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
+                                        ignore_changes=["connection", "create"],
+                                        aliases=carried_over("kubeconfig"))).stdout
+        server = cluster.kubeconfig_server
+        self.kubeconfig = pulumi.Output.secret(admin_conf.apply(lambda text: with_server(text, server)))
         self.register_outputs({"caCertHash": self.ca_cert_hash, "kubeconfig": self.kubeconfig})
 
     @staticmethod

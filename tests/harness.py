@@ -19,7 +19,9 @@ from pulumi.runtime.sync_await import _sync_await
 PROJECT = "kubeha"
 MAIN = Path(__file__).resolve().parent.parent / "__main__.py"
 FAKE_CA_HASH = "sha256:" + "ab" * 32
-FAKE_KUBECONFIG = "apiVersion: v1\nkind: Config\nclusters: []\n"
+# admin.conf as kubeadm writes it: its server is the node's endpoint, which the program replaces.
+FAKE_KUBECONFIG = ("apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n"
+                   "    server: https://198.51.100.250:6443\n  name: kubernetes\n")
 
 
 @dataclass

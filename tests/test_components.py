@@ -85,10 +85,21 @@ def test_init_runs_once_in_the_clusters_life(deployment):
 def test_without_the_lead_the_next_one_takes_its_steps_and_init_is_untouched(deploy, stack_config):
     stack_config["controlPlanes"] = stack_config["controlPlanes"][1:]
     deployment = deploy(stack_config)
-    for name in ("w1-membership", "cp3-membership", "cp3-join-material", "cluster-kubeconfig", "network-nodes-ready"):
+    for name in ("w1-membership", "cp3-membership", "cp3-join-material", "network-nodes-ready"):
         assert deployment.named(name).target_host == "198.51.100.22", name
     assert deployment.named("cp2-membership").target_host == "198.51.100.23"
     assert "cp1-join" not in {r.name for r in deployment.registrations}
+
+
+def test_the_kubeconfig_is_read_once_and_its_server_set_by_the_program(deployment):
+    read = deployment.named("cluster-kubeconfig")
+    assert {"connection", "create"} <= set(read.ignore_changes)
+    assert "sed" not in read.inputs["create"]
+    assert "    server: https://198.51.100.100:8443\n" in deployment.exports["kubeconfig"]
+
+
+def test_the_ca_hash_is_read_once_in_the_clusters_life(deployment):
+    assert {"connection", "create"} <= set(deployment.named("cluster-ca-cert-hash").ignore_changes)
 
 
 def test_join_material_is_made_once_wherever_its_control_plane_goes(deployment):
@@ -224,7 +235,7 @@ def test_outputs(deployment):
     assert exports["apiserverEndpoint"] == "https://198.51.100.100:8443"
     assert exports["vip"] == "198.51.100.100"
     assert exports["caCertHash"] == FAKE_CA_HASH
-    assert exports["kubeconfig"] == FAKE_KUBECONFIG
+    assert exports["kubeconfig"] == FAKE_KUBECONFIG.replace("https://198.51.100.250:6443", "https://198.51.100.100:8443")
     assert exports["kubernetesVersion"] == "1.34.4"
     assert exports["controlPlanes"][0] == {"name": "cp1", "address": "198.51.100.21"}
     assert [w["name"] for w in exports["workers"]] == ["w1", "w2"]

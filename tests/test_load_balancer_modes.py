@@ -139,7 +139,7 @@ def test_local_nginx_outputs_point_clients_off_the_cluster_at_the_lead_control_p
     assert deployment.exports["apiserverEndpoint"] == "https://198.51.100.21:6443"
     assert deployment.exports["controlPlaneEndpoint"] == "https://127.0.0.1:8443"
     assert deployment.exports["vip"] is None
-    assert "server: https://198.51.100.21:6443" in script(deployment, "cluster-kubeconfig").replace("#\\1 ", "server: ")
+    assert "    server: https://198.51.100.21:6443\n" in deployment.exports["kubeconfig"]
 
 
 @pytest.mark.parametrize("mode", ["keepalived-haproxy", "static-pods", "kube-vip", "local-nginx"])

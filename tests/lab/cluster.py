@@ -92,6 +92,15 @@ class LabStack:
         flags = ["--show-secrets"] if show_secrets else []
         return json.loads(self.pulumi("stack", "output", "--json", *flags).stdout).get(name)
 
+    def config_value(self, key: str) -> object:
+        """A structured stack config value (e.g. the controlPlanes list)."""
+        return json.loads(self.pulumi("config", "get", key, "--json").stdout)["objectValue"]
+
+    def set_config_value(self, key: str, value: object) -> None:
+        """Replace a structured stack config value as a whole."""
+        entry = {"value": json.dumps(value), "objectValue": value, "secret": False}
+        self.pulumi("config", "set-all", "--json", json.dumps({f"kubeha:{key}": entry}))
+
     def add_host(self, name: str) -> LabHost:
         lab("up", name)
         self.hosts[name] = lab_host(name)

@@ -18,6 +18,7 @@ import yaml
 
 from tests.lab.cluster import (KUBERNETES_VERSION, LAB_DIR, PORT, ROOT, VIP, LabStack, fresh_cluster, kubectl,
                                wait_for)
+from tests.lab.conftest import lab
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -199,6 +200,16 @@ def test_a_second_up_changes_nothing_and_runs_no_remote_command(lab_stack):
     assert {name: after[name] - before[name] for name in after} == {name: 1 for name in after}
 
 
+def test_reordering_the_control_planes_previews_as_no_change(lab_stack):
+    entries = lab_stack.config_value("controlPlanes")
+    lab_stack.set_config_value("controlPlanes", list(reversed(entries)))
+    try:
+        steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    finally:
+        lab_stack.set_config_value("controlPlanes", entries)
+    assert steps == []
+
+
 @pytest.mark.parametrize("key, value, built", [("loadBalancer.vip", "10.250.0.101", "10.250.0.100"),
                                                ("kubernetes.podSubnet", "10.200.0.0/16", "10.244.0.0/16"),
                                                ("kubernetes.version", "1.34.5", "1.34.4")])
@@ -270,31 +281,79 @@ def test_removing_the_worker_drains_deletes_and_resets_it(lab_stack, kubeconfig_
     result = lab_stack.pulumi("up", "--yes", "--skip-preview")
     after = lab_stack.ssh_sessions()
     assert {name for name in after if after[name] - before[name] > 1} == {"w3", "cp1"}
-    assert "w3: drained and deleted" in result.stdout
+    assert "w3: drained" in result.stdout and "w3: deleted from the cluster" in result.stdout
     assert "w3: cluster state removed" in result.stdout  # kubeadm reset -f ran on w3
     assert lab_stack.hosts["w3"].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode != 0
     assert lab_stack.hosts["w3"].run("pgrep -x kubelet", check=False).returncode != 0
     assert "w3" not in kubectl(kubeconfig_file, "get", "nodes").stdout
 
 
-def test_an_added_control_plane_joins_etcd_and_the_load_balancers(lab_stack, kubeconfig_file):
-    cp4 = lab_stack.add_host("cp4")
-    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].name", "cp4")
-    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].address", cp4.address)
+def test_removing_the_control_plane_that_initialised_the_cluster_is_an_ordinary_removal(lab_stack, kubeconfig_file):
+    entries = lab_stack.config_value("controlPlanes")
+    lab_stack.set_config_value("controlPlanes", [entry for entry in entries if entry["name"] != "cp1"])
+    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    # Only cp1's own resources go; nothing is replaced, and no other node is reset.
+    assert {step["op"] for step in steps} <= {"update", "delete", "create"}, steps
+    deleted = {resource_name(step["urn"]) for step in steps if step["op"] == "delete"}
+    assert deleted and all(name == "cp1" or name.startswith("cp1-") for name in deleted), deleted
+    prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, max_seconds=600).start()
+    try:
+        result = lab_stack.pulumi("up", "--yes", "--skip-preview")
+    finally:
+        results = prober.stop()
+    assert len(results) > 20
+    assert prober.failures == [], prober.failures[:5]  # the cluster kept serving through the VIP
+    assert "cp1: etcd keeps its quorum without it" in result.stdout
+    assert "cp1: etcd member" in result.stdout and "cp1: cluster state removed" in result.stdout
+    assert etcd_members(kubeconfig_file) == [("started", "cp2"), ("started", "cp3")]
+    assert "cp1" not in kubectl(kubeconfig_file, "get", "nodes").stdout
+    assert wait_for(lambda: "cp1" not in lab_stack.backend_status("lb1"), 60)
+    for name in ("cp2", "cp3"):  # untouched: still members, still serving
+        assert lab_stack.hosts[name].run("test -e /etc/kubernetes/admin.conf", check=False).returncode == 0
+
+
+def test_the_kubeconfig_output_works_after_the_lead_left(lab_stack, tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(lab_stack.kubeconfig())
+    assert set(ready_nodes(kubeconfig)) >= {"cp2", "cp3", "w1", "w2"}
+
+
+def test_a_new_lead_control_plane_joins_etcd_and_the_load_balancers(lab_stack, kubeconfig_file):
+    # cp1, reset, comes back as a new host; its name sorts first, so it is the lead again.
+    lab_stack.set_config_value("controlPlanes", [{"name": "cp1", "address": lab_stack.hosts["cp1"].address},
+                                                 *lab_stack.config_value("controlPlanes")])
     lab_stack.pulumi("up", "--yes", "--skip-preview")
-    assert etcd_members(kubeconfig_file) == [("started", name) for name in ("cp1", "cp2", "cp3", "cp4")]
-    assert wait_for(lambda: lab_stack.backend_status("lb1").get("cp4") == "UP", 60)
-    assert "cp4" in ready_nodes(kubeconfig_file)
+    assert sorted(etcd_members(kubeconfig_file)) == [("started", name) for name in ("cp1", "cp2", "cp3")]
+    assert wait_for(lambda: lab_stack.backend_status("lb1").get("cp1") == "UP", 60)
+    assert "cp1" in ready_nodes(kubeconfig_file)
+    # kubeadm init did not run again: the cluster is the one built first.
+    assert lab_stack.hosts["cp1"].run("test -e /etc/kubernetes/super-admin.conf", check=False).returncode != 0
 
 
-def test_removing_the_control_plane_removes_its_etcd_member_node_and_state(lab_stack, kubeconfig_file):
-    lab_stack.pulumi("config", "rm", "--path", "controlPlanes[3]")
+def test_removing_two_control_planes_at_once_is_refused_at_preview(lab_stack):
+    entries = lab_stack.config_value("controlPlanes")
+    lab_stack.set_config_value("controlPlanes", entries[:1])
+    try:
+        result = lab_stack.pulumi("preview", check=False)
+    finally:
+        lab_stack.set_config_value("controlPlanes", entries)
+    assert result.returncode != 0
+    assert "kubeha:controlPlanes: this change removes 2 control planes at once" in result.stdout + result.stderr
+
+
+def test_an_unreachable_worker_is_removed_without_touching_it(lab_stack, kubeconfig_file):
+    lab("power-off", "w2")
+    lab_stack.hosts.pop("w2")
+    assert wait_for(lambda: "w2" not in ready_nodes(kubeconfig_file), 120)
+    lab_stack.pulumi("config", "set", "--path", "workers[1].decommission", "unreachable")
     result = lab_stack.pulumi("up", "--yes", "--skip-preview")
-    assert "cp4: drained and deleted" in result.stdout and "cp4: etcd member" in result.stdout
-    assert etcd_members(kubeconfig_file) == [("started", name) for name in ("cp1", "cp2", "cp3")]
-    assert "cp4" not in kubectl(kubeconfig_file, "get", "nodes").stdout
-    assert "cp4" not in lab_stack.backend_status("lb1")
-    assert lab_stack.hosts["cp4"].run("test -e /etc/kubernetes/admin.conf", check=False).returncode != 0
+    assert "w2: not Ready" in result.stdout and "w2: deleted from the cluster" in result.stdout
+    assert "w2" not in kubectl(kubeconfig_file, "get", "nodes").stdout
+    # Then the entry goes, and its resources leave the stack without a delete step on the host.
+    lab_stack.pulumi("config", "rm", "--path", "workers[1]")
+    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    assert {step["op"] for step in steps} == {"delete"}, steps
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
 
 
 # 6 -------------------------------------------------------------------------------------------
@@ -318,7 +377,7 @@ def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stac
 
 def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
     lab_stack.pulumi("destroy", "--yes", "--skip-preview")
-    for name in ("cp1", "cp2", "cp3", "w1", "w2"):
+    for name in ("cp1", "cp2", "cp3", "w1"):
         host = lab_stack.hosts[name]
         # kubeadm reset empties the PKI and etcd folders (it keeps the folders themselves).
         assert host.run("find /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf "
