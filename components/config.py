@@ -355,6 +355,7 @@ class ContainerdSettings(_Model):
 
 class NetworkPlugin(str, Enum):
     FLANNEL = "flannel"  # deployed by kubeha, vxlan
+    CALICO = "calico"  # deployed by kubeha, vxlan, calico IPAM; rendered and validated, not run in the lab
     NONE = "none"  # the user brings their own; nodes stay NotReady until they do
 
 
@@ -365,7 +366,13 @@ class NetworkImages(_Model):
     DEFAULTS: ClassVar[dict[str, str]] = {
         "flannel": "ghcr.io/flannel-io/flannel:v0.28.10",
         "flannel_cni_plugin": "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1",
+        # calico's manifest install (node agent, CNI plugin, controllers), one release.
+        "calico_node": "quay.io/calico/node:v3.30.3",
+        "calico_cni": "quay.io/calico/cni:v3.30.3",
+        "calico_kube_controllers": "quay.io/calico/kube-controllers:v3.30.3",
     }
+    # The image whose tag is the plugin's release (the networkVersion output).
+    RELEASE_IMAGE: ClassVar[dict[str, str]] = {"flannel": "flannel", "calico": "calico_node"}
 
 
 class FlannelSettings(_Model):
@@ -376,6 +383,14 @@ class FlannelSettings(_Model):
     mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
 
 
+class CalicoSettings(_Model):
+    # Unset: calico's own choice (the first interface with an address). Set it on hosts whose
+    # nodes talk over another interface.
+    interface: Optional[str] = None
+    # Unset: calico derives it from the interface (minus the 50 bytes of VXLAN).
+    mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
+
+
 class NetworkSettings(_Model):
     """The pod network kubeha deploys through the cluster's API (pulumi-kubernetes)."""
 
@@ -383,6 +398,7 @@ class NetworkSettings(_Model):
     # A mirror for the network's images (same paths as upstream), like kubernetes.imageRepository.
     image_repository: Optional[str] = None
     flannel: FlannelSettings = FlannelSettings()
+    calico: CalicoSettings = CalicoSettings()
     # How long `pulumi up` waits for every node to be Ready and CoreDNS available.
     ready_timeout_seconds: int = Field(default=300, ge=30, le=3600)
 
@@ -396,7 +412,7 @@ class NetworkSettings(_Model):
         """The plugin's release, e.g. 'v0.28.10' (none for `none`)."""
         if self.plugin is NetworkPlugin.NONE:
             return None
-        return NetworkImages.DEFAULTS["flannel"].rsplit(":", 1)[1]
+        return NetworkImages.DEFAULTS[NetworkImages.RELEASE_IMAGE[self.plugin.value]].rsplit(":", 1)[1]
 
 
 class PackageSettings(_Model):

@@ -22,6 +22,40 @@ from components.render import render
 # flanneld's health endpoint on every node; not upstream's 8081, which is the seed's (and
 # kubeha's) load-balancer health port on the same hosts.
 FLANNEL_HEALTHZ_PORT = 8475
+# Felix's (calico's) health endpoint on every node: upstream's, which nothing else here uses.
+CALICO_HEALTHZ_PORT = 9099
+
+
+@dataclass(frozen=True)
+class CalicoResource:
+    """One of calico's custom resource kinds (crd.projectcalico.org/v1)."""
+
+    kind: str
+    plural: str
+    scope: str = "Cluster"
+    status: bool = False
+
+
+# Every kind calico's components read or write; their CRDs come with the network.
+CALICO_CRDS = [
+    CalicoResource("BGPConfiguration", "bgpconfigurations"), CalicoResource("BGPFilter", "bgpfilters"),
+    CalicoResource("BGPPeer", "bgppeers"), CalicoResource("BlockAffinity", "blockaffinities"),
+    CalicoResource("CalicoNodeStatus", "caliconodestatuses", status=True),
+    CalicoResource("ClusterInformation", "clusterinformations"),
+    CalicoResource("FelixConfiguration", "felixconfigurations"),
+    CalicoResource("GlobalNetworkPolicy", "globalnetworkpolicies"),
+    CalicoResource("GlobalNetworkSet", "globalnetworksets"), CalicoResource("HostEndpoint", "hostendpoints"),
+    CalicoResource("IPAMBlock", "ipamblocks"), CalicoResource("IPAMConfig", "ipamconfigs"),
+    CalicoResource("IPAMHandle", "ipamhandles"), CalicoResource("IPPool", "ippools"),
+    CalicoResource("IPReservation", "ipreservations"),
+    CalicoResource("KubeControllersConfiguration", "kubecontrollersconfigurations", status=True),
+    CalicoResource("NetworkPolicy", "networkpolicies", scope="Namespaced"),
+    CalicoResource("NetworkSet", "networksets", scope="Namespaced"),
+    CalicoResource("StagedGlobalNetworkPolicy", "stagedglobalnetworkpolicies"),
+    CalicoResource("StagedKubernetesNetworkPolicy", "stagedkubernetesnetworkpolicies", scope="Namespaced"),
+    CalicoResource("StagedNetworkPolicy", "stagednetworkpolicies", scope="Namespaced"),
+    CalicoResource("Tier", "tiers"),
+]
 
 
 @dataclass(frozen=True)
@@ -55,6 +89,21 @@ def render_flannel_manifest(settings: NetworkSettings, kubernetes_settings: Kube
                   interface=settings.flannel.interface, healthz_port=FLANNEL_HEALTHZ_PORT)
 
 
+def render_calico_manifest(settings: NetworkSettings, kubernetes_settings: KubernetesSettings) -> str:
+    subnet = kubernetes_settings.pod_subnet
+    return render("network/calico.yaml.j2", version=settings.version, crds=CALICO_CRDS, pod_subnet=str(subnet),
+                  ipv6=subnet.version == 6, mtu=settings.calico.mtu or 0, interface=settings.calico.interface,
+                  node_image=settings.image("calico_node"), cni_image=settings.image("calico_cni"),
+                  kube_controllers_image=settings.image("calico_kube_controllers"), healthz_port=CALICO_HEALTHZ_PORT)
+
+
+def render_network_manifest(settings: NetworkSettings, kubernetes_settings: KubernetesSettings) -> str:
+    """The manifest of the configured plugin (not for `none`)."""
+    if settings.plugin is NetworkPlugin.CALICO:
+        return render_calico_manifest(settings, kubernetes_settings)
+    return render_flannel_manifest(settings, kubernetes_settings)
+
+
 def kubernetes_type(manifest_object: dict[str, Any]) -> str:
     """The provider's type token of a Kubernetes object: kubernetes:apps/v1:DaemonSet, core/v1 for the core group."""
     api_version = manifest_object["apiVersion"]
@@ -62,7 +111,7 @@ def kubernetes_type(manifest_object: dict[str, Any]) -> str:
 
 
 class PodNetwork(pulumi.ComponentResource):
-    """The pod network (flannel, or none) and the wait until the cluster runs pods."""
+    """The pod network (flannel, calico, or none) and the wait until the cluster runs pods."""
 
     ready: Optional[pulumi.Resource]
 
@@ -76,7 +125,7 @@ class PodNetwork(pulumi.ComponentResource):
             return
         cluster = kubernetes.Provider(f"{name}-cluster", kubeconfig=args.kubeconfig,
                                       opts=pulumi.ResourceOptions(parent=self))
-        objects = self._apply(name, render_flannel_manifest(args.settings, args.kubernetes), cluster, args.joined)
+        objects = self._apply(name, render_network_manifest(args.settings, args.kubernetes), cluster, args.joined)
         names = [host.name for host in args.nodes]
         self.ready = run_script(
             f"{name}-nodes-ready", host=args.control_plane, ssh=args.ssh,
@@ -95,7 +144,9 @@ class PodNetwork(pulumi.ComponentResource):
         namespaces: dict[str, pulumi.CustomResource] = {}
         for manifest_object in (document for document in yaml.safe_load_all(manifest) if document):
             metadata = manifest_object["metadata"]
-            waits_for = [*joined, *([namespaces[metadata["namespace"]]] if "namespace" in metadata else [])]
+            # A namespace of the manifest's own comes first (kube-system is the cluster's).
+            namespace = namespaces.get(metadata.get("namespace", ""))
+            waits_for = [*joined, *([namespace] if namespace else [])]
             resource = pulumi.CustomResource(
                 kubernetes_type(manifest_object), f"{name}-{manifest_object['kind'].lower()}-{metadata['name']}",
                 manifest_object, opts=pulumi.ResourceOptions(parent=self, provider=cluster, depends_on=waits_for))
