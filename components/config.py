@@ -62,6 +62,8 @@ CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 23
 class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    # Where this host holds the VIP (keepalived, kube-vip), when it is not loadBalancer.interface.
+    interface: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
 
     @property
     def ip(self) -> str:
@@ -186,7 +188,9 @@ class LoadBalancerSettings(_Model):
     # Unset: 8443; kube-vip serves the apiservers' own port 6443 on the VIP.
     port: Optional[int] = None
     interface: str = "eth0"
-    virtual_router_id: int = 51
+    # No default: keepalived's own (51) is everyone's, and two VRRP instances with one id on a
+    # segment take each other's VIP.
+    virtual_router_id: Optional[int] = None
     hosts: list[Host] = []
     # Local-only ports from the seed's port table: health (monitor-uri) and the stats page.
     health_port: int = 8081
@@ -207,8 +211,8 @@ class LoadBalancerSettings(_Model):
 
     @field_validator("virtual_router_id")
     @classmethod
-    def _router_id_range(cls, value: int) -> int:
-        if not 1 <= value <= 255:
+    def _router_id_range(cls, value: Optional[int]) -> Optional[int]:
+        if value is not None and not 1 <= value <= 255:
             raise ValueError(f"must be between 1 and 255 (got {value})")
         return value
 
@@ -223,6 +227,10 @@ class LoadBalancerSettings(_Model):
             raise ConfigKeyError("loadBalancer.vip", f"is required with loadBalancer.mode {mode}")
         if self.mode is LoadBalancerMode.KEEPALIVED_HAPROXY and len(self.hosts) < 2:
             raise ConfigKeyError("loadBalancer.hosts", f"needs at least two hosts for failover (got {len(self.hosts)})")
+        if self.mode in _KEYS_USED_BY["virtual_router_id"] and self.virtual_router_id is None:
+            raise ConfigKeyError("loadBalancer.virtualRouterId", f"is required with loadBalancer.mode {mode}: a VRRP "
+                                 f"router id (1-255) that no other VRRP instance on the segment uses (two with one "
+                                 f"id take each other's VIP); clusters built before it was required use 51")
         if self.mode is LoadBalancerMode.KUBE_VIP and self.port not in (None, APISERVER_PORT):
             raise ConfigKeyError("loadBalancer.port", f"kube-vip moves only the address: the endpoint is the VIP on "
                                  f"the apiservers' own port {APISERVER_PORT} (got {self.port}); remove the key")
@@ -242,6 +250,10 @@ class LoadBalancerSettings(_Model):
                 raise ConfigKeyError(
                     f"loadBalancer.{key}", f"{port} is taken by {CONTROL_PLANE_PORTS[port]} on the control planes, "
                     f"where loadBalancer.mode {self.mode.value} runs its proxy; pick another (e.g. {_DEFAULT_PORT})")
+
+    def interface_of(self, host: Host) -> str:
+        """The interface `host` holds the VIP on."""
+        return host.interface or self.interface
 
     @property
     def listen_port(self) -> int:
@@ -447,7 +459,19 @@ class ClusterConfig(_Model):
             if self.load_balancer.vip is not None and host.address == self.load_balancer.vip:
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
         self._check_subnets()
+        self._check_interfaces()
         return self
+
+    def _check_interfaces(self) -> None:
+        """A host's `interface` only where that host holds the VIP."""
+        mode = self.load_balancer.mode
+        vip_holders = {LoadBalancerMode.KEEPALIVED_HAPROXY: "loadBalancer.hosts",
+                       LoadBalancerMode.STATIC_PODS: "controlPlanes",
+                       LoadBalancerMode.KUBE_VIP: "controlPlanes"}.get(mode)
+        for key, host in self.all_hosts_with_keys():
+            if host.interface is not None and not key.startswith(f"{vip_holders}["):
+                raise ConfigKeyError(f"{key}.interface", f"is not used: with loadBalancer.mode {mode.value} "
+                                     + (f"only {vip_holders} hold the VIP" if vip_holders else "no host holds a VIP"))
 
     def _check_subnets(self) -> None:
         pods, services = self.kubernetes.pod_subnet, self.kubernetes.service_subnet

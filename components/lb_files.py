@@ -38,7 +38,7 @@ def render_keepalived_conf(host: Host, settings: LoadBalancerSettings, peers: li
     """keepalived for one of `peers` (the hosts sharing the VIP, in priority order)."""
     assert settings.vip is not None
     return render(
-        "loadbalancer/keepalived.conf.j2", host=host, interface=settings.interface,
+        "loadbalancer/keepalived.conf.j2", host=host, interface=settings.interface_of(host),
         instance_name=f"kubeha_vip_{settings.virtual_router_id}", virtual_router_id=settings.virtual_router_id,
         priority=FIRST_PRIORITY - peers.index(host), peers=[peer for peer in peers if peer != host],
         vip=settings.vip, vip_prefix=settings.vip.max_prefixlen, track_file=track_file)

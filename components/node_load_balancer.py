@@ -114,7 +114,7 @@ class NodeLoadBalancing:
         vip = self.settings.vip
         assert vip is not None
         return render("static-pods/kube-vip.yaml.j2", host=host, image=self.image("kube_vip"), vip=vip,
-                      vip_prefix=vip.max_prefixlen, interface=self.settings.interface, apiserver_port=APISERVER_PORT,
+                      vip_prefix=vip.max_prefixlen, interface=self.settings.interface_of(host), apiserver_port=APISERVER_PORT,
                       kube_vip=self.settings.kube_vip)
 
     def _local_proxy_file(self, host: Host) -> NodeFile:

@@ -107,12 +107,13 @@ def test_even_number_of_control_planes_is_allowed_with_a_quorum_warning(stack_co
 
 def test_defaults_fill_every_unlisted_key():
     config = parse_cluster_config({
-        "loadBalancer": {"vip": "198.51.100.100", "hosts": [{"name": "lb1", "address": "198.51.100.11"},
-                                                            {"name": "lb2", "address": "198.51.100.12"}]},
+        "loadBalancer": {"vip": "198.51.100.100", "virtualRouterId": 51,
+                         "hosts": [{"name": "lb1", "address": "198.51.100.11"},
+                                   {"name": "lb2", "address": "198.51.100.12"}]},
         "controlPlanes": [{"name": "cp1", "address": "198.51.100.21"}],
     })
     assert (config.ssh.user, config.ssh.port) == ("root", 22)
-    assert (config.load_balancer.listen_port, config.load_balancer.virtual_router_id) == (8443, 51)
+    assert (config.load_balancer.listen_port, config.load_balancer.interface) == (8443, "eth0")
     assert config.kubernetes.version == "1.34.4"
     assert config.workers == []
     assert config.apiserver_endpoint == "https://198.51.100.100:8443"
@@ -128,3 +129,27 @@ def test_config_error_is_a_clean_pulumi_run_error():
     assert issubclass(ConfigError, pulumi.RunError)
     with pytest.raises(ConfigError):
         parse_cluster_config({})
+
+
+@pytest.mark.parametrize("mode", ["keepalived-haproxy", "static-pods"])
+def test_the_vrrp_router_id_is_required_where_keepalived_runs(stack_config, mode):
+    stack_config["loadBalancer"].pop("virtualRouterId")
+    stack_config["loadBalancer"]["mode"] = mode
+    if mode == "static-pods":
+        stack_config["loadBalancer"].pop("hosts")
+    with pytest.raises(ConfigError, match="^kubeha:loadBalancer.virtualRouterId: is required with loadBalancer.mode "
+                                          f"{mode}: a VRRP router id"):
+        parse_cluster_config(stack_config)
+
+
+def test_a_host_interface_overrides_the_load_balancer_interface(stack_config):
+    stack_config["loadBalancer"]["hosts"][1]["interface"] = "bond0"
+    config = parse_cluster_config(stack_config)
+    assert [config.load_balancer.interface_of(host) for host in config.load_balancer.hosts] == ["eth0", "bond0"]
+
+
+def test_a_host_interface_where_the_host_holds_no_vip_is_refused(stack_config):
+    stack_config["workers"][0]["interface"] = "eth1"
+    with pytest.raises(ConfigError, match=r"^kubeha:workers\[0\].interface: is not used: with loadBalancer.mode "
+                                          "keepalived-haproxy only loadBalancer.hosts hold the VIP"):
+        parse_cluster_config(stack_config)

@@ -26,6 +26,8 @@ TO_SUPER_ADMIN = "\\1path: /etc/kubernetes/super-admin.conf#"
 def in_mode(stack_config: dict[str, Any], mode: str, **settings: Any) -> dict[str, Any]:
     """The fixture config switched to `mode`, without the keys that mode does not use."""
     lb = {"mode": mode, "vip": "198.51.100.100", "interface": "eth0"}
+    if mode == "static-pods":
+        lb["virtualRouterId"] = 51
     if mode == "local-nginx":
         lb = {"mode": mode}
     lb.update(settings)
