@@ -66,7 +66,8 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
         "node/prepare-host.sh.j2", host=host, kubernetes_version=cluster.kubernetes.version,
         kubernetes_minor=cluster.kubernetes.minor, package_repository=cluster.kubernetes.package_repository,
         package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
-        sandbox_image=cluster.kubernetes.pause_image)
+        sandbox_image=cluster.kubernetes.pause_image,
+        ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6)
     return run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
                       opts=pulumi.ResourceOptions(parent=parent))
 

@@ -304,3 +304,14 @@ def test_containerd_settings_and_the_image_mirror_reach_every_node(deploy, stack
         assert "s/restrict_oom_score_adj = .*/restrict_oom_score_adj = true/" in prepare, name
         assert 'sandbox_image = "mirror.example:5000/k8s/pause:3.10.1"' in prepare, name
     assert "cgroupDriver: cgroupfs\n" in deployment.named("cluster-init").inputs["create"]
+
+
+def test_ipv4_hosts_get_no_ipv6_forwarding(deployment):
+    assert "net.ipv6.conf.all.forwarding" not in deployment.named("w1-prepare").inputs["create"]
+
+
+def test_ipv6_addresses_turn_on_ipv6_forwarding(deploy, stack_config):
+    stack_config["workers"][0]["address"] = "2001:db8::31"
+    deployment = deploy(stack_config)
+    assert "net.ipv6.conf.all.forwarding        = 1" in deployment.named("w1-prepare").inputs["create"]
+    assert "net.ipv6.conf.all.forwarding" not in deployment.named("w2-prepare").inputs["create"]
