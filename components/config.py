@@ -82,12 +82,28 @@ class NodeHost(Host):
     decommission: Optional[Decommission] = None
 
 
+# An OpenSSH public key line, as in known_hosts or /etc/ssh/ssh_host_*_key.pub: type, base64, comment.
+_HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( \S.*)?$")
+
+
 class SshSettings(_Model):
     user: str = "root"
     port: int = 22
     private_key_path: Optional[str] = None
+    # Host name -> its SSH host key (OpenSSH public-key line). A pinned host whose key differs
+    # fails its first connection, before anything is sent; an unpinned host's key is accepted.
+    host_keys: dict[str, str] = {}
 
     _port = field_validator("port")(_check_port)
+
+    @field_validator("host_keys")
+    @classmethod
+    def _openssh_public_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        for name, key in keys.items():
+            if not _HOST_KEY.match(key.strip()):
+                raise ConfigKeyError(f"ssh.hostKeys.{name}", "must be an OpenSSH public key line, e.g. the content "
+                                     "of the host's /etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA...')")
+        return {name: key.strip() for name, key in keys.items()}
 
 
 # Image references must pin a version: a tag other than `latest`, or a digest.
@@ -460,6 +476,11 @@ class ClusterConfig(_Model):
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
         self._check_subnets()
         self._check_interfaces()
+        names = {host.name for _, host in self.all_hosts_with_keys()}
+        for name in self.ssh.host_keys:
+            if name not in names:
+                raise ConfigKeyError(f"ssh.hostKeys.{name}", "names no host of loadBalancer.hosts, controlPlanes or "
+                                     "workers")
         return self
 
     def _check_interfaces(self) -> None:

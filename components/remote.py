@@ -35,6 +35,8 @@ class SshAccess:
             port=self.settings.port,
             user=self.settings.user,
             private_key=self.private_key,
+            # Pinned: the provider accepts exactly this key, else it stops before sending anything.
+            host_key=self.settings.host_keys.get(host.name),
             dial_error_limit=_DIAL_ERROR_LIMIT,
             per_dial_timeout=_PER_DIAL_TIMEOUT_S,
         )

@@ -315,3 +315,13 @@ def test_ipv6_addresses_turn_on_ipv6_forwarding(deploy, stack_config):
     deployment = deploy(stack_config)
     assert "net.ipv6.conf.all.forwarding        = 1" in deployment.named("w1-prepare").inputs["create"]
     assert "net.ipv6.conf.all.forwarding" not in deployment.named("w2-prepare").inputs["create"]
+
+
+ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0b3ZmYWtla2V5Zm9ydGVzdHNvbmx5MDEyMzQ1Njc4 root@cp2"
+
+
+def test_a_pinned_host_key_reaches_every_connection_to_that_host_only(deploy, stack_config):
+    stack_config["ssh"]["hostKeys"] = {"cp2": ED25519_KEY}
+    for command in deploy(stack_config).of_type(COMMAND):
+        connection = unsecret(command.inputs["connection"])
+        assert connection.get("hostKey") == (ED25519_KEY if connection["host"] == "198.51.100.22" else None), command.name

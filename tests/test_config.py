@@ -153,3 +153,15 @@ def test_a_host_interface_where_the_host_holds_no_vip_is_refused(stack_config):
     with pytest.raises(ConfigError, match=r"^kubeha:workers\[0\].interface: is not used: with loadBalancer.mode "
                                           "keepalived-haproxy only loadBalancer.hosts hold the VIP"):
         parse_cluster_config(stack_config)
+
+
+def test_a_host_key_that_is_no_openssh_public_key_is_refused(stack_config):
+    stack_config["ssh"]["hostKeys"] = {"cp1": "SHA256:abcdef"}
+    with pytest.raises(ConfigError, match=r"^kubeha:ssh.hostKeys.cp1: must be an OpenSSH public key line"):
+        parse_cluster_config(stack_config)
+
+
+def test_a_host_key_for_an_unknown_host_is_refused(stack_config):
+    stack_config["ssh"]["hostKeys"] = {"cp9": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0 root@cp9"}
+    with pytest.raises(ConfigError, match=r"^kubeha:ssh.hostKeys.cp9: names no host"):
+        parse_cluster_config(stack_config)

@@ -78,10 +78,35 @@ def stored_state(stack: LabStack) -> dict[str, str]:
     return files
 
 
+HOST_KEY = "cat /etc/ssh/ssh_host_ed25519_key.pub"
+LOGINS = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || true"
+
+
 @pytest.fixture(scope="module")
-def failed_join(lab_stack) -> str:
-    """w3's join fails after it read its material: kubeadm's preflight finds a CA already there."""
+def failed_pin(lab_stack) -> tuple[str, int]:
+    """w3 pinned to another host's key (w1's): the run fails at w3's first step. Returns the
+    output and how many logins w3 saw."""
     add_node(lab_stack, "w3", "workers", 2)
+    w3 = lab_stack.hosts["w3"]
+    before = int(w3.run(LOGINS).stdout.strip() or 0)
+    lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w3", lab_stack.hosts["w1"].run(HOST_KEY).stdout.strip())
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
+    logins = int(w3.run(LOGINS).stdout.strip() or 0) - before - 1  # the count itself is one login
+    lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w3", w3.run(HOST_KEY).stdout.strip())
+    assert result.returncode != 0
+    return result.stdout + result.stderr, logins
+
+
+def test_a_wrong_pinned_host_key_fails_before_any_login(failed_pin):
+    output, logins = failed_pin
+    assert "w3-prepare" in output and "host key mismatch" in output, output[-3000:]
+    assert logins == 0  # the handshake failed: no authentication, no command, no secret sent
+
+
+@pytest.fixture(scope="module")
+def failed_join(lab_stack, failed_pin) -> str:
+    """w3's join fails after it read its material: kubeadm's preflight finds a CA already there.
+    (w3 is pinned to its own key now.)"""
     lab_stack.hosts["w3"].run("mkdir -p /etc/kubernetes/pki && openssl req -x509 -newkey ed25519 -nodes -subj /CN=x "
                               "-keyout /dev/null -out /etc/kubernetes/pki/ca.crt 2>/dev/null")
     result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
