@@ -42,13 +42,15 @@ class SshAccess:
         )
 
 
-def as_remote_command(script: str, label: str) -> str:
-    """Wrap a bash script so it runs under bash whatever the login shell is.
+def as_remote_command(script: str, label: str, *, sudo: bool = False) -> str:
+    """Wrap a bash script so it runs under bash whatever the login shell is, as root: through
+    `sudo -n` (passwordless sudo; it fails at once rather than wait for a password) when the
+    login is not root.
 
     The script text stays verbatim in the command (so `pulumi preview --diff` shows reviewers the
-    real script) and the session's stdin stays free for secrets.
+    real script) and the session's stdin stays free for secrets (sudo passes it on).
     """
-    return render("remote-command.sh.j2", script=script.rstrip("\n"), label=label)
+    return render("remote-command.sh.j2", script=script.rstrip("\n"), label=label, sudo=sudo)
 
 
 def run_script(
@@ -77,11 +79,13 @@ def run_script(
                                                                          ignore_changes=_EVERY_INPUT))
     if ssh.gate is not None:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ssh.gate]))
+    sudo = ssh.settings.user != "root"
     return remote.Command(
         resource_name,
         connection=ssh.connection(host),
-        create=pulumi.Output.from_input(create).apply(lambda script: as_remote_command(script, f"{resource_name}-create")),
-        delete=as_remote_command(delete, f"{resource_name}-delete") if delete else None,
+        create=pulumi.Output.from_input(create).apply(
+            lambda script: as_remote_command(script, f"{resource_name}-create", sudo=sudo)),
+        delete=as_remote_command(delete, f"{resource_name}-delete", sudo=sudo) if delete else None,
         stdin=stdin,
         triggers=list(triggers) if triggers else None,
         logging=remote.Logging.STDERR if secret_stdout else None,

@@ -325,3 +325,22 @@ def test_a_pinned_host_key_reaches_every_connection_to_that_host_only(deploy, st
     for command in deploy(stack_config).of_type(COMMAND):
         connection = unsecret(command.inputs["connection"])
         assert connection.get("hostKey") == (ED25519_KEY if connection["host"] == "198.51.100.22" else None), command.name
+
+
+def test_a_root_login_runs_scripts_as_it_is(deployment):
+    assert deployment.named("w1-prepare").inputs["create"].startswith('bash -c "$(cat <<')
+
+
+def test_a_non_root_login_runs_every_script_through_passwordless_sudo(deploy, stack_config):
+    stack_config["ssh"]["user"] = "kubeha"
+    for command in deploy(stack_config).of_type(COMMAND):
+        for key in ("create", "delete"):
+            text = command.inputs.get(key)
+            assert not text or text.startswith('sudo -n -- bash -c "$(cat <<'), (command.name, key)
+
+
+def test_secrets_still_arrive_on_stdin_through_sudo(deploy, stack_config):
+    stack_config["ssh"]["user"] = "kubeha"
+    join = deploy(stack_config).named("w1-join")
+    assert is_secret(join.inputs["stdin"])
+    assert "abcdef.0123456789abcdef" not in join.inputs["create"]

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-_WRAPPED = re.compile(r"""bash -c "\$\(cat <<'KUBEHA_SCRIPT_END'\n(?P<script>.*)\nKUBEHA_SCRIPT_END\n\)" \S+\n?\Z""",
+_WRAPPED = re.compile(r"""(?:sudo -n -- )?bash -c "\$\(cat <<'KUBEHA_SCRIPT_END'\n(?P<script>.*)\nKUBEHA_SCRIPT_END\n\)" \S+\n?\Z""",
                       re.DOTALL)
 
 

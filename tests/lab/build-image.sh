@@ -8,7 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 image="${CACHE_DIR}/lab/image-bookworm"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,ca-certificates,curl,gpg,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,iptables,conntrack,ethtool,socat,python3,python3-yaml,python3-cffi-backend,python3-cryptography
+packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,sudo,ca-certificates,curl,gpg,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,iptables,conntrack,ethtool,socat,python3,python3-yaml,python3-cffi-backend,python3-cryptography
 # The marker holds the package list and the lab units: a change of either builds a new image.
 marker="${packages} $(cat "${here}"/host/* | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "${image}/.kubeha-image-complete" 2>/dev/null)" = "${marker}" ]; then
@@ -24,6 +24,10 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 SSHD
 chroot "${image}.partial" systemctl enable ssh systemd-networkd >/dev/null
+# A non-root login with passwordless sudo, as a site would give kubeha (ssh.user: kubeha).
+chroot "${image}.partial" useradd --create-home --shell /bin/bash kubeha
+echo 'kubeha ALL=(ALL) NOPASSWD:ALL' > "${image}.partial/etc/sudoers.d/kubeha"
+chmod 0440 "${image}.partial/etc/sudoers.d/kubeha"
 # nginx is there for loadBalancer.mode local-nginx, whose step enables it; not before.
 chroot "${image}.partial" systemctl disable nginx >/dev/null 2>&1
 # Lab hosts get no Debian updates (everything is pre-installed): the only apt source is the one

@@ -49,8 +49,9 @@ while time.monotonic() < deadline:
 """
 
 
-def lab_environment(mode: str = "keepalived-haproxy") -> dict[str, str]:
-    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode}
+def lab_environment(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode,
+            "LAB_SSH_USER": ssh_user}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -152,11 +153,11 @@ class LabStack:
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
-def boot_cluster(mode: str = "keepalived-haproxy") -> LabStack:
+def boot_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> LabStack:
     """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
     in loadBalancer.mode `mode`."""
     started = time.monotonic()
-    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode), capture_output=True,
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode, ssh_user), capture_output=True,
                             text=True, timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
@@ -174,7 +175,7 @@ def tear_down_cluster() -> None:
 
 
 @contextmanager
-def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
+def fresh_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> Iterator[LabStack]:
     """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
     Skips the calling tests where the lab cannot run."""
     reason = lab_unavailable_reason()
@@ -182,7 +183,7 @@ def fresh_cluster(mode: str = "keepalived-haproxy") -> Iterator[LabStack]:
         pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        yield boot_cluster(mode)
+        yield boot_cluster(mode, ssh_user)
     finally:
         tear_down_cluster()
 

@@ -6,7 +6,8 @@
 # Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_LB_MODE picks loadBalancer.mode
 # (keepalived-haproxy by default; static-pods, local-nginx and kube-vip boot no LB hosts). The
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
-# lab's package repository.
+# lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
+# sudo on every lab host).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -85,7 +86,7 @@ write_stack_config() {
 # Written by tests/lab/lab-stack.sh for the local lab (systemd-nspawn hosts); not for editing.
 config:
   kubeha:ssh:
-    user: root
+    user: ${LAB_SSH_USER:-root}
     privateKeyPath: build/lab/id_ed25519
   kubeha:loadBalancer:
 ${load_balancer}

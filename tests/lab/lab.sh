@@ -80,6 +80,9 @@ Destination=10.96.0.0/12
 NETWORK
     install -d -m 0700 "${root}/root/.ssh"
     install -m 0600 "${LAB_DIR}/id_ed25519.pub" "${root}/root/.ssh/authorized_keys"
+    install -D -m 0600 "${LAB_DIR}/id_ed25519.pub" "${root}/home/kubeha/.ssh/authorized_keys"
+    chmod 0700 "${root}/home/kubeha/.ssh"
+    chroot "${root}" chown -R kubeha:kubeha /home/kubeha/.ssh
     rm -f "${root}"/etc/ssh/ssh_host_*
     ssh-keygen -A -f "${root}" >/dev/null
     # Plain hosts: the LB daemons are installed (no route out) but off, as on a host that never

@@ -1,8 +1,9 @@
 """loadBalancer.mode local-nginx on the lab: nginx on every node at 127.0.0.1:8443, no VIP.
 
-Real nginx (Debian's, with its stream module) on five real hosts; the apiservers behind it are
-the lab's TEST STAND-INS. The probe runs on a worker, against its own local proxy, while one
-apiserver is stopped.
+Real nginx (Debian's, with its stream module) on five real hosts in front of real Kubernetes
+1.34 apiservers. The probe runs on a worker, against its own local proxy, while one apiserver is
+stopped. This stack logs in as `kubeha`, a non-root user with passwordless sudo: every step runs
+through `sudo -n`.
 """
 from __future__ import annotations
 
@@ -36,8 +37,15 @@ print(json.dumps({{"probes": len(results), "failed": [r.detail for r in results 
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    with fresh_cluster("local-nginx") as stack:
+    with fresh_cluster("local-nginx", ssh_user="kubeha") as stack:
         yield stack
+
+
+def test_a_non_root_user_with_sudo_built_the_cluster(lab_stack):
+    for node in NODES:
+        logins = lab_stack.hosts[node].run("journalctl -u ssh --no-pager -o cat | grep 'Accepted publickey'").stdout
+        assert "for kubeha from" in logins and "for root from" not in logins, node
+    assert "sudo: a password is required" not in lab_stack.up_output
 
 
 def test_nginx_serves_the_endpoint_on_every_node(lab_stack):
@@ -85,7 +93,7 @@ def test_a_worker_keeps_reaching_the_apiservers_while_one_is_stopped(lab_stack):
     assert summary["failed"] == [], summary
 
 
-def test_kubeconfig_output_reaches_the_first_control_plane_directly(lab_stack, tmp_path):
+def test_kubeconfig_output_reaches_the_lead_control_plane_directly(lab_stack, tmp_path):
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text(lab_stack.kubeconfig())
     assert "server: https://10.250.0.21:6443" in kubeconfig.read_text()
