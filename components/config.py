@@ -444,7 +444,8 @@ class NetworkSettings(_Model):
 
 
 class PackageSettings(_Model):
-    # An HTTP proxy for apt/dnf on the hosts (e.g. an apt-cacher-ng); none by default.
+    # An HTTP proxy for every download on the hosts (apt, the repository key, containerd's image
+    # pulls), e.g. an apt-cacher-ng or a site proxy; none by default.
     proxy: Optional[str] = None
 
 

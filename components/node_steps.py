@@ -67,6 +67,9 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
         kubernetes_minor=cluster.kubernetes.minor, package_repository=cluster.kubernetes.package_repository,
         package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
         sandbox_image=cluster.kubernetes.pause_image,
+        # Direct for containerd whatever packages.proxy says: loopback and the cluster's own ranges.
+        no_proxy=["localhost", "127.0.0.1", str(cluster.kubernetes.pod_subnet), str(cluster.kubernetes.service_subnet),
+                  ".svc", ".cluster.local"],
         ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6)
     return run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
                       opts=pulumi.ResourceOptions(parent=parent))

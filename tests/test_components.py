@@ -265,7 +265,31 @@ def test_package_proxy_reaches_host_scripts(deploy, stack_config):
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
     deployment = deploy(stack_config)
     for name in ("lb-lb1-install", "cp1-prepare", "w1-prepare"):
-        assert 'Acquire::http::Proxy "%s";\\n\' "http://10.250.0.1:3142"' in deployment.named(name).inputs["create"]
+        create = deployment.named(name).inputs["create"]
+        assert 'Acquire::https::Proxy "%s";\\n\' "http://10.250.0.1:3142" "http://10.250.0.1:3142"' in create, name
+        # Before any apt call, not only when a package is missing.
+        assert create.index("90kubeha-proxy") < create.index("apt-get update"), name
+
+
+def test_package_proxy_reaches_the_repository_key_download_and_containerd(deploy, stack_config):
+    stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
+    prepare = deploy(stack_config).named("w1-prepare").inputs["create"]
+    assert 'curl -fsSL --proxy "http://10.250.0.1:3142" ' in prepare
+    assert '"Environment=HTTPS_PROXY=http://10.250.0.1:3142"' in prepare
+    assert '"Environment=NO_PROXY=localhost,127.0.0.1,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local"' in prepare
+
+
+def test_without_a_proxy_no_proxy_setting_is_left_behind(deployment):
+    prepare = deployment.named("w1-prepare").inputs["create"]
+    assert "rm -f /etc/apt/apt.conf.d/90kubeha-proxy" in prepare
+    assert "rm -f /etc/systemd/system/containerd.service.d/90-kubeha-proxy.conf" in prepare
+    assert "--proxy" not in prepare
+
+
+def test_hosts_of_another_distribution_family_are_refused_at_the_first_step(deployment):
+    prepare = deployment.named("w1-prepare").inputs["create"]
+    assert "kubeha supports Debian and Ubuntu hosts" in prepare
+    assert "dnf" not in prepare and "yum" not in prepare
 
 
 def test_control_plane_removal_also_removes_its_etcd_member(deployment):
