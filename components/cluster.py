@@ -55,29 +55,32 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     # material, once the lead has joined too, in case it is a new lead); any other once it joined.
     member: dict[str, pulumi.Resource] = {lead.name: bootstrap.initialised}
     previous: pulumi.Resource = bootstrap.initialised
-    joined: list[pulumi.Resource] = []
     for host in _join_order(config):
         cluster_side = config.cluster_side_host(host)
-        ready = control_planes[host.name].join(JoinTicket(
+        joined = control_planes[host.name].join(JoinTicket(
             bootstrap.ca_cert_hash, cluster_side=cluster_side, after=[previous, member[cluster_side.name]]))
-        previous, member[host.name] = ready, ready
-        joined.append(ready)
+        previous, member[host.name] = joined, joined
+    # Membership records once every join exists: each waits for the join of the control plane it
+    # runs on too, so a destroy deletes it (a no-op then) before that control plane is reset.
+    records: list[pulumi.Resource] = [
+        node.record_membership(member[config.cluster_side_host(node_host).name])
+        for node_host, node in ((host, control_planes[host.name]) for host in config.control_plane_entries)]
     # Workers join in parallel, once the lead is a member.
     for host in config.worker_entries:
         worker = WorkerNode(host.name, WorkerNodeArgs(
             host=host, cluster=cluster, join=JoinTicket(bootstrap.ca_cert_hash, cluster_side=lead,
                                                         after=[member[lead.name]]),
-            load_balancing_after=rolling))
+            cluster_side_joined=member[lead.name], load_balancing_after=rolling))
         rolling = worker.load_balancing_done
-        joined.append(worker.ready)
+        records.append(worker.ready)
     # Before any node leaves on `pulumi destroy`, the cluster is marked, so none is drained.
     run_script("cluster-teardown", host=lead, ssh=ssh, create=render("control-plane/teardown-mark.sh.j2", mark=False),
                delete=render("control-plane/teardown-mark.sh.j2", mark=True),
-               opts=pulumi.ResourceOptions(depends_on=joined))
+               opts=pulumi.ResourceOptions(depends_on=records))
     # The pod network once every node has joined; then the wait for every node Ready.
     PodNetwork("network", PodNetworkArgs(
         settings=config.network, kubernetes=config.kubernetes, kubeconfig=bootstrap.kubeconfig,
-        nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=joined))
+        nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=records))
 
     pulumi.export("apiserverEndpoint", config.apiserver_endpoint)
     pulumi.export("controlPlaneEndpoint", f"https://{config.control_plane_endpoint}")

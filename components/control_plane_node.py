@@ -9,7 +9,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import NodeHost
-from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node
+from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node, record_membership
 
 
 @dataclass(frozen=True)
@@ -21,13 +21,15 @@ class ControlPlaneNodeArgs:
 
 
 class ControlPlaneNode(pulumi.ComponentResource):
-    """One control-plane host, in two steps: constructed, it is prepared (`prepared`); `join()`
-    then adds the join and the membership record. Two steps because `kubeadm init` (a cluster
-    step of its own) runs between the lead control plane's preparation and its join."""
+    """One control-plane host, in three steps: constructed, it is prepared (`prepared`); `join()`
+    adds its join material and join; `record_membership()` its membership record. Steps because
+    `kubeadm init` (a cluster step of its own) runs between the lead's preparation and its join,
+    and a record waits for the join of the control plane it runs on, which may come later."""
 
     prepared: remote.Command  # the last step before kubeadm runs here
     load_balancing_done: Optional[pulumi.Resource]
-    ready: remote.Command  # the membership record, once joined; the next control plane waits for it
+    joined: remote.Command  # the join; the next control plane's join waits for it
+    ready: remote.Command  # the membership record (the join, when decommissioned): its last step
 
     def __init__(self, name: str, args: ControlPlaneNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeha:index:ControlPlaneNode", name, None, opts)
@@ -37,7 +39,16 @@ class ControlPlaneNode(pulumi.ComponentResource):
         self.prepared, self.load_balancing_done = prepared.ready, prepared.load_balancing_done
 
     def join(self, ticket: JoinTicket) -> remote.Command:
-        self.ready = join_cluster(self._name, self._host, self._cluster, ticket, control_plane=True,
-                                  prepared=self.prepared, parent=self)
+        """The join (etcd grows by this member); `record_membership` follows once every control
+        plane's join exists."""
+        self._ticket = ticket
+        self.joined = join_cluster(self._name, self._host, self._cluster, ticket, control_plane=True,
+                                   prepared=self.prepared, parent=self)
+        return self.joined
+
+    def record_membership(self, cluster_side_joined: pulumi.Resource) -> remote.Command:
+        self.ready = record_membership(self._name, self._host, self._cluster, self._ticket.cluster_side,
+                                       control_plane=True, joined=self.joined,
+                                       cluster_side_joined=cluster_side_joined, parent=self)
         self.register_outputs({})
         return self.ready

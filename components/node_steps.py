@@ -123,10 +123,10 @@ def render_join_material_script(host: Host, cluster: ClusterContext, *, control_
 def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: JoinTicket, *, control_plane: bool,
                  prepared: remote.Command, parent: pulumi.Resource) -> remote.Command:
     """`prepared`: the node's last step before the join (its load balancing, if it has any).
-    Returns the node's last step, its membership record: what comes after the node waits for it,
-    so that on removal or destroy it goes first (before the node is drained and reset).
-    The same steps for every node, the one that initialised the cluster included (its join finds
-    it a member and does nothing), so no node's resources depend on which one that was."""
+    Returns the join; its membership record (record_membership) comes once the cluster-side
+    control plane's own join exists. The same steps for every node, the one that initialised the
+    cluster included (its join finds it a member and does nothing), so no node's resources depend
+    on which one that was."""
     # Join material on the cluster-side control plane, then `kubeadm join` on this host. The
     # material is made once, for the join; later changes of where it was made are no reason to
     # make it again (the joined node does not read it any more).
@@ -144,23 +144,24 @@ def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: Joi
         delete=render("node/kubeadm-reset.sh.j2", host=host),
         stdin=pulumi.Output.secret(material.stdout),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[material]))
+    return join
+
+
+def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
+                      joined: pulumi.Resource, cluster_side_joined: pulumi.Resource,
+                      parent: pulumi.Resource) -> remote.Command:
+    """The node's last step. Depends on its own join and on the cluster-side control plane's, so
+    on removal or destroy it is deleted before either reset: drain, delete and (for a control
+    plane) the etcd member's removal run on a control plane that is still a member. When the
+    cluster-side control plane changes (it left), the record moves with it (an update that
+    re-runs the harmless create), so a later removal runs where the cluster still is.
+    A decommissioned node gets none: the deletion of its old record removes it from the cluster,
+    and its own steps stay as they are (see run_script); its join is its last step."""
     if host.decommission is not None:
-        # No membership record: its deletion removes the node from the cluster, from another
-        # control plane; the node's own steps stay as they are (see run_script).
-        return join
-    return record_membership(name, host, cluster, ticket.cluster_side, control_plane=control_plane,
-                             joined=join, parent=parent)
-
-
-def record_membership(name: str, host: Host, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
-                      joined: pulumi.Resource, parent: pulumi.Resource) -> remote.Command:
-    """Depends on the join, so on removal it runs first: drain, delete and (for a control plane)
-    the etcd member's removal, on another control plane, before the reset on the node itself.
-    When the cluster-side control plane changes (it left), the record moves with it (an update
-    that re-runs the harmless create), so a later removal runs where the cluster still is."""
+        return joined
     return run_script(
         f"{name}-membership", host=cluster_side, ssh=cluster.ssh,
         create=render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name),
         delete=render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
                       cluster_side=cluster_side.name, drain_timeout=DRAIN_TIMEOUT_S),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[joined]))
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[joined, cluster_side_joined]))

@@ -8,7 +8,7 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import NodeHost
-from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node
+from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node, record_membership
 
 
 @dataclass(frozen=True)
@@ -16,6 +16,8 @@ class WorkerNodeArgs:
     host: NodeHost
     cluster: ClusterContext
     join: JoinTicket
+    # The join of the control plane its cluster-side steps run on (its record waits for it).
+    cluster_side_joined: pulumi.Resource
     # The previous node's load-balancing step (local-nginx mode rolls one node at a time).
     load_balancing_after: Optional[pulumi.Resource] = None
 
@@ -31,6 +33,8 @@ class WorkerNode(pulumi.ComponentResource):
         prepared = prepare_node(name, args.host, args.cluster, load_balancing_after=args.load_balancing_after,
                                 parent=self)
         self.load_balancing_done = prepared.load_balancing_done
-        self.ready = join_cluster(name, args.host, args.cluster, args.join, control_plane=False,
-                                  prepared=prepared.ready, parent=self)
+        joined = join_cluster(name, args.host, args.cluster, args.join, control_plane=False,
+                              prepared=prepared.ready, parent=self)
+        self.ready = record_membership(name, args.host, args.cluster, args.join.cluster_side, control_plane=False,
+                                       joined=joined, cluster_side_joined=args.cluster_side_joined, parent=self)
         self.register_outputs({})

@@ -368,3 +368,10 @@ def test_secrets_still_arrive_on_stdin_through_sudo(deploy, stack_config):
     join = deploy(stack_config).named("w1-join")
     assert is_secret(join.inputs["stdin"])
     assert "abcdef.0123456789abcdef" not in join.inputs["create"]
+
+
+@pytest.mark.parametrize("record, cluster_side_join", [("cp2-membership", "cp1-join"), ("cp1-membership", "cp2-join"),
+                                                       ("w1-membership", "cp1-join")])
+def test_a_record_is_deleted_before_the_control_plane_it_runs_on_is_reset(deployment, record, cluster_side_join):
+    # On destroy every node is reset; a record's delete must still find its control plane a member.
+    assert deployment.depends_on(record, cluster_side_join)
