@@ -19,7 +19,7 @@ VIP = "10.250.0.100"
 @pytest.fixture(scope="module")
 def lb_commands():
     config = {
-        "loadBalancer": {"vip": VIP, "interface": "host0",
+        "loadBalancer": {"vip": VIP, "interface": "host0", "virtualRouterId": 51,
                          "hosts": [{"name": "lb1", "address": "10.250.0.11"}, {"name": "lb2", "address": "10.250.0.12"}]},
         "controlPlanes": [{"name": f"cp{i}", "address": f"10.250.0.2{i}"} for i in (1, 2, 3)],
     }
