@@ -289,7 +289,16 @@ def test_without_a_proxy_no_proxy_setting_is_left_behind(deployment):
 def test_hosts_of_another_distribution_family_are_refused_at_the_first_step(deployment):
     prepare = deployment.named("w1-prepare").inputs["create"]
     assert "kubeha supports Debian and Ubuntu hosts" in prepare
-    assert "dnf" not in prepare and "yum" not in prepare
+
+
+@pytest.mark.parametrize("mode", ["keepalived-haproxy", "local-nginx"])
+def test_no_script_has_a_path_for_another_distribution_family(deploy, stack_config, mode):
+    if mode == "local-nginx":
+        stack_config["loadBalancer"] = {"mode": "local-nginx"}
+    for command in deploy(stack_config).of_type(COMMAND):
+        text = command.inputs["create"] + (command.inputs.get("delete") or "")
+        for word in ("dnf", "yum", "rpm -q", "package_manager", " nginx-mod-stream"):
+            assert word not in text, (command.name, word)
 
 
 def test_control_plane_removal_also_removes_its_etcd_member(deployment):
