@@ -63,8 +63,8 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     # Membership records once every join exists: each waits for the join of the control plane it
     # runs on too, so a destroy deletes it (a no-op then) before that control plane is reset.
     records: list[pulumi.Resource] = [
-        node.record_membership(member[config.cluster_side_host(node_host).name])
-        for node_host, node in ((host, control_planes[host.name]) for host in config.control_plane_entries)]
+        control_planes[host.name].record_membership(member[config.cluster_side_host(host).name])
+        for host in config.control_plane_entries]
     # Workers join in parallel, once the lead is a member.
     for host in config.worker_entries:
         worker = WorkerNode(host.name, WorkerNodeArgs(

@@ -9,20 +9,18 @@ node it came from. Only its server is set by the program, so it follows loadBala
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
-import re
-
 import pulumi
-from pulumi_command import remote
-
 import yaml
+from pulumi_command import remote
 
 from components.config import APISERVER_PORT, Host
 from components.control_plane_node import ControlPlaneNode
 from components.node_steps import CRI_SOCKET, ClusterContext
-from components.remote import run_script
+from components.remote import RUNS_ONCE, run_script
 from components.render import render
 
 
@@ -77,17 +75,17 @@ class ClusterBootstrap(pulumi.ComponentResource):
             f"{name}-init", host=host, ssh=cluster.ssh, create=self._init_script(host, cluster),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[args.lead.prepared, *([args.load_balancer_ready] if args.load_balancer_ready else [])],
-                ignore_changes=["connection", "create"], aliases=carried_over("init")))
+                ignore_changes=RUNS_ONCE, aliases=carried_over("init")))
         self.ca_cert_hash = run_script(
             f"{name}-ca-cert-hash", host=host, ssh=cluster.ssh, create=render("control-plane/ca-cert-hash.sh.j2"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
-                                        ignore_changes=["connection", "create"],
+                                        ignore_changes=RUNS_ONCE,
                                         aliases=carried_over("ca-cert-hash"))).stdout
         admin_conf = run_script(
             f"{name}-kubeconfig", host=host, ssh=cluster.ssh, create=render("control-plane/read-kubeconfig.sh.j2"),
             secret_stdout=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
-                                        ignore_changes=["connection", "create"],
+                                        ignore_changes=RUNS_ONCE,
                                         aliases=carried_over("kubeconfig"))).stdout
         server = cluster.kubeconfig_server
         self.kubeconfig = pulumi.Output.secret(admin_conf.apply(lambda text: with_server(text, server)))

@@ -10,7 +10,7 @@ from pulumi_command import remote
 from components.config import (APISERVER_PORT, ClusterConfig, ContainerdSettings, Host, KubernetesSettings, NodeHost,
                                PackageSettings)
 from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
-from components.remote import SshAccess, run_script
+from components.remote import RUNS_ONCE, SshAccess, run_script
 from components.render import render
 
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
@@ -136,7 +136,7 @@ def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: Joi
                                            cluster_side=ticket.cluster_side),
         secret_stdout=True,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[*ticket.after, prepared],
-                                    ignore_changes=["connection", "create"]))
+                                    ignore_changes=RUNS_ONCE))
     join = run_script(
         f"{name}-join", host=host, ssh=cluster.ssh,
         create=ticket.ca_cert_hash.apply(
