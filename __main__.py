@@ -1,14 +1,19 @@
 """kubeha: a highly available kubeadm cluster on your own hosts, over SSH."""
+from dataclasses import replace
+
 import pulumi
 
 from components.cluster import build_cluster
 from components.config import load_cluster_config, load_ssh_private_key
+from components.preflight import Preflight
 from components.remote import SshAccess
 from components.settings_guard import SettingsGuard
 
 config = pulumi.Config()
 cluster_config = load_cluster_config(config)
-# First, and every host step waits for it: an edit the built cluster cannot take stops the run here.
+ssh = SshAccess(cluster_config.ssh, load_ssh_private_key(config, cluster_config.ssh))
+# First, an edit the built cluster cannot take stops the run; then new hosts are checked; every
+# host step waits for both.
 guard = SettingsGuard("cluster-settings", cluster_config, config.name)
-build_cluster(cluster_config, SshAccess(cluster_config.ssh, load_ssh_private_key(config, cluster_config.ssh),
-                                        gate=guard))
+preflight = Preflight("cluster-preflight", cluster_config, ssh, opts=pulumi.ResourceOptions(depends_on=[guard]))
+build_cluster(cluster_config, replace(ssh, gate=preflight))

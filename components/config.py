@@ -16,6 +16,8 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from components.preflight_checks import CHECKS
+
 class ConfigError(pulumi.RunError):
     """Bad stack config. RunError makes Pulumi print only the message, no traceback."""
 
@@ -324,6 +326,10 @@ class KubernetesSettings(_Model):
     # init as they are, for every node: e.g. {failCgroupV1: false} on cgroup v1 hosts.
     kubelet: dict[str, Any] = {}
     kube_proxy: dict[str, Any] = {}
+    # How long removing a node waits for its drain; a drain still blocked then (a
+    # PodDisruptionBudget, a pod that will not stop) fails the removal and says so, rather than
+    # hold `pulumi up` indefinitely.
+    drain_timeout_seconds: int = Field(180, ge=10, le=3600)
 
     @model_validator(mode="after")
     def _component_configs(self) -> "KubernetesSettings":
@@ -449,6 +455,21 @@ class PackageSettings(_Model):
     proxy: Optional[str] = None
 
 
+class PreflightSettings(_Model):
+    # Checks (components/preflight_checks.CHECKS) a site knows it cannot pass and accepts, e.g.
+    # unique-product-uuid where VMs were cloned without a new one, or time-sync on containers
+    # whose clock is their machine's.
+    skip: list[str] = []
+
+    @field_validator("skip")
+    @classmethod
+    def _known_checks(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in CHECKS]
+        if unknown:
+            raise ValueError(f"unknown check(s) {', '.join(unknown)}; the checks are {', '.join(CHECKS)}")
+        return names
+
+
 class ClusterConfig(_Model):
     ssh: SshSettings = SshSettings()
     load_balancer: LoadBalancerSettings
@@ -460,6 +481,7 @@ class ClusterConfig(_Model):
     containerd: ContainerdSettings = ContainerdSettings()
     packages: PackageSettings = PackageSettings()
     network: NetworkSettings = NetworkSettings()
+    preflight: PreflightSettings = PreflightSettings()
 
     @field_validator("control_plane_entries")
     @classmethod
@@ -578,7 +600,7 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 
 
 _TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
-                   "network")
+                   "network", "preflight")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

@@ -10,16 +10,14 @@ from pulumi_command import remote
 from components.config import (APISERVER_PORT, ClusterConfig, ContainerdSettings, Host, KubernetesSettings, NodeHost,
                                PackageSettings)
 from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
-from components.remote import RUNS_ONCE, SshAccess, run_script
+from components.kubeadm_join import NOT_A_MEMBER, JoinScripts, KubeadmJoin
+from components.remote import RUNS_ONCE, SshAccess, as_remote_command, run_script
 from components.render import render
 
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
-# Join material is created just before each join; two hours covers a slow join and a retry.
-# (The certificate key's uploaded certificates expire after two hours in kubeadm too.)
-JOIN_TOKEN_TTL = "2h"
-# A drain that takes longer is blocked (a PodDisruptionBudget, a pod that will not stop): the
-# removal fails and says so rather than hang `pulumi up`.
-DRAIN_TIMEOUT_S = 180
+# Join material is made as each join runs and its token deleted right after; the lifetime only
+# bounds a token whose deletion failed, and is well beyond a slow join.
+JOIN_TOKEN_TTL = "30m"
 
 
 @dataclass(frozen=True)
@@ -120,31 +118,46 @@ def render_join_material_script(host: Host, cluster: ClusterContext, *, control_
                   kubernetes_version=cluster.kubernetes.version, cri_socket=CRI_SOCKET)
 
 
+def _join_scripts(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
+                  ca_cert_hash: str) -> JoinScripts:
+    def wrapped(script: str, step: str) -> str:
+        return as_remote_command(script, f"{name}-{step}", sudo=cluster.ssh.sudo)
+
+    return JoinScripts(
+        member_check=wrapped(render("node/member-check.sh.j2", host=host, not_a_member=NOT_A_MEMBER), "member-check"),
+        mint=wrapped(render_join_material_script(host, cluster, control_plane=control_plane, cluster_side=cluster_side),
+                     "join-material"),
+        join=wrapped(render_join_script(host, cluster, control_plane=control_plane, ca_cert_hash=ca_cert_hash),
+                     "join"),
+        forget=wrapped(render("control-plane/forget-join-token.sh.j2", host=cluster_side, joiner=host.name),
+                       "forget-join-token"))
+
+
 def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: JoinTicket, *, control_plane: bool,
                  prepared: remote.Command, parent: pulumi.Resource) -> remote.Command:
     """`prepared`: the node's last step before the join (its load balancing, if it has any).
-    Returns the join; its membership record (record_membership) comes once the cluster-side
-    control plane's own join exists. The same steps for every node, the one that initialised the
-    cluster included (its join finds it a member and does nothing), so no node's resources depend
-    on which one that was."""
-    # Join material on the cluster-side control plane, then `kubeadm join` on this host. The
-    # material is made once, for the join; later changes of where it was made are no reason to
-    # make it again (the joined node does not read it any more).
-    material = run_script(
-        f"{name}-join-material", host=ticket.cluster_side, ssh=cluster.ssh,
-        create=render_join_material_script(host, cluster, control_plane=control_plane,
-                                           cluster_side=ticket.cluster_side),
-        secret_stdout=True,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[*ticket.after, prepared],
-                                    ignore_changes=RUNS_ONCE))
-    join = run_script(
-        f"{name}-join", host=host, ssh=cluster.ssh,
-        create=ticket.ca_cert_hash.apply(
-            lambda ca_hash: render_join_script(host, cluster, control_plane=control_plane, ca_cert_hash=ca_hash)),
+    Returns the node's membership of the cluster on its host; its membership record
+    (record_membership) comes once the cluster-side control plane's own join exists. The same
+    steps for every node, the one that initialised the cluster included (it is a member already
+    and gets no join material), so no node's resources depend on which one that was."""
+    ssh = cluster.ssh
+    # Join material made on the cluster-side control plane as the join runs, in the same step
+    # (see kubeadm_join): a retry at any later time has valid material.
+    kubeadm_join = KubeadmJoin(
+        f"{name}-kubeadm-join", node_name=host.name, node=ssh.target(host).to_dict(),
+        cluster_side_name=ticket.cluster_side.name, cluster_side=ssh.target(ticket.cluster_side).to_dict(),
+        private_key=ssh.private_key,
+        scripts=ticket.ca_cert_hash.apply(lambda ca_hash: _join_scripts(
+            name, host, cluster, ticket.cluster_side, control_plane=control_plane, ca_cert_hash=ca_hash)),
+        opts=ssh.gated(pulumi.ResourceOptions(parent=parent, depends_on=[*ticket.after, prepared])))
+    # The node as a member, on its host: its deletion (the node removed from the stack) resets
+    # the host. Named `-join` as the step that joined in earlier kubeha versions, so stacks built
+    # by them keep it and their nodes are not reset by the upgrade; made once like the join.
+    return run_script(
+        f"{name}-join", host=host, ssh=ssh,
+        create=render("node/member-check.sh.j2", host=host, not_a_member=NOT_A_MEMBER),
         delete=render("node/kubeadm-reset.sh.j2", host=host),
-        stdin=pulumi.Output.secret(material.stdout),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[material]))
-    return join
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[kubeadm_join], ignore_changes=[*RUNS_ONCE, "stdin"]))
 
 
 def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
@@ -163,5 +176,6 @@ def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluste
         f"{name}-membership", host=cluster_side, ssh=cluster.ssh,
         create=render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name),
         delete=render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
-                      cluster_side=cluster_side.name, drain_timeout=DRAIN_TIMEOUT_S),
+                      cluster_side=cluster_side.name,
+                      drain_timeout=cluster.kubernetes.drain_timeout_seconds),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[joined, cluster_side_joined]))

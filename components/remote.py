@@ -9,6 +9,7 @@ from pulumi_command import remote
 
 from components.config import Host, NodeHost, SshSettings
 from components.render import render
+from components.ssh_session import SshTarget
 
 # The provider stops retrying a host after this many failed dials (about a minute and a half
 # with the default per-dial timeout), so a dead host fails `pulumi up` instead of hanging it.
@@ -42,6 +43,21 @@ class SshAccess:
             dial_error_limit=_DIAL_ERROR_LIMIT,
             per_dial_timeout=_PER_DIAL_TIMEOUT_S,
         )
+
+    def target(self, host: Host) -> SshTarget:
+        """The same login for the steps that run over paramiko (ssh_session); the key goes apart."""
+        return SshTarget(address=host.ip, port=self.settings.port, user=self.settings.user,
+                         host_key=self.settings.host_keys.get(host.name))
+
+    @property
+    def sudo(self) -> bool:
+        return self.settings.user != "root"
+
+    def gated(self, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+        """`opts` waiting for the gate, if there is one: every step that reaches a host uses it."""
+        if self.gate is None:
+            return opts
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.gate]))
 
 
 def as_remote_command(script: str, label: str, *, sudo: bool = False) -> str:
@@ -79,9 +95,7 @@ def run_script(
         # without its delete step (which would have to reach the host).
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True,
                                                                          ignore_changes=_EVERY_INPUT))
-    if ssh.gate is not None:
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[ssh.gate]))
-    sudo = ssh.settings.user != "root"
+    sudo = ssh.sudo
     return remote.Command(
         resource_name,
         connection=ssh.connection(host),
@@ -93,5 +107,5 @@ def run_script(
         logging=remote.Logging.STDERR if secret_stdout else None,
         # The previous stdout may hold a secret; never hand it to the next run's environment.
         add_previous_output_in_env=False,
-        opts=opts,
+        opts=ssh.gated(opts),
     )

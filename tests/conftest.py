@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 from typing import Any, Callable
 
 import pytest
@@ -13,6 +14,17 @@ FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----EN
 
 def _hosts(prefix: str, first_octet: int, count: int) -> list[dict[str, str]]:
     return [{"name": f"{prefix}{i}", "address": f"198.51.100.{first_octet + i}"} for i in range(1, count + 1)]
+
+
+@pytest.fixture(autouse=True)
+def _unwrapped_pickler():
+    """Each dynamic resource the SDK serialises wraps the pure-Python pickler's dict writer once
+    more and never unwraps it (pulumi.dynamic.serialize_provider). One `pulumi up` makes a few
+    (one per node); hundreds of mocked deployments in one test process would nest the wrapper past
+    Python's recursion limit. So each test starts and ends with the writer as it was."""
+    writer = pickle._Pickler._batch_setitems
+    yield
+    pickle._Pickler._batch_setitems = writer
 
 
 @pytest.fixture

@@ -17,6 +17,10 @@ from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 PROJECT = "kubeha"
+COMMAND = "command:remote:Command"
+DYNAMIC = "pulumi-python:dynamic:Resource"
+KUBEADM_JOIN_SCRIPTS = ("member_check", "mint", "join", "forget")
+PREFLIGHT_SCRIPTS = ("facts_command",)
 MAIN = Path(__file__).resolve().parent.parent / "__main__.py"
 FAKE_CA_HASH = "sha256:" + "ab" * 32
 # admin.conf as kubeadm writes it: its server is the node's endpoint, which the program replaces.
@@ -38,8 +42,15 @@ class Registration:
 
     @property
     def target_host(self) -> str | None:
-        """The address a remote.Command connects to."""
+        """The address a remote.Command connects to (a KubeadmJoin's joining node)."""
+        if "node" in self.inputs:
+            return self.inputs["node"]["address"]
         return unsecret(self.inputs.get("connection", {})).get("host")
+
+    @property
+    def cluster_side_host(self) -> str | None:
+        """The control plane a KubeadmJoin makes its material on."""
+        return self.inputs.get("cluster_side", {}).get("address")
 
     def input_is_secret(self, key: str) -> bool:
         return is_secret(self.inputs.get(key))
@@ -68,6 +79,18 @@ class Deployment:
 
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
+
+    def scripts(self) -> dict[str, str]:
+        """Every script sent to a host, as "resource:phase": each command's create and delete, and
+        each KubeadmJoin's four (member_check, mint, join, forget), and the preflight's facts."""
+        found: dict[str, str] = {}
+        for registration in self.registrations:
+            phases = (KUBEADM_JOIN_SCRIPTS if registration.name.endswith("-kubeadm-join") else
+                      PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else ("create", "delete"))
+            for phase in phases:
+                if registration.type in (COMMAND, DYNAMIC) and registration.inputs.get(phase):
+                    found[f"{registration.name}:{phase}"] = unsecret(registration.inputs[phase])
+        return found
 
     def depends_on(self, name: str, other: str) -> bool:
         """True when `name` waits for `other`, directly or through a chain of dependencies."""
@@ -101,8 +124,6 @@ class _FakeOutputs(pulumi.runtime.Mocks):
             return FAKE_CA_HASH
         if name.endswith("-kubeconfig"):
             return FAKE_KUBECONFIG
-        if name.endswith("-join-material"):
-            return "abcdef.0123456789abcdef " + "f" * 64
         return "ok"
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict, list]:

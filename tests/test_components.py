@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness import FAKE_CA_HASH, FAKE_KUBECONFIG, is_secret, unsecret
+from tests.harness import COMMAND, DYNAMIC, FAKE_CA_HASH, FAKE_KUBECONFIG, unsecret
 
-COMMAND = "command:remote:Command"
 
 
 def _commands(deployment, suffix: str) -> list[str]:
@@ -19,16 +18,16 @@ def test_one_component_per_host_role(deployment):
     assert len(deployment.of_type("kubeha:index:WorkerNode")) == 2
 
 
-def test_only_commands_below_the_node_components(deployment):
-    below = {r.type for r in deployment.registrations if r.parent and "kubeha:index:" in r.parent
-             and "kubeha:index:PodNetwork" not in r.parent}
-    assert below == {COMMAND}
+def test_only_commands_and_joins_below_the_node_components(deployment):
+    below = {(r.type, r.name.endswith("-kubeadm-join")) for r in deployment.registrations
+             if r.parent and "kubeha:index:" in r.parent and "kubeha:index:PodNetwork" not in r.parent}
+    assert below == {(COMMAND, False), (DYNAMIC, True)}
 
 
-def test_the_settings_guard_and_the_teardown_mark_are_the_resources_beside_the_components(deployment):
+def test_the_guard_the_preflight_and_the_teardown_mark_are_the_resources_beside_the_components(deployment):
     top_level = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
                  and not (r.parent and "kubeha:index:" in r.parent)]
-    assert [(r.type, r.name) for r in top_level] == [("pulumi-python:dynamic:Resource", "cluster-settings"),
+    assert [(r.type, r.name) for r in top_level] == [(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
                                                      (COMMAND, "cluster-teardown")]
 
 
@@ -42,23 +41,27 @@ def test_every_command_is_a_child_of_its_component(deployment):
 @pytest.mark.parametrize("name, address", [
     ("lb-lb1-install", "198.51.100.11"), ("lb-lb2-config", "198.51.100.12"),
     ("cp1-prepare", "198.51.100.21"), ("cluster-init", "198.51.100.21"), ("cp1-join", "198.51.100.21"),
-    ("cp2-prepare", "198.51.100.22"), ("cp2-join", "198.51.100.22"),
-    ("w2-prepare", "198.51.100.32"), ("w2-join", "198.51.100.32"),
+    ("cp2-prepare", "198.51.100.22"), ("cp2-kubeadm-join", "198.51.100.22"), ("cp2-join", "198.51.100.22"),
+    ("w2-prepare", "198.51.100.32"), ("w2-kubeadm-join", "198.51.100.32"), ("w2-join", "198.51.100.32"),
 ])
 def test_commands_target_their_own_host(deployment, name, address):
     assert deployment.named(name).target_host == address
 
 
-@pytest.mark.parametrize("name", ["cp2-join-material", "cp3-join-material", "w1-join-material",
-                                  "cp2-membership", "w1-membership", "cluster-ca-cert-hash", "cluster-kubeconfig",
+@pytest.mark.parametrize("name", ["cp2-membership", "w1-membership", "cluster-ca-cert-hash", "cluster-kubeconfig",
                                   "cluster-teardown"])
 def test_cluster_side_steps_run_on_the_lead_control_plane(deployment, name):
     assert deployment.named(name).target_host == "198.51.100.21"
 
 
-@pytest.mark.parametrize("name", ["cp1-join-material", "cp1-membership"])
-def test_the_lead_control_planes_own_cluster_side_steps_run_on_the_next_one(deployment, name):
-    assert deployment.named(name).target_host == "198.51.100.22"
+@pytest.mark.parametrize("joiner", ["cp2", "cp3", "w1"])
+def test_join_material_is_made_on_the_lead_control_plane(deployment, joiner):
+    assert deployment.named(f"{joiner}-kubeadm-join").cluster_side_host == "198.51.100.21"
+
+
+def test_the_lead_control_planes_own_cluster_side_steps_run_on_the_next_one(deployment):
+    assert deployment.named("cp1-membership").target_host == "198.51.100.22"
+    assert deployment.named("cp1-kubeadm-join").cluster_side_host == "198.51.100.22"
 
 
 def test_the_lead_is_the_name_that_sorts_first_not_the_first_entry(deploy, stack_config):
@@ -85,8 +88,9 @@ def test_init_runs_once_in_the_clusters_life(deployment):
 def test_without_the_lead_the_next_one_takes_its_steps_and_init_is_untouched(deploy, stack_config):
     stack_config["controlPlanes"] = stack_config["controlPlanes"][1:]
     deployment = deploy(stack_config)
-    for name in ("w1-membership", "cp3-membership", "cp3-join-material", "network-nodes-ready"):
+    for name in ("w1-membership", "cp3-membership", "network-nodes-ready"):
         assert deployment.named(name).target_host == "198.51.100.22", name
+    assert deployment.named("cp3-kubeadm-join").cluster_side_host == "198.51.100.22"
     assert deployment.named("cp2-membership").target_host == "198.51.100.23"
     assert "cp1-join" not in {r.name for r in deployment.registrations}
 
@@ -102,8 +106,8 @@ def test_the_ca_hash_is_read_once_in_the_clusters_life(deployment):
     assert {"connection", "create"} <= set(deployment.named("cluster-ca-cert-hash").ignore_changes)
 
 
-def test_join_material_is_made_once_wherever_its_control_plane_goes(deployment):
-    assert {"connection", "create"} <= set(deployment.named("w1-join-material").ignore_changes)
+def test_the_nodes_member_step_is_made_once_wherever_its_control_plane_goes(deployment):
+    assert {"connection", "create", "stdin"} <= set(deployment.named("w1-join").ignore_changes)
 
 
 def test_stacks_from_before_keep_their_init_through_aliases(deployment):
@@ -122,28 +126,42 @@ def test_load_balancer_pair_is_ready_before_kubeadm_init(deployment):
     assert deployment.depends_on("cluster-init", "cp1-prepare")
 
 
-@pytest.mark.parametrize("joiner", ["cp1-join", "cp2-join", "cp3-join", "w1-join", "w2-join"])
+@pytest.mark.parametrize("joiner", ["cp1-kubeadm-join", "cp2-kubeadm-join", "cp3-kubeadm-join", "w1-kubeadm-join",
+                                    "w2-kubeadm-join"])
 def test_every_join_follows_init(deployment, joiner):
     assert deployment.depends_on(joiner, "cluster-init")
 
 
 def test_control_plane_joins_are_chained(deployment):
     # cp2 makes the lead's join material, so it joins first; then cp1 (a no-op), then cp3.
-    assert deployment.depends_on("cp1-join-material", "cp2-join")
-    assert deployment.depends_on("cp3-join-material", "cp1-join")
-    assert deployment.depends_on("cp3-join", "cp2-join")
+    assert deployment.depends_on("cp1-kubeadm-join", "cp2-join")
+    assert deployment.depends_on("cp3-kubeadm-join", "cp1-join")
+    assert deployment.depends_on("cp3-kubeadm-join", "cp2-join")
 
 
 def test_workers_join_in_parallel_once_the_lead_is_a_member(deployment):
     assert not deployment.depends_on("w2-join", "w1-join")
     assert not deployment.depends_on("w1-join", "w2-join")
     assert not deployment.depends_on("w1-join", "cp3-join")
-    assert deployment.depends_on("w1-join-material", "cp1-join")
+    assert deployment.depends_on("w1-kubeadm-join", "cp1-join")
 
 
-def test_join_material_is_created_just_before_its_join(deployment):
-    assert deployment.depends_on("cp2-join", "cp2-join-material")
-    assert deployment.depends_on("cp2-join-material", "cp2-prepare")
+def test_the_join_follows_the_nodes_preparation_and_the_member_step_the_join(deployment):
+    assert deployment.depends_on("cp2-kubeadm-join", "cp2-prepare")
+    assert deployment.depends_on("cp2-join", "cp2-kubeadm-join")
+
+
+@pytest.mark.parametrize("joiner", ["cp2", "w1"])
+def test_the_join_mints_its_material_in_the_same_step_and_deletes_its_token_after(deployment, joiner):
+    join = deployment.named(f"{joiner}-kubeadm-join").inputs
+    assert 'kubeadm token create --ttl 30m --description "kubeha: join ' in join["mint"]
+    assert 'delete secret "bootstrap-token-${token_id}"' in join["forget"]
+    assert "/etc/kubernetes/kubelet.conf" in join["member_check"]
+
+
+@pytest.mark.parametrize("gate", ["cluster-settings", "cluster-preflight"])
+def test_the_join_waits_for_the_settings_guard_and_the_preflight(deployment, gate):
+    assert deployment.depends_on("w1-kubeadm-join", gate)
 
 
 def test_removal_drains_before_reset(deployment):
@@ -179,40 +197,49 @@ def test_ssh_connection_is_secret(deployment):
         assert "not-a-real-key" in unsecret(command.inputs["connection"])["privateKey"]
 
 
-@pytest.mark.parametrize("name", ["cluster-kubeconfig", "cp2-join-material", "w1-join-material"])
-def test_commands_printing_secrets_mark_stdout_secret_and_do_not_log_it(deployment, name):
-    command = deployment.named(name)
+def test_the_kubeconfig_read_marks_stdout_secret_and_does_not_log_it(deployment):
+    command = deployment.named("cluster-kubeconfig")
     assert "stdout" in command.secret_outputs
     assert command.inputs["logging"] == "stderr"
 
 
-@pytest.mark.parametrize("name", ["cp2-join", "w1-join"])
-def test_join_secrets_arrive_on_stdin_not_in_the_command(deployment, name):
-    join = deployment.named(name)
-    assert is_secret(join.inputs["stdin"])
-    assert "abcdef.0123456789abcdef" not in join.inputs["create"]
-    assert 'token: "${KUBEADM_TOKEN}"' in join.inputs["create"]
+@pytest.mark.parametrize("joiner", ["cp2", "w1"])
+def test_join_secrets_arrive_on_stdin_not_in_the_command(deployment, joiner):
+    join = deployment.named(f"{joiner}-kubeadm-join").inputs["join"]
+    assert 'token: "${KUBEADM_TOKEN}"' in join
+    assert "read -r KUBEADM_TOKEN" in join
 
 
-def test_no_command_text_contains_a_secret(deployment):
-    for command in deployment.of_type(COMMAND):
-        for key in ("create", "delete"):
-            assert "not-a-real-key" not in (command.inputs.get(key) or ""), command.name
+@pytest.mark.parametrize("joiner", ["cp2", "w1"])
+def test_the_joins_ssh_key_is_secret_in_its_inputs_and_outputs(deployment, joiner):
+    join = deployment.named(f"{joiner}-kubeadm-join")
+    assert join.input_is_secret("private_key")
+    assert "private_key" in join.secret_outputs
+
+
+def test_no_script_contains_a_secret(deployment):
+    for name, text in deployment.scripts().items():
+        assert "not-a-real-key" not in text, name
+
+
+def join_script(deployment, joiner: str) -> str:
+    return deployment.named(f"{joiner}-kubeadm-join").inputs["join"]
 
 
 def test_join_pins_the_ca_hash(deployment):
-    assert f'- "{FAKE_CA_HASH}"' in deployment.named("w1-join").inputs["create"]
-    assert "unsafeSkipCAVerification" not in deployment.named("w1-join").inputs["create"]
+    assert f'- "{FAKE_CA_HASH}"' in join_script(deployment, "w1")
+    assert "unsafeSkipCAVerification" not in join_script(deployment, "w1")
 
 
 def test_control_plane_join_carries_certificate_key_and_advertise_address(deployment):
-    create = deployment.named("cp3-join").inputs["create"]
-    assert 'certificateKey: "${KUBEADM_CERTIFICATE_KEY}"' in create
-    assert 'advertiseAddress: "198.51.100.23"' in create
+    join = join_script(deployment, "cp3")
+    assert 'certificateKey: "${KUBEADM_CERTIFICATE_KEY}"' in join
+    assert 'advertiseAddress: "198.51.100.23"' in join
 
 
 def test_worker_join_has_no_control_plane_section(deployment):
-    assert "controlPlane:" not in deployment.named("w1-join").inputs["create"]
+    assert "kubeadm join" in join_script(deployment, "w1")
+    assert "controlPlane:" not in join_script(deployment, "w1")
 
 
 def test_init_uses_the_vip_as_endpoint_and_in_cert_sans(deployment):
@@ -315,7 +342,7 @@ def test_control_plane_removal_checks_that_etcd_keeps_its_quorum_first(deploymen
 
 
 def test_any_control_plane_can_make_control_plane_join_material(deployment):
-    create = deployment.named("cp1-join-material").inputs["create"]
+    create = deployment.named("cp1-kubeadm-join").inputs["mint"]
     assert "/etc/kubernetes/kubeha/kubeadm-init.yaml" not in create  # only the initialising node has it
     assert '"  advertiseAddress: \\"198.51.100.22\\""' in create
 
@@ -360,6 +387,12 @@ def test_a_pinned_host_key_reaches_every_connection_to_that_host_only(deploy, st
         assert connection.get("hostKey") == (ED25519_KEY if connection["host"] == "198.51.100.22" else None), command.name
 
 
+def test_a_pinned_host_key_reaches_the_joins_own_sessions(deploy, stack_config):
+    stack_config["ssh"]["hostKeys"] = {"cp1": ED25519_KEY}
+    join = deploy(stack_config).named("w1-kubeadm-join").inputs
+    assert join["cluster_side"]["host_key"] == ED25519_KEY and join["node"].get("host_key") is None
+
+
 def test_a_root_login_runs_scripts_as_it_is(deployment):
     assert deployment.named("w1-prepare").inputs["create"].startswith('bash -c "$(cat <<')
 
@@ -372,11 +405,11 @@ def test_a_non_root_login_runs_every_script_through_passwordless_sudo(deploy, st
             assert not text or text.startswith('sudo -n -- bash -c "$(cat <<'), (command.name, key)
 
 
-def test_secrets_still_arrive_on_stdin_through_sudo(deploy, stack_config):
+def test_the_joins_steps_run_through_sudo_too(deploy, stack_config):
     stack_config["ssh"]["user"] = "kubeha"
-    join = deploy(stack_config).named("w1-join")
-    assert is_secret(join.inputs["stdin"])
-    assert "abcdef.0123456789abcdef" not in join.inputs["create"]
+    scripts = deploy(stack_config).scripts()
+    for step in ("member_check", "mint", "join", "forget"):
+        assert scripts[f"w1-kubeadm-join:{step}"].startswith('sudo -n -- bash -c "$(cat <<'), step
 
 
 @pytest.mark.parametrize("record, cluster_side_join", [("cp2-membership", "cp1-join"), ("cp1-membership", "cp2-join"),
@@ -384,3 +417,15 @@ def test_secrets_still_arrive_on_stdin_through_sudo(deploy, stack_config):
 def test_a_record_is_deleted_before_the_control_plane_it_runs_on_is_reset(deployment, record, cluster_side_join):
     # On destroy every node is reset; a record's delete must still find its control plane a member.
     assert deployment.depends_on(record, cluster_side_join)
+
+
+def test_the_drain_timeout_is_a_setting(deploy, stack_config):
+    stack_config["kubernetes"]["drainTimeoutSeconds"] = 20
+    assert "--timeout=20s" in deploy(stack_config).named("w1-membership").inputs["delete"]
+
+
+def test_each_control_plane_mint_writes_its_own_upload_config(deployment):
+    # A worker's mint on the same control plane may run at the same time; a shared file would be
+    # removed under the control plane's upload-certs.
+    mint = deployment.named("cp2-kubeadm-join").inputs["mint"]
+    assert 'upload_config="$(mktemp /etc/kubernetes/kubeha/upload-certs.XXXXXX.yaml)"' in mint

@@ -165,3 +165,9 @@ def test_a_host_key_for_an_unknown_host_is_refused(stack_config):
     stack_config["ssh"]["hostKeys"] = {"cp9": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0 root@cp9"}
     with pytest.raises(ConfigError, match=r"^kubeha:ssh.hostKeys.cp9: names no host"):
         parse_cluster_config(stack_config)
+
+
+def test_a_drain_timeout_below_ten_seconds_is_refused(stack_config):
+    stack_config["kubernetes"]["drainTimeoutSeconds"] = 5
+    with pytest.raises(ConfigError, match=r"^kubeha:kubernetes.drainTimeoutSeconds: .*greater than or equal to 10"):
+        parse_cluster_config(stack_config)

@@ -39,6 +39,10 @@ def script(deployment, name: str) -> str:
     return inner_script(unsecret(deployment.named(name).inputs["create"]))
 
 
+def join_script(deployment, joiner: str) -> str:
+    return inner_script(deployment.named(f"{joiner}-kubeadm-join").inputs["join"])
+
+
 def kubeadm_documents(deployment) -> dict[str, dict]:
     config = heredoc(script(deployment, "cluster-init"), "KUBEHA_KUBEADM_CONFIG")
     return {document["kind"]: document for document in yaml.safe_load_all(config)}
@@ -122,7 +126,7 @@ def test_kubeadm_uses_the_modes_endpoint_and_has_it_in_cert_sans(mode_deployment
 @pytest.mark.parametrize("joiner", ["cp2", "w1"])
 def test_joins_discover_through_the_modes_endpoint(deploy, stack_config, joiner):
     deployment = deploy(in_mode(stack_config, "local-nginx"))
-    join = yaml.safe_load(heredoc(script(deployment, f"{joiner}-join"), "KUBEHA_JOIN_CONFIG"))
+    join = yaml.safe_load(heredoc(join_script(deployment, joiner), "KUBEHA_JOIN_CONFIG"))
     assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == "127.0.0.1:8443"
 
 
@@ -131,7 +135,7 @@ def test_kubeadm_accepts_the_prefilled_manifests_folder_only_with_static_pods(mo
     init = kubeadm_documents(mode_deployment)["InitConfiguration"]
     ignored = init["nodeRegistration"].get("ignorePreflightErrors", [])
     assert ("DirAvailable--etc-kubernetes-manifests" in ignored) is expected
-    join = yaml.safe_load(heredoc(script(mode_deployment, "cp2-join"), "KUBEHA_JOIN_CONFIG"))
+    join = yaml.safe_load(heredoc(join_script(mode_deployment, "cp2"), "KUBEHA_JOIN_CONFIG"))
     assert ("DirAvailable--etc-kubernetes-manifests" in join["nodeRegistration"].get(
         "ignorePreflightErrors", [])) is expected
 
@@ -160,7 +164,7 @@ def test_node_load_balancing_rolls_one_node_at_a_time_control_planes_first(deplo
         assert deployment.depends_on(f"{later}-load-balancing", f"{earlier}-load-balancing")
 
 
-@pytest.mark.parametrize("step, node", [("cluster-init", "cp1"), ("cp2-join", "cp2"), ("w1-join", "w1")])
+@pytest.mark.parametrize("step, node", [("cluster-init", "cp1"), ("cp2-kubeadm-join", "cp2"), ("w1-kubeadm-join", "w1")])
 def test_kubeadm_runs_after_the_nodes_own_load_balancing(deploy, stack_config, step, node):
     deployment = deploy(in_mode(stack_config, "local-nginx"))
     assert deployment.depends_on(step, f"{node}-load-balancing")
@@ -344,11 +348,9 @@ def test_kubernetes_validate_rejects_a_broken_manifest(stack_config):
 def test_every_script_of_every_mode_passes_shellcheck(deploy, stack_config, mode):
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
     failures = []
-    for command in deploy(in_mode(stack_config, mode)).of_type(COMMAND):
-        for phase in ("create", "delete"):
-            if command.inputs.get(phase):
-                try:
-                    shellcheck(inner_script(unsecret(command.inputs[phase])))
-                except AssertionError as error:
-                    failures.append(f"{command.name}:{phase}: {error}")
+    for name, script in deploy(in_mode(stack_config, mode)).scripts().items():
+        try:
+            shellcheck(inner_script(script))
+        except AssertionError as error:
+            failures.append(f"{name}: {error}")
     assert not failures, "\n".join(failures)

@@ -11,7 +11,7 @@ from components.node_steps import ClusterContext, render_join_config
 from tests.harness import FAKE_CA_HASH
 from tests.validators import haproxy_check, heredoc, inner_script, keepalived_check, kubeadm_validate, shellcheck
 
-COMMAND = "command:remote:Command"
+
 
 
 @pytest.fixture
@@ -27,14 +27,9 @@ def lb_files(cluster_config):
 
 @pytest.fixture
 def command_scripts(deploy, stack_config):
-    """Every create/delete script of every command, with a package proxy so that branch renders too."""
+    """Every script sent to a host, with a package proxy so that branch renders too."""
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
-    scripts = {}
-    for command in deploy(stack_config).of_type(COMMAND):
-        for phase in ("create", "delete"):
-            if command.inputs.get(phase):
-                scripts[f"{command.name}:{phase}"] = command.inputs[phase]
-    return scripts
+    return deploy(stack_config).scripts()
 
 
 @pytest.mark.parametrize("lb", ["lb1", "lb2"])
@@ -138,7 +133,7 @@ def test_kubeadm_rejects_an_unknown_kubelet_field(deploy, stack_config):
         kubeadm_validate(config)
 
 
-@pytest.mark.parametrize("command, control_plane", [("cp2-join:create", True), ("w1-join:create", False)])
+@pytest.mark.parametrize("command, control_plane", [("cp2-kubeadm-join:join", True), ("w1-kubeadm-join:join", False)])
 def test_kubeadm_join_config_passes_kubeadm_config_validate(command_scripts, command, control_plane):
     config = heredoc(command_scripts[command], "KUBEHA_JOIN_CONFIG")
     # The script fills these from stdin; put in values of the real formats.
@@ -149,8 +144,8 @@ def test_kubeadm_join_config_passes_kubeadm_config_validate(command_scripts, com
 
 
 @pytest.mark.parametrize("command, heredoc_marker, address", [
-    ("cluster-init:create", "KUBEHA_KUBEADM_CONFIG", "198.51.100.21"), ("cp2-join:create", "KUBEHA_JOIN_CONFIG", "198.51.100.22"),
-    ("w1-join:create", "KUBEHA_JOIN_CONFIG", "198.51.100.31")])
+    ("cluster-init:create", "KUBEHA_KUBEADM_CONFIG", "198.51.100.21"), ("cp2-kubeadm-join:join", "KUBEHA_JOIN_CONFIG", "198.51.100.22"),
+    ("w1-kubeadm-join:join", "KUBEHA_JOIN_CONFIG", "198.51.100.31")])
 def test_every_kubelet_gets_its_configured_address_as_node_ip(command_scripts, command, heredoc_marker, address):
     config = heredoc(command_scripts[command], heredoc_marker)
     assert f'  kubeletExtraArgs:\n  - name: node-ip\n    value: "{address}"' in config

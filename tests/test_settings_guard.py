@@ -83,10 +83,9 @@ def test_an_unchanged_guard_previews_no_change(built):
 
 
 def test_every_remote_command_waits_for_the_guard(deployment):
-    guard_urn = next(urn for urn, name in deployment.urns.items() if name == "cluster-settings")
     commands = deployment.of_type(COMMAND)
     assert commands
-    assert [command.name for command in commands if guard_urn not in command.dependencies] == []
+    assert [command.name for command in commands if not deployment.depends_on(command.name, "cluster-settings")] == []
 
 
 def test_reordering_the_control_planes_is_no_edit_to_refuse(stack_config, built):

@@ -31,7 +31,7 @@ KUBE_DIR = Path(os.environ.get("KUBE_DIR", f"/var/cache/kubeha/kubernetes/v{KUBE
 KUBECTL = KUBE_DIR / "bin" / "kubectl"
 VIP, PORT = "10.250.0.100", 8443
 LOAD_BALANCERS = ("lb1", "lb2")
-# `show stat` on haproxy's admin socket (no socat on the hosts; python3 is there).
+# `show stat` on haproxy's admin socket, through python3 (on every host).
 HAPROXY_SHOW_STAT = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
                      "s.sendall(b'show stat\\n'); print(s.makefile().read())")
 # Run on an LB host: print "ready", then CLOCK_MONOTONIC (shared by the host and its containers)

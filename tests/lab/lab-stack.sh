@@ -42,8 +42,12 @@ kubernetes_settings() {
     # cgroup v1 (maintenance mode: the kubelet refuses it unless told), no CAP_SYS_RESOURCE in
     # the containers (containerd must not lower OOM scores), systemd not owning the cgroups,
     # kube-proxy not touching the machine-global conntrack sysctls, and flannel told its
-    # interface (lab hosts have no default route, which flannel would pick it by).
-    echo '  kubeha:kubernetes:
+    # interface (lab hosts have no default route, which flannel would pick it by). Preflight's
+    # time-sync check is skipped: a container's clock is its machine's, and no time service runs
+    # in a container (systemd-timesyncd will not start there), so none can report a sync.
+    echo '  kubeha:preflight:
+    skip: [time-sync]
+  kubeha:kubernetes:
     version: "1.34.4"
     packageRepository: http://10.250.0.1:8080/kubernetes
     kubelet:

@@ -1,9 +1,10 @@
 """No secret escapes when a step that handles one fails, with the real command provider.
 
-The real provider logs command output and puts the command and its whole output into the
-error of a failed step, which the engine prints and keeps in the state. Two failures are
-provoked on the product's lab cluster: a worker's `kubeadm join` failing after it read its
-token from stdin, and join-material creation for a new control plane failing after kubeadm made
+The real command provider logs command output and puts the command and its whole output into
+the error of a failed step, which the engine prints and keeps in the state; the join step
+(KubeadmJoin, over paramiko) puts the end of a failed script's stderr into its error. Two
+failures are provoked on the product's lab cluster: a worker's `kubeadm join` failing after it
+read its token from stdin, and a new control plane's join material failing after kubeadm made
 its token and certificate key. Then the SSH key, every token and certificate key cp1 minted and
 the kubeconfig's client key are looked for in the failed runs' output, in every file of the
 local state backend (checkpoints, history, backups) and in `pulumi stack history`.
@@ -84,7 +85,7 @@ LOGINS = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || 
 
 @pytest.fixture(scope="module")
 def failed_pin(lab_stack) -> tuple[str, int]:
-    """w3 pinned to another host's key (w1's): the run fails at w3's first step. Returns the
+    """w3 pinned to another host's key (w1's): the run fails at w3's first session. Returns the
     output and how many logins w3 saw."""
     add_node(lab_stack, "w3", "workers", 2)
     w3 = lab_stack.hosts["w3"]
@@ -99,7 +100,8 @@ def failed_pin(lab_stack) -> tuple[str, int]:
 
 def test_a_wrong_pinned_host_key_fails_before_any_login(failed_pin):
     output, logins = failed_pin
-    assert "w3-prepare" in output and "host key mismatch" in output, output[-3000:]
+    # Preflight is the first to connect to a new host.
+    assert "cluster-preflight" in output and "host key mismatch" in output, output[-3000:]
     assert logins == 0  # the handshake failed: no authentication, no command, no secret sent
 
 
@@ -126,13 +128,18 @@ def failed_material(lab_stack, failed_join) -> str:
 
 
 def test_a_failed_join_names_its_step_and_kubeadms_reason(failed_join):
-    assert "w3-join" in failed_join
+    assert "w3-kubeadm-join" in failed_join and "w3: kubeadm join" in failed_join
     assert "FileAvailable--etc-kubernetes-pki-ca.crt" in failed_join
 
 
 def test_failed_join_material_names_its_step(failed_material):
-    assert "cp4-join-material" in failed_material
+    assert "cp4-kubeadm-join" in failed_material and "cp4: join material on cp1" in failed_material
     assert "upload-certs failed (test)" in failed_material
+
+
+def test_no_token_made_for_the_failed_joins_is_left_on_the_cluster(lab_stack, failed_join, failed_material):
+    tokens = lab_stack.hosts["cp1"].run("kubeadm token list --kubeconfig /etc/kubernetes/admin.conf").stdout
+    assert "kubeha: join" not in tokens, tokens
 
 
 def test_no_secret_in_the_output_of_the_failed_runs(lab_stack, failed_join, failed_material):
