@@ -5,13 +5,14 @@ from typing import Optional, Sequence
 
 import pulumi
 
+from components.admin_credential import AdminCredential, CredentialScripts, with_server
 from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from components.config import ClusterConfig, Host, LoadBalancerMode, NodeHost
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import ClusterContext, JoinTicket
 from components.pod_network import PodNetwork, PodNetworkArgs
-from components.remote import SshAccess, run_script
+from components.remote import SshAccess, as_remote_command, run_script
 from components.render import render
 from components.worker_node import WorkerNode, WorkerNodeArgs
 
@@ -28,6 +29,30 @@ def _join_order(config: ClusterConfig) -> list[NodeHost]:
     second = config.cluster_side_host(lead)
     others = [host for host in config.control_plane_entries if host.name not in (lead.name, second.name)]
     return [second, lead, *others] if second.name != lead.name else [lead, *others]
+
+
+def _admin_credential(config: ClusterConfig, cluster: ClusterContext,
+                      after: list[pulumi.Resource]) -> AdminCredential:
+    """The `kubeconfig` output's credential, issued on the lead or, failing that, the next control
+    plane by name."""
+    lead, ssh, kubernetes = config.lead_control_plane, cluster.ssh, config.kubernetes
+    candidates = [lead, *(host for host in config.control_planes if host.name != lead.name)]
+    validity = kubernetes.kubeconfig_validity_hours
+
+    def wrapped(template: str, label: str) -> str:
+        return as_remote_command(render(template, validity_hours=validity, api_version=kubernetes.kubeadm_api_version,
+                                        cluster_name=kubernetes.cluster_name, kubernetes_version=kubernetes.version,
+                                        control_plane_endpoint=cluster.control_plane_endpoint),
+                                 label, sudo=ssh.sudo)
+
+    return AdminCredential(
+        "cluster-admin-credential",
+        control_planes=[{"name": host.name, "target": ssh.target(host).to_dict()} for host in candidates],
+        validity_hours=validity, private_key=ssh.private_key,
+        scripts=CredentialScripts(issue=wrapped("control-plane/admin-kubeconfig.sh.j2", "admin-kubeconfig"),
+                                  revoke=wrapped("control-plane/revoke-admin-kubeconfig.sh.j2",
+                                                 "revoke-admin-kubeconfig")),
+        opts=ssh.gated(pulumi.ResourceOptions(depends_on=after)))
 
 
 def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
@@ -77,16 +102,22 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     run_script("cluster-teardown", host=lead, ssh=ssh, create=render("control-plane/teardown-mark.sh.j2", mark=False),
                delete=render("control-plane/teardown-mark.sh.j2", mark=True),
                opts=pulumi.ResourceOptions(depends_on=records))
+    # The kubeconfig output once every node has joined, so that a destroy revokes it before any
+    # control plane is reset.
+    credential = _admin_credential(config, cluster, records)
+    kubeconfig = pulumi.Output.secret(
+        credential.kubeconfig.apply(lambda text: with_server(text, cluster.kubeconfig_server)))
     # The pod network once every node has joined; then the wait for every node Ready.
     PodNetwork("network", PodNetworkArgs(
-        settings=config.network, kubernetes=config.kubernetes, kubeconfig=bootstrap.kubeconfig,
+        settings=config.network, kubernetes=config.kubernetes, kubeconfig=kubeconfig,
         nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=records))
 
     pulumi.export("apiserverEndpoint", config.apiserver_endpoint)
     pulumi.export("controlPlaneEndpoint", f"https://{config.control_plane_endpoint}")
     pulumi.export("loadBalancerMode", settings.mode.value)
     pulumi.export("vip", str(settings.vip) if settings.vip is not None else None)
-    pulumi.export("kubeconfig", bootstrap.kubeconfig)
+    pulumi.export("kubeconfig", kubeconfig)
+    pulumi.export("kubeconfigExpires", credential.not_after)
     pulumi.export("caCertHash", bootstrap.ca_cert_hash)
     pulumi.export("controlPlanes", _host_list(config.control_planes))
     pulumi.export("workers", _host_list(config.workers))

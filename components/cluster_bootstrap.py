@@ -3,13 +3,11 @@
 `kubeadm init` runs on the lead control plane (the name that sorts first) of a new cluster, and
 never again: its resource ignores later changes of host and script, so a reorder, the lead's
 removal or a new lead changes nothing here, and it has no delete step (each control plane's own
-join resource resets it). The CA's hash and the admin kubeconfig are read once too: the CA lives
-as long as the cluster, and the kubeconfig's client certificate is the cluster's, valid whichever
-node it came from. Only its server is set by the program, so it follows loadBalancer settings.
+join resource resets it). The CA's hash is read once too: the CA lives as long as the cluster.
+(The `kubeconfig` output is a credential of its own: admin_credential.)
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -41,11 +39,6 @@ def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
         kube_proxy_settings=_yaml_fields(kubernetes.kube_proxy))
 
 
-def with_server(kubeconfig: str, server: str) -> str:
-    """The kubeconfig with `server` as its cluster's server (kubeadm writes one cluster)."""
-    return re.sub(r"(?m)^(\s*server:) .*$", lambda match: f"{match.group(1)} {server}", kubeconfig)
-
-
 @dataclass(frozen=True)
 class ClusterBootstrapArgs:
     cluster: ClusterContext
@@ -61,7 +54,6 @@ class ClusterBootstrapArgs:
 class ClusterBootstrap(pulumi.ComponentResource):
     initialised: remote.Command
     ca_cert_hash: pulumi.Output[str]
-    kubeconfig: pulumi.Output[str]  # secret
 
     def __init__(self, name: str, args: ClusterBootstrapArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeha:index:ClusterBootstrap", name, None, opts)
@@ -81,15 +73,7 @@ class ClusterBootstrap(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
                                         ignore_changes=RUNS_ONCE,
                                         aliases=carried_over("ca-cert-hash"))).stdout
-        admin_conf = run_script(
-            f"{name}-kubeconfig", host=host, ssh=cluster.ssh, create=render("control-plane/read-kubeconfig.sh.j2"),
-            secret_stdout=True,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
-                                        ignore_changes=RUNS_ONCE,
-                                        aliases=carried_over("kubeconfig"))).stdout
-        server = cluster.kubeconfig_server
-        self.kubeconfig = pulumi.Output.secret(admin_conf.apply(lambda text: with_server(text, server)))
-        self.register_outputs({"caCertHash": self.ca_cert_hash, "kubeconfig": self.kubeconfig})
+        self.register_outputs({"caCertHash": self.ca_cert_hash})
 
     @staticmethod
     def _init_script(host: Host, cluster: ClusterContext) -> str:

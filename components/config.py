@@ -330,6 +330,10 @@ class KubernetesSettings(_Model):
     # PodDisruptionBudget, a pod that will not stop) fails the removal and says so, rather than
     # hold `pulumi up` indefinitely.
     drain_timeout_seconds: int = Field(180, ge=10, le=3600)
+    # How long the `kubeconfig` output's client certificate is valid (components/admin_credential);
+    # `pulumi up` renews it past two thirds of that. A year, as kubeadm's own certificates, so that
+    # nothing expires sooner than with kubeadm; shorter is safer where `pulumi up` runs often.
+    kubeconfig_validity_hours: int = Field(8760, ge=1, le=5 * 8760)
 
     @model_validator(mode="after")
     def _component_configs(self) -> "KubernetesSettings":
@@ -460,6 +464,10 @@ class PreflightSettings(_Model):
     # unique-product-uuid where VMs were cloned without a new one, or time-sync on containers
     # whose clock is their machine's.
     skip: list[str] = []
+    # Also check new hosts in `pulumi preview` (and in the preview `pulumi up` shows first), so a
+    # reviewer sees the problems before approving. Off by default: a preview then opens SSH
+    # sessions to the new hosts, which some sites keep for the deploying run only.
+    on_preview: bool = False
 
     @field_validator("skip")
     @classmethod

@@ -6,6 +6,7 @@ are new or moved, comparing them with every host for the checks across hosts (un
 MAC and product_uuid, clock skew). All hosts are read in parallel, each on its own, so one host's
 fault never hides another's result; every problem of every host is reported at once, as one
 table, and the run stops before any host is touched. A run with no host added never connects.
+With preflight.onPreview the same checks also run in `check`, so a preview fails on them too.
 The logic of the checks is in preflight_checks, tested on recorded facts.
 """
 from __future__ import annotations
@@ -28,6 +29,9 @@ from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 KUBELET_PORT = 10250
 _VIP_PROBE_TIMEOUT_S = 2.0
 _PARALLEL_HOSTS = 16
+# Set only in a preview with preflight.onPreview: the checks run in `check`, then. Never stored
+# (check drops it), so it makes no diff between a preview and the run that follows.
+CHECK_IN_PREVIEW = "check_in_preview"
 
 
 class PreflightFailed(Exception):
@@ -112,6 +116,12 @@ def _identity(host: dict[str, Any]) -> tuple[str, str, str]:
     return host["name"], host["address"], host["role"]
 
 
+def _new_hosts(olds: dict[str, Any], news: dict[str, Any]) -> set[str]:
+    """The hosts of `news` that `olds` does not have with the same address and role."""
+    known = {_identity(host) for host in (olds or {}).get("hosts", [])}
+    return {host["name"] for host in news.get("hosts", []) if _identity(host) not in known}
+
+
 class _PreflightProvider(dynamic.ResourceProvider):
     def _check_hosts(self, props: dict[str, Any], checked: set[str]) -> None:
         if not checked:
@@ -126,6 +136,16 @@ class _PreflightProvider(dynamic.ResourceProvider):
                                   f"no host was changed. Fix them, or skip a check with preflight.skip:\n"
                                   + table(found))
 
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
+        inputs = {key: value for key, value in news.items() if key != CHECK_IN_PREVIEW}
+        if not news.get(CHECK_IN_PREVIEW):
+            return dynamic.CheckResult(inputs, [])
+        try:
+            self._check_hosts(news, _new_hosts(olds, news))
+        except PreflightFailed as failed:
+            return dynamic.CheckResult(inputs, [dynamic.CheckFailure("hosts", str(failed))])
+        return dynamic.CheckResult(inputs, [])
+
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         # Only a host to check is a change: a new port setting, a pinned key or the facts script's
         # text is not (and shows in the steps that apply it), so those edits preview as theirs alone.
@@ -138,8 +158,7 @@ class _PreflightProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(id_="preflight", outs=props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        known = {_identity(host) for host in olds.get("hosts", [])}
-        self._check_hosts(news, {host["name"] for host in news["hosts"] if _identity(host) not in known})
+        self._check_hosts(news, _new_hosts(olds, news))
         return dynamic.UpdateResult(outs=news)
 
 
@@ -160,4 +179,5 @@ class Preflight(dynamic.Resource):
             "vip_port": config.load_balancer.listen_port,
             "facts_command": as_remote_command(render("preflight/host-facts.sh.j2"), "preflight-facts",
                                                sudo=ssh.sudo),
-            "private_key": pulumi.Output.secret(ssh.private_key)}, opts)
+            "private_key": pulumi.Output.secret(ssh.private_key),
+            CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run()}, opts)

@@ -21,6 +21,7 @@ COMMAND = "command:remote:Command"
 DYNAMIC = "pulumi-python:dynamic:Resource"
 KUBEADM_JOIN_SCRIPTS = ("member_check", "mint", "join", "forget")
 PREFLIGHT_SCRIPTS = ("facts_command",)
+CREDENTIAL_SCRIPTS = ("issue", "revoke")
 MAIN = Path(__file__).resolve().parent.parent / "__main__.py"
 FAKE_CA_HASH = "sha256:" + "ab" * 32
 # admin.conf as kubeadm writes it: its server is the node's endpoint, which the program replaces.
@@ -82,11 +83,13 @@ class Deployment:
 
     def scripts(self) -> dict[str, str]:
         """Every script sent to a host, as "resource:phase": each command's create and delete, and
-        each KubeadmJoin's four (member_check, mint, join, forget), and the preflight's facts."""
+        each KubeadmJoin's four (member_check, mint, join, forget), the preflight's facts, and the
+        admin credential's issue and revoke."""
         found: dict[str, str] = {}
         for registration in self.registrations:
             phases = (KUBEADM_JOIN_SCRIPTS if registration.name.endswith("-kubeadm-join") else
-                      PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else ("create", "delete"))
+                      PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else
+                      CREDENTIAL_SCRIPTS if registration.name == "cluster-admin-credential" else ("create", "delete"))
             for phase in phases:
                 if registration.type in (COMMAND, DYNAMIC) and registration.inputs.get(phase):
                     found[f"{registration.name}:{phase}"] = unsecret(registration.inputs[phase])
@@ -113,6 +116,9 @@ class _FakeOutputs(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
+        if args.name == "cluster-admin-credential":
+            outputs.update(kubeconfig=FAKE_KUBECONFIG, user="kubeha-admin-20261203000000",
+                           not_after="2027-12-03T00:00:00+00:00")
         if args.typ == "command:remote:Command":
             outputs["stdout"] = self._stdout_for(args.name)
             outputs["stderr"] = ""

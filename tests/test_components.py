@@ -24,11 +24,12 @@ def test_only_commands_and_joins_below_the_node_components(deployment):
     assert below == {(COMMAND, False), (DYNAMIC, True)}
 
 
-def test_the_guard_the_preflight_and_the_teardown_mark_are_the_resources_beside_the_components(deployment):
+def test_the_cluster_wide_resources_are_beside_the_components(deployment):
     top_level = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
                  and not (r.parent and "kubeha:index:" in r.parent)]
     assert [(r.type, r.name) for r in top_level] == [(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
-                                                     (COMMAND, "cluster-teardown")]
+                                                     (COMMAND, "cluster-teardown"),
+                                                     (DYNAMIC, "cluster-admin-credential")]
 
 
 def test_every_command_is_a_child_of_its_component(deployment):
@@ -48,8 +49,7 @@ def test_commands_target_their_own_host(deployment, name, address):
     assert deployment.named(name).target_host == address
 
 
-@pytest.mark.parametrize("name", ["cp2-membership", "w1-membership", "cluster-ca-cert-hash", "cluster-kubeconfig",
-                                  "cluster-teardown"])
+@pytest.mark.parametrize("name", ["cp2-membership", "w1-membership", "cluster-ca-cert-hash", "cluster-teardown"])
 def test_cluster_side_steps_run_on_the_lead_control_plane(deployment, name):
     assert deployment.named(name).target_host == "198.51.100.21"
 
@@ -95,10 +95,7 @@ def test_without_the_lead_the_next_one_takes_its_steps_and_init_is_untouched(dep
     assert "cp1-join" not in {r.name for r in deployment.registrations}
 
 
-def test_the_kubeconfig_is_read_once_and_its_server_set_by_the_program(deployment):
-    read = deployment.named("cluster-kubeconfig")
-    assert {"connection", "create"} <= set(read.ignore_changes)
-    assert "sed" not in read.inputs["create"]
+def test_the_kubeconfigs_server_is_set_by_the_program(deployment):
     assert "    server: https://198.51.100.100:8443\n" in deployment.exports["kubeconfig"]
 
 
@@ -195,12 +192,6 @@ def test_ssh_connection_is_secret(deployment):
     for command in deployment.of_type(COMMAND):
         assert command.input_is_secret("connection"), command.name
         assert "not-a-real-key" in unsecret(command.inputs["connection"])["privateKey"]
-
-
-def test_the_kubeconfig_read_marks_stdout_secret_and_does_not_log_it(deployment):
-    command = deployment.named("cluster-kubeconfig")
-    assert "stdout" in command.secret_outputs
-    assert command.inputs["logging"] == "stderr"
 
 
 @pytest.mark.parametrize("joiner", ["cp2", "w1"])

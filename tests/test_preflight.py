@@ -4,17 +4,20 @@ checks, and that every host step waits for it. The lab proves it on real hosts
 machine its hosts share) is covered here."""
 from __future__ import annotations
 
+import copy
 import dataclasses
+import re
 from typing import Any
 
 import pytest
 
 from components import preflight
 from components.config import ConfigError, parse_cluster_config
-from components.preflight import PreflightFailed, _PreflightProvider, planned_hosts, policy_of
+from components.preflight import CHECK_IN_PREVIEW, PreflightFailed, _PreflightProvider, planned_hosts, policy_of
 from components.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
 from components.ssh_session import RemoteScriptFailed, ScriptResult
-from tests.harness import COMMAND
+from tests.conftest import FAKE_PRIVATE_KEY
+from tests.harness import COMMAND, run_program
 from tests.test_load_balancer_modes import in_mode
 
 # What templates/preflight/host-facts.sh.j2 prints on a good Debian 12 control plane.
@@ -206,6 +209,22 @@ def test_an_update_that_adds_no_host_connects_to_none(read_hosts):
     assert read_hosts == []
 
 
+def test_a_preview_checks_nothing_unless_told(read_hosts):
+    result = _PreflightProvider().check(props("w1"), props("w1", "w3"))
+    assert result.failures == [] and read_hosts == []
+
+
+def test_a_preview_told_to_check_fails_on_the_added_hosts_problems(read_hosts):
+    result = _PreflightProvider().check(props("w1", "w2"), {**props("w1", "w2", "w3"), CHECK_IN_PREVIEW: True})
+    assert [failure.property for failure in result.failures] == ["hosts"]
+    assert re.search(r"w3\s+ports\s+in use: 10250", result.failures[0].reason)
+    assert sorted(read_hosts) == ["w1", "w2", "w3"] and "w1 " not in result.failures[0].reason
+
+
+def test_the_preview_flag_is_never_stored():
+    assert CHECK_IN_PREVIEW not in _PreflightProvider().check({}, {**props("w1"), CHECK_IN_PREVIEW: False}).inputs
+
+
 def test_an_unreachable_host_is_a_finding_not_a_crash(monkeypatch):
     def unreachable(*_args, **_kwargs) -> ScriptResult:
         raise RemoteScriptFailed("10.0.0.1: no SSH session after 6 attempts: timed out")
@@ -227,3 +246,18 @@ def test_the_preflight_waits_for_the_settings_guard(deployment):
 
 def test_the_preflight_keeps_the_ssh_key_secret(deployment):
     assert "private_key" in deployment.named("cluster-preflight").secret_outputs
+
+
+def preflight_told_to_check(stack_config: dict, *, preview: bool) -> bool:
+    deployed = run_program(copy.deepcopy(stack_config), {"sshPrivateKey": FAKE_PRIVATE_KEY}, preview=preview)
+    return deployed.named("cluster-preflight").inputs[CHECK_IN_PREVIEW]
+
+
+def test_with_on_preview_a_preview_checks_and_the_deploying_run_checks_in_its_steps(stack_config):
+    stack_config["preflight"] = {"onPreview": True}
+    assert preflight_told_to_check(stack_config, preview=True) is True
+    assert preflight_told_to_check(stack_config, preview=False) is False
+
+
+def test_by_default_a_preview_does_not_check(stack_config):
+    assert preflight_told_to_check(stack_config, preview=True) is False

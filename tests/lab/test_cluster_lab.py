@@ -8,9 +8,11 @@ removed, a StackReference consumer, and destroy.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -269,35 +271,52 @@ BLOCKERS = {"w3": ("kubeha-test-kubelet-port", 10250), "w4": ("kubeha-test-node-
 BOOTSTRAP_TOKENS = "kube-system secret --field-selector type=bootstrap.kubernetes.io/token"
 
 
+@dataclass(frozen=True)
+class RefusedRuns:
+    preview: str  # `pulumi preview` with preflight.onPreview
+    up: str  # `pulumi up` without it
+
+
 @pytest.fixture(scope="module")
-def refused_by_preflight(lab_stack) -> str:
-    """w3 (in the config already) and a new w4 each have one of their ports taken; w4 leaves
-    the config again afterwards. Returns the run's output."""
+def refused_by_preflight(lab_stack) -> RefusedRuns:
+    """w3 (in the config already) and a new w4 each have one of their ports taken; a preview told
+    to run the preflight, then an `up` (which always runs it). w4 leaves the config again
+    afterwards."""
     w4 = lab_stack.add_host("w4")
     lab_stack.pulumi("config", "set", "--path", "workers[3].name", "w4")
     lab_stack.pulumi("config", "set", "--path", "workers[3].address", w4.address)
     for name, (unit, port) in BLOCKERS.items():
         lab_stack.hosts[name].run(f"systemd-run --unit={unit} socat TCP-LISTEN:{port},reuseaddr,fork EXEC:/bin/true")
     try:
-        result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
+        lab_stack.pulumi("config", "set", "--path", "preflight.onPreview", "true")
+        preview = lab_stack.pulumi("preview", "--diff", check=False)
+        lab_stack.pulumi("config", "rm", "--path", "preflight.onPreview")
+        up = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
     finally:
         for name, (unit, _) in BLOCKERS.items():
             lab_stack.hosts[name].run(f"systemctl stop {unit}")
         lab_stack.pulumi("config", "rm", "--path", "workers[3]")
-    assert result.returncode != 0
-    return result.stdout + result.stderr
+    assert preview.returncode != 0 and up.returncode != 0
+    return RefusedRuns(preview.stdout + preview.stderr, up.stdout + up.stderr)
+
+
+def reports_both_taken_ports(output: str) -> bool:
+    rows = [line.split()[:5] for line in output.splitlines()]
+    return ["w3", "ports", "in", "use:", "10250"] in rows and ["w4", "ports", "in", "use:", "30080"] in rows
 
 
 def test_preflight_reports_every_new_hosts_problem_in_one_table(refused_by_preflight):
-    rows = [line.split() for line in refused_by_preflight.splitlines()]
-    assert ["w3", "ports", "in", "use:", "10250"] in [row[:5] for row in rows], refused_by_preflight[-3000:]
-    assert ["w4", "ports", "in", "use:", "30080"] in [row[:5] for row in rows], refused_by_preflight[-3000:]
+    assert reports_both_taken_ports(refused_by_preflight.up), refused_by_preflight.up[-3000:]
+
+
+def test_a_preview_with_on_preview_reports_the_same_table(refused_by_preflight):
+    assert reports_both_taken_ports(refused_by_preflight.preview), refused_by_preflight.preview[-3000:]
 
 
 def test_preflight_stopped_the_run_before_any_host_was_changed(lab_stack, refused_by_preflight):
     for name in ("w3", "w4"):  # neither got its packages
         assert lab_stack.hosts[name].run("command -v kubeadm", check=False).returncode != 0, name
-    assert "w3-prepare" not in refused_by_preflight
+    assert "w3-prepare" not in refused_by_preflight.up
 
 
 # What kubeadm's join preflight refuses on w3 (kubeha's preflight does not look for it): a CA.
@@ -438,6 +457,34 @@ def test_the_kubeconfig_output_works_after_the_lead_left(lab_stack, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(lab_stack.kubeconfig())
     assert set(ready_nodes(kubeconfig)) >= {"cp2", "cp3", "w1", "w2"}
+
+
+MANAGED_BINDINGS = ("get", "clusterrolebinding", "-l", "app.kubernetes.io/managed-by=kubeha", "-o", "name")
+
+
+def kubeconfig_user(kubeconfig: str) -> str:
+    return yaml.safe_load(kubeconfig)["users"][0]["name"]
+
+
+def test_a_new_validity_renews_the_kubeconfig_without_the_lead_and_revokes_the_old_one(
+        lab_stack, kubeconfig_file, tmp_path):
+    old = tmp_path / "old-kubeconfig"
+    old.write_text(lab_stack.kubeconfig())
+    old_user = kubeconfig_user(old.read_text())
+    assert old_user.startswith("kubeha-admin-")  # a credential of its own, not admin.conf's
+    lab_stack.pulumi("config", "set", "--path", "kubernetes.kubeconfigValidityHours", "48")
+    lab_stack.pulumi("up", "--yes", "--skip-preview")  # cp1, the lead it was issued on, is gone
+    renewed = lab_stack.kubeconfig()
+    kubeconfig_file.write_text(renewed)  # the module's later tests use the renewed one
+    assert kubeconfig_user(renewed) not in ("", old_user)
+    assert {"cp2", "cp3"} <= ready_nodes(kubeconfig_file)
+    refused = kubectl(old, "get", "nodes")
+    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), refused.stderr
+    assert kubectl(kubeconfig_file, *MANAGED_BINDINGS).stdout.split() == [
+        f"clusterrolebinding.rbac.authorization.k8s.io/{kubeconfig_user(renewed)}"]
+    expires = datetime.datetime.fromisoformat(lab_stack.output("kubeconfigExpires"))
+    remaining = expires - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(hours=47) < remaining <= datetime.timedelta(hours=48)
 
 
 def test_a_new_lead_control_plane_joins_etcd_and_the_load_balancers(lab_stack, kubeconfig_file):
