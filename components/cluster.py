@@ -6,11 +6,12 @@ from typing import Optional, Sequence
 import pulumi
 
 from components.admin_credential import AdminCredential, CredentialScripts, with_server
+from components.certificates import CertificateScripts, ControlPlaneCertificates
 from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
-from components.config import ClusterConfig, Host, LoadBalancerMode, NodeHost
+from components.config import APISERVER_PORT, ClusterConfig, Host, LoadBalancerMode, NodeHost
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
-from components.node_steps import ClusterContext, JoinTicket
+from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket
 from components.pod_network import PodNetwork, PodNetworkArgs
 from components.remote import SshAccess, as_remote_command, run_script
 from components.render import render
@@ -53,6 +54,28 @@ def _admin_credential(config: ClusterConfig, cluster: ClusterContext,
                                   revoke=wrapped("control-plane/revoke-admin-kubeconfig.sh.j2",
                                                  "revoke-admin-kubeconfig")),
         opts=ssh.gated(pulumi.ResourceOptions(depends_on=after)))
+
+
+def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes: dict[str, ControlPlaneNode],
+                  after: list[pulumi.Resource]) -> pulumi.Output[str]:
+    """Each control plane's certificates, renewed one control plane at a time (each waits for the
+    one before by name); returns the earliest expiry of them all."""
+    ssh = cluster.ssh
+    previous: list[pulumi.Resource] = after
+    expiries: list[pulumi.Output[str]] = []
+    for host in config.control_planes:
+        def wrapped(template: str, step: str) -> str:
+            return as_remote_command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT),
+                                     f"{host.name}-{step}", sudo=ssh.sudo)
+        certificates = ControlPlaneCertificates(
+            f"{host.name}-certificates", node_name=host.name, node=ssh.target(host).to_dict(),
+            private_key=ssh.private_key, renew_before_days=config.certificates.renew_before_days,
+            scripts=CertificateScripts(expiry=wrapped("control-plane/certificate-expiry.sh.j2", "certificate-expiry"),
+                                       renew=wrapped("control-plane/renew-certificates.sh.j2", "renew-certificates")),
+            opts=ssh.gated(pulumi.ResourceOptions(parent=control_planes[host.name], depends_on=previous)))
+        previous = [certificates]
+        expiries.append(certificates.earliest_expiry)
+    return pulumi.Output.all(*expiries).apply(lambda dates: min(dates) if dates else None)
 
 
 def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
@@ -118,6 +141,7 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     pulumi.export("vip", str(settings.vip) if settings.vip is not None else None)
     pulumi.export("kubeconfig", kubeconfig)
     pulumi.export("kubeconfigExpires", credential.not_after)
+    pulumi.export("certificatesExpire", _certificates(config, cluster, control_planes, records))
     pulumi.export("caCertHash", bootstrap.ca_cert_hash)
     pulumi.export("controlPlanes", _host_list(config.control_planes))
     pulumi.export("workers", _host_list(config.workers))

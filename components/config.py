@@ -459,6 +459,13 @@ class PackageSettings(_Model):
     proxy: Optional[str] = None
 
 
+class CertificateSettings(_Model):
+    # `pulumi up` renews a control plane's certificates once the earliest expires within this
+    # many days (components/certificates). kubeadm's certificates live a year; half of it at most,
+    # so that a renewal is never due again right after it ran.
+    renew_before_days: int = Field(30, ge=1, le=180)
+
+
 class PreflightSettings(_Model):
     # Checks (components/preflight_checks.CHECKS) a site knows it cannot pass and accepts, e.g.
     # unique-product-uuid where VMs were cloned without a new one, or time-sync on containers
@@ -490,6 +497,7 @@ class ClusterConfig(_Model):
     packages: PackageSettings = PackageSettings()
     network: NetworkSettings = NetworkSettings()
     preflight: PreflightSettings = PreflightSettings()
+    certificates: CertificateSettings = CertificateSettings()
 
     @field_validator("control_plane_entries")
     @classmethod
@@ -608,7 +616,7 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 
 
 _TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
-                   "network", "preflight")
+                   "network", "preflight", "certificates")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

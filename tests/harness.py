@@ -22,6 +22,7 @@ DYNAMIC = "pulumi-python:dynamic:Resource"
 KUBEADM_JOIN_SCRIPTS = ("member_check", "mint", "join", "forget")
 PREFLIGHT_SCRIPTS = ("facts_command",)
 CREDENTIAL_SCRIPTS = ("issue", "revoke")
+CERTIFICATE_SCRIPTS = ("expiry", "renew")
 MAIN = Path(__file__).resolve().parent.parent / "__main__.py"
 FAKE_CA_HASH = "sha256:" + "ab" * 32
 # admin.conf as kubeadm writes it: its server is the node's endpoint, which the program replaces.
@@ -84,12 +85,13 @@ class Deployment:
     def scripts(self) -> dict[str, str]:
         """Every script sent to a host, as "resource:phase": each command's create and delete, and
         each KubeadmJoin's four (member_check, mint, join, forget), the preflight's facts, and the
-        admin credential's issue and revoke."""
+        admin credential's issue and revoke, and each control plane's certificate expiry and renewal."""
         found: dict[str, str] = {}
         for registration in self.registrations:
             phases = (KUBEADM_JOIN_SCRIPTS if registration.name.endswith("-kubeadm-join") else
                       PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else
-                      CREDENTIAL_SCRIPTS if registration.name == "cluster-admin-credential" else ("create", "delete"))
+                      CREDENTIAL_SCRIPTS if registration.name == "cluster-admin-credential" else
+                      CERTIFICATE_SCRIPTS if registration.name.endswith("-certificates") else ("create", "delete"))
             for phase in phases:
                 if registration.type in (COMMAND, DYNAMIC) and registration.inputs.get(phase):
                     found[f"{registration.name}:{phase}"] = unsecret(registration.inputs[phase])
@@ -119,6 +121,8 @@ class _FakeOutputs(pulumi.runtime.Mocks):
         if args.name == "cluster-admin-credential":
             outputs.update(kubeconfig=FAKE_KUBECONFIG, user="kubeha-admin-20261203000000",
                            not_after="2027-12-03T00:00:00+00:00")
+        if args.name.endswith("-certificates"):
+            outputs["earliest_expiry"] = f"2027-12-0{args.name[2]}T00:00:00+00:00"  # cp1 earliest
         if args.typ == "command:remote:Command":
             outputs["stdout"] = self._stdout_for(args.name)
             outputs["stderr"] = ""

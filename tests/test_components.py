@@ -18,10 +18,10 @@ def test_one_component_per_host_role(deployment):
     assert len(deployment.of_type("kubeha:index:WorkerNode")) == 2
 
 
-def test_only_commands_and_joins_below_the_node_components(deployment):
-    below = {(r.type, r.name.endswith("-kubeadm-join")) for r in deployment.registrations
+def test_only_commands_joins_and_certificates_below_the_node_components(deployment):
+    below = {(r.type, r.name.split("-")[-1] if r.type == DYNAMIC else "") for r in deployment.registrations
              if r.parent and "kubeha:index:" in r.parent and "kubeha:index:PodNetwork" not in r.parent}
-    assert below == {(COMMAND, False), (DYNAMIC, True)}
+    assert below == {(COMMAND, ""), (DYNAMIC, "join"), (DYNAMIC, "certificates")}
 
 
 def test_the_cluster_wide_resources_are_beside_the_components(deployment):

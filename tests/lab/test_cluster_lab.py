@@ -499,6 +499,45 @@ def test_a_new_lead_control_plane_joins_etcd_and_the_load_balancers(lab_stack, k
     assert lab_stack.hosts["cp1"].run("test -e /etc/kubernetes/super-admin.conf", check=False).returncode != 0
 
 
+# Renews every certificate of a control plane with ten days' validity (the file's own dates).
+SHORTEN_CERTIFICATES = f"""cat > /root/kubeha-test-short-certificates.yaml <<'CONFIG'
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v{KUBERNETES_VERSION}
+certificateValidityPeriod: 240h
+CONFIG
+kubeadm certs renew all --config /root/kubeha-test-short-certificates.yaml >/dev/null 2>&1
+rm -f /root/kubeha-test-short-certificates.yaml"""
+APISERVER_CERTIFICATE_END = "openssl x509 -noout -enddate -in /etc/kubernetes/pki/apiserver.crt"
+
+
+def days_left(lab_stack: LabStack, name: str) -> float:
+    end = lab_stack.hosts[name].run(APISERVER_CERTIFICATE_END).stdout.strip().split("=", 1)[1]
+    expires = datetime.datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=datetime.timezone.utc)
+    return (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
+
+
+def test_certificates_about_to_expire_are_renewed_by_up_while_the_cluster_serves(lab_stack):
+    control_planes = sorted(entry["name"] for entry in lab_stack.config_value("controlPlanes"))
+    for name in control_planes:
+        lab_stack.hosts[name].run(SHORTEN_CERTIFICATES)
+        assert days_left(lab_stack, name) < 11, name
+    prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, max_seconds=900, retries=1).start()
+    try:
+        # --refresh: the dates are read again from the hosts (a plain `up` connects to none).
+        lab_stack.pulumi("up", "--refresh", "--yes", "--skip-preview")
+    finally:
+        results = prober.stop()
+    assert len(results) > 20
+    assert prober.failures == [], prober.failures[:5]
+    for name in control_planes:  # renewed with the cluster's own validity, a year
+        assert days_left(lab_stack, name) > 360, name
+    expires = datetime.datetime.fromisoformat(lab_stack.output("certificatesExpire"))
+    assert expires - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(days=360)
+    # Nothing is due any more: the next preview changes nothing.
+    assert changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout) == []
+
+
 def test_removing_two_control_planes_at_once_is_refused_at_preview(lab_stack):
     entries = lab_stack.config_value("controlPlanes")
     lab_stack.set_config_value("controlPlanes", entries[:1])
