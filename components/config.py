@@ -115,6 +115,11 @@ _IMAGE_REFERENCE = re.compile(
 _REGISTRY_PATH = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 
 
+# A registry host (name or address, optional port), and a mirror's URL (no credentials in it).
+_REGISTRY_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?")
+_MIRROR_URL = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._/-]*)?")
+
+
 def _check_registry_path(value: Optional[str]) -> Optional[str]:
     if value is not None and not _REGISTRY_PATH.fullmatch(value):
         raise ValueError(f"must be a registry path such as registry.example:5000/k8s (got {value!r})")
@@ -389,6 +394,27 @@ class ContainerdSettings(_Model):
     # containerd's CRI `restrict_oom_score_adj`: for hosts without CAP_SYS_RESOURCE (unprivileged
     # containers, some LXC/nspawn hosts), where runc cannot lower a process's OOM score.
     restrict_oom_score_adj: bool = False
+    # Pull-through mirrors per registry, tried in order before the registry itself, e.g.
+    # {registry.k8s.io: [https://mirror.example:5000]}: one hosts.toml per registry under
+    # /etc/containerd/certs.d (containerd reads them at each pull, no restart).
+    registry_mirrors: dict[str, list[str]] = {}
+
+    @field_validator("registry_mirrors")
+    @classmethod
+    def _mirrors(cls, mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
+        for registry, urls in mirrors.items():
+            if not _REGISTRY_HOST.fullmatch(registry):
+                raise ValueError(f"{registry!r} is not a registry host such as registry.k8s.io or docker.io")
+            if not urls:
+                raise ValueError(f"{registry}: give at least one mirror URL")
+            for url in urls:
+                if not _MIRROR_URL.fullmatch(url):
+                    raise ValueError(f"{registry}: {url!r} is not an http(s) URL such as https://mirror.example:5000")
+        return mirrors
+
+    def upstream(self, registry: str) -> str:
+        """The registry's own server, which containerd falls back to after the mirrors."""
+        return "https://registry-1.docker.io" if registry == "docker.io" else f"https://{registry}"
 
 
 class NetworkPlugin(str, Enum):

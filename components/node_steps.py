@@ -59,6 +59,13 @@ class JoinTicket:
     after: list[pulumi.Resource]
 
 
+def render_hosts_tomls(containerd: ContainerdSettings) -> dict[str, str]:
+    """containerd's hosts.toml per mirrored registry (certs.d/<registry>/hosts.toml)."""
+    return {registry: render("node/hosts.toml.j2", registry=registry, upstream=containerd.upstream(registry),
+                             mirrors=mirrors)
+            for registry, mirrors in sorted(containerd.registry_mirrors.items())}
+
+
 def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.Resource) -> remote.Command:
     script = render(
         "node/prepare-host.sh.j2", host=host, kubernetes_version=cluster.kubernetes.version,
@@ -68,7 +75,8 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
         # Direct for containerd whatever packages.proxy says: loopback and the cluster's own ranges.
         no_proxy=["localhost", "127.0.0.1", str(cluster.kubernetes.pod_subnet), str(cluster.kubernetes.service_subnet),
                   ".svc", ".cluster.local"],
-        ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6)
+        ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6,
+        hosts_tomls=render_hosts_tomls(cluster.containerd))
     return run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
                       opts=pulumi.ResourceOptions(parent=parent))
 

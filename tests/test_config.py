@@ -171,3 +171,14 @@ def test_a_drain_timeout_below_ten_seconds_is_refused(stack_config):
     stack_config["kubernetes"]["drainTimeoutSeconds"] = 5
     with pytest.raises(ConfigError, match=r"^kubeha:kubernetes.drainTimeoutSeconds: .*greater than or equal to 10"):
         parse_cluster_config(stack_config)
+
+
+@pytest.mark.parametrize("mirrors, message", [
+    ({"registry.k8s.io": []}, "give at least one mirror URL"),
+    ({"registry.k8s.io": ["ftp://mirror"]}, "is not an http"),
+    ({"https://registry.k8s.io": ["https://mirror"]}, "is not a registry host"),
+])
+def test_bad_registry_mirrors_are_refused_naming_the_key(stack_config, mirrors, message):
+    stack_config["containerd"] = {"registryMirrors": mirrors}
+    with pytest.raises(ConfigError, match=rf"kubeha:containerd.registryMirrors.*{message}"):
+        parse_cluster_config(stack_config)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 
@@ -12,6 +13,10 @@ from tests.harness import FAKE_CA_HASH
 from tests.validators import haproxy_check, heredoc, inner_script, keepalived_check, kubeadm_validate, shellcheck
 
 
+
+
+MIRRORS = {"docker.io": ["https://mirror.example:5000", "http://10.250.0.1:5001"],
+           "registry.k8s.io": ["https://mirror.example:5000/k8s"]}
 
 
 @pytest.fixture
@@ -27,8 +32,10 @@ def lb_files(cluster_config):
 
 @pytest.fixture
 def command_scripts(deploy, stack_config):
-    """Every script sent to a host, with a package proxy so that branch renders too."""
+    """Every script sent to a host, with a package proxy and registry mirrors so those branches
+    render too."""
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
+    stack_config["containerd"] = {"registryMirrors": MIRRORS}
     return deploy(stack_config).scripts()
 
 
@@ -200,3 +207,14 @@ def test_project_shell_scripts_pass_shellcheck(script):
 def test_lab_host_scripts_pass_shellcheck_as_posix_sh(script):
     from tests.harness import MAIN
     shellcheck((MAIN.parent / script).read_text(), shell="sh")
+
+
+def test_each_mirrored_registry_gets_a_hosts_toml_containerd_can_read(command_scripts):
+    script = inner_script(command_scripts["w1-prepare:create"])
+    bodies = re.findall(r"cat > \"/etc/containerd/certs.d/([^/]+)/hosts.toml\" <<'KUBEHA_HOSTS_TOML'\n(.*?)\n"
+                        r"KUBEHA_HOSTS_TOML\n", script, re.DOTALL)
+    parsed = {registry: tomllib.loads(body) for registry, body in bodies}
+    assert parsed["docker.io"]["server"] == "https://registry-1.docker.io"
+    assert list(parsed["docker.io"]["host"]) == MIRRORS["docker.io"]  # in the order given
+    assert parsed["registry.k8s.io"]["host"]["https://mirror.example:5000/k8s"]["capabilities"] == ["pull", "resolve"]
+    assert 'config_path = "/etc/containerd/certs.d"' in script

@@ -45,6 +45,9 @@ kubernetes_settings() {
     # interface (lab hosts have no default route, which flannel would pick it by). Preflight's
     # time-sync check is skipped: a container's clock is its machine's, and no time service runs
     # in a container (systemd-timesyncd will not start there), so none can report a sync.
+    # Pulls from registry.k8s.io go to a mirror on the lab bridge first, as at a site with a
+    # pull-through cache; test_cluster_lab runs one there to see them (the images are preloaded,
+    # so nothing else pulls, and a mirror that does not answer is skipped by containerd).
     echo '  kubeha:preflight:
     skip: [time-sync]
   kubeha:kubernetes:
@@ -61,6 +64,8 @@ kubernetes_settings() {
   kubeha:containerd:
     cgroupDriver: cgroupfs
     restrictOomScoreAdj: true
+    registryMirrors:
+      registry.k8s.io: ["http://10.250.0.1:5000"]
   kubeha:network:
     flannel:
       interface: host0'

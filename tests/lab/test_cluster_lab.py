@@ -9,8 +9,10 @@ removed, a StackReference consumer, and destroy.
 from __future__ import annotations
 
 import datetime
+import http.server
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +175,38 @@ def test_a_pod_resolves_the_kubernetes_service_through_coredns(kubeconfig_file, 
                      "kubernetes.default.svc.cluster.local")
     assert lookup.returncode == 0, lookup.stdout + lookup.stderr
     assert lookup.stdout.split()[0] == "10.96.0.1"
+
+
+MIRROR = ("10.250.0.1", 5000)  # the lab stack's containerd.registryMirrors for registry.k8s.io
+
+
+class _MirrorLog(http.server.BaseHTTPRequestHandler):
+    """A registry mirror that has nothing: it records each request and answers 404."""
+
+    seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.seen.append(self.path)
+        self.send_error(404)
+
+    do_HEAD = do_GET
+
+    def log_message(self, *_args) -> None:
+        return None
+
+
+def test_a_pull_from_registry_k8s_io_asks_the_configured_mirror_first(lab_stack):
+    server = http.server.ThreadingHTTPServer(MIRROR, _MirrorLog)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        # The mirror has nothing and the registry itself is out of reach: the pull fails, after
+        # asking the mirror.
+        lab_stack.hosts["w1"].run("crictl --runtime-endpoint unix:///var/run/containerd/containerd.sock pull "
+                                  "registry.k8s.io/kubeha-mirror-probe:v1", check=False, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any(path.startswith("/v2/kubeha-mirror-probe/manifests/v1") for path in _MirrorLog.seen), _MirrorLog.seen
 
 
 # 2 -------------------------------------------------------------------------------------------
