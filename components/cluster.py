@@ -65,7 +65,8 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     expiries: list[pulumi.Output[str]] = []
     for host in config.control_planes:
         def wrapped(template: str, step: str) -> str:
-            return as_remote_command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT),
+            return as_remote_command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT,
+                                            package_proxy=config.packages.proxy),
                                      f"{host.name}-{step}", sudo=ssh.sudo)
         certificates = ControlPlaneCertificates(
             f"{host.name}-certificates", node_name=host.name, node=ssh.target(host).to_dict(),

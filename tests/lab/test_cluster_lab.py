@@ -196,6 +196,7 @@ class _MirrorLog(http.server.BaseHTTPRequestHandler):
 
 
 def test_a_pull_from_registry_k8s_io_asks_the_configured_mirror_first(lab_stack):
+    lab_stack.hosts["w1"].run("command -v crictl")  # cri-tools, installed by the prepare step
     server = http.server.ThreadingHTTPServer(MIRROR, _MirrorLog)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
