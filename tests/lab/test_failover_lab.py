@@ -84,11 +84,19 @@ def test_ssh_cut_during_up_fails_naming_the_host_and_the_next_up_converges(lab_s
     # w3's link goes down for a bounded time: the provider's dial limit ends the attempt.
     subprocess.run(["ip", "link", "set", "vb-w3", "down"], check=True)
     try:
+        # The preflight is the first to reach w3: it stops the run before any host is changed.
+        refused = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False, timeout=600)
+        # A site that skips that check gets as far as w3's first step, which fails on its own.
+        lab_stack.pulumi("config", "set", "--path", "preflight.skip[1]", "ssh")
         failed = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False, timeout=600)
     finally:
         subprocess.run(["ip", "link", "set", "vb-w3", "up"], check=True)
+        lab_stack.pulumi("config", "rm", "--path", "preflight.skip[1]")
+    assert refused.returncode != 0
+    assert "cluster-preflight" in refused.stdout and w3.address in refused.stdout, refused.stdout[-3000:]
+    assert "lb-lb1-config" not in refused.stdout  # nothing else ran
     assert failed.returncode != 0
-    assert "w3-prepare" in failed.stdout and w3.address in failed.stdout
+    assert "w3-prepare" in failed.stdout and w3.address in failed.stdout, failed.stdout[-3000:]
     assert wait_for(lambda: w3.run("true", check=False).returncode == 0, 30)
     before = lab_stack.ssh_sessions()
     lab_stack.pulumi("up", "--yes", "--skip-preview")
