@@ -108,7 +108,8 @@ def survey(targets: dict[str, SshTarget], private_key: str, command: str, vip: O
 
 
 def _planned(props: dict[str, Any]) -> list[PlannedHost]:
-    return [PlannedHost(host["name"], host["address"], host["role"], tuple(host["ports"]),
+    # Numbers come back from the engine as floats: ports are ints again here.
+    return [PlannedHost(host["name"], host["address"], host["role"], tuple(int(port) for port in host["ports"]),
                         bool(host["node_port_range"])) for host in props.get("hosts", [])]
 
 

@@ -194,6 +194,14 @@ def test_a_new_stack_checks_every_host_and_fails_with_the_table(read_hosts):
     assert sorted(read_hosts) == ["w1", "w2", "w3"]
 
 
+def test_ports_that_come_back_from_the_engine_as_floats_are_reported_as_ports(read_hosts):
+    engine_props = props("w1", "w2", "w3")
+    for host in engine_props["hosts"]:
+        host["ports"] = [10250.0]
+    with pytest.raises(PreflightFailed, match=r"in use: 10250 +free for a worker: 10250$"):
+        _PreflightProvider().create(engine_props)
+
+
 def test_an_unchanged_host_list_previews_no_change():
     assert not _PreflightProvider().diff("preflight", props("w1", "w2"), props("w1", "w2")).changes
 
