@@ -7,7 +7,7 @@ PYTHON ?= python3
 # Caches live outside the clone so later runs (and CI on the same machine) reuse them.
 CACHE_DIR ?= /var/cache/kubeha
 ENGINE_DIR ?= $(CACHE_DIR)/engine
-APT_PACKAGES := haproxy keepalived nginx libnginx-mod-stream openssl util-linux curl openssh-client
+APT_PACKAGES := haproxy keepalived nginx libnginx-mod-stream nftables openssl util-linux curl openssh-client
 LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client apt-utils gnupg dpkg-dev
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state

@@ -16,4 +16,4 @@ ssh = SshAccess(cluster_config.ssh, load_ssh_private_key(config, cluster_config.
 # host step waits for both.
 guard = SettingsGuard("cluster-settings", cluster_config, config.name)
 preflight = Preflight("cluster-preflight", cluster_config, ssh, opts=pulumi.ResourceOptions(depends_on=[guard]))
-build_cluster(cluster_config, replace(ssh, gate=preflight))
+build_cluster(cluster_config, replace(ssh, gates=(preflight,)))

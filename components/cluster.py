@@ -1,6 +1,7 @@
 """Wires the components into one HA cluster and exports the stack outputs."""
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional, Sequence
 
 import pulumi
@@ -10,6 +11,7 @@ from components.certificates import CertificateScripts, ControlPlaneCertificates
 from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from components.config import APISERVER_PORT, ClusterConfig, Host, LoadBalancerMode, NodeHost
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
+from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket
 from components.pod_network import PodNetwork, PodNetworkArgs
@@ -80,6 +82,8 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
 
 
 def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
+    # Every host's firewall first (firewall.mode managed): every other step waits for it.
+    ssh = replace(ssh, gates=(*ssh.gates, Firewall("firewall", FirewallArgs(config=config, ssh=ssh))))
     settings = config.load_balancer
     load_balancer_ready: Optional[pulumi.Resource] = None
     if settings.mode is LoadBalancerMode.KEEPALIVED_HAPROXY:

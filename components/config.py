@@ -485,6 +485,22 @@ class PackageSettings(_Model):
     proxy: Optional[str] = None
 
 
+class FirewallMode(str, Enum):
+    # kubeha leaves the hosts' firewalls to the site: the default, because many sites manage
+    # host firewalls with their own tooling, and rules kubeha wrote unasked could fight them.
+    UNMANAGED = "unmanaged"
+    # kubeha's own nftables table guards the cluster's ports by source (components/firewall).
+    MANAGED = "managed"
+
+
+class FirewallSettings(_Model):
+    mode: FirewallMode = FirewallMode.UNMANAGED
+    # Networks the nodes' addresses are in (e.g. [10.0.0.0/24]): when set, the kubelet and the pod
+    # network's VXLAN accept them (and the pod subnet) instead of each node's own address, so
+    # adding or removing a worker changes no other host's rules. Empty: each node's address.
+    node_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+
+
 class CertificateSettings(_Model):
     # `pulumi up` renews a control plane's certificates once the earliest expires within this
     # many days (components/certificates). kubeadm's certificates live a year; half of it at most,
@@ -524,6 +540,7 @@ class ClusterConfig(_Model):
     network: NetworkSettings = NetworkSettings()
     preflight: PreflightSettings = PreflightSettings()
     certificates: CertificateSettings = CertificateSettings()
+    firewall: FirewallSettings = FirewallSettings()
 
     @field_validator("control_plane_entries")
     @classmethod
@@ -541,6 +558,7 @@ class ClusterConfig(_Model):
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
         self._check_subnets()
         self._check_interfaces()
+        self._check_node_networks()
         names = {host.name for _, host in self.all_hosts_with_keys()}
         for name in self.ssh.host_keys:
             if name not in names:
@@ -558,6 +576,15 @@ class ClusterConfig(_Model):
             if host.interface is not None and not key.startswith(f"{vip_holders}["):
                 raise ConfigKeyError(f"{key}.interface", f"is not used: with loadBalancer.mode {mode.value} "
                                      + (f"only {vip_holders} hold the VIP" if vip_holders else "no host holds a VIP"))
+
+    def _check_node_networks(self) -> None:
+        networks = self.firewall.node_networks
+        if not networks:
+            return
+        for key, host in self.all_hosts_with_keys():
+            if not key.startswith("loadBalancer.") and not any(host.address in network for network in networks):
+                raise ConfigKeyError("firewall.nodeNetworks", f"{', '.join(map(str, networks))} does not contain "
+                                     f"{key} ({host.ip}); the firewall would shut that node out")
 
     def _check_subnets(self) -> None:
         pods, services = self.kubernetes.pod_subnet, self.kubernetes.service_subnet
@@ -642,7 +669,7 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 
 
 _TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
-                   "network", "preflight", "certificates")
+                   "network", "preflight", "certificates", "firewall")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

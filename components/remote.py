@@ -25,12 +25,13 @@ _EVERY_INPUT = ["connection", "create", "delete", "update", "stdin", "triggers",
 
 @dataclass(frozen=True)
 class SshAccess:
-    """How to reach every host: one user/port and one secret private key. With a gate, every
-    command waits for it (the settings guard: a refused edit stops the run before any host)."""
+    """How to reach every host: one user/port and one secret private key. Every command waits for
+    the gates (the preflight after the settings guard: a refused edit or a bad new host stops the
+    run before any host is changed; then the firewall's steps)."""
 
     settings: SshSettings
     private_key: pulumi.Output[str]
-    gate: Optional[pulumi.Resource] = None
+    gates: tuple[pulumi.Resource, ...] = ()
 
     def connection(self, host: Host) -> remote.ConnectionArgs:
         return remote.ConnectionArgs(
@@ -54,10 +55,10 @@ class SshAccess:
         return self.settings.user != "root"
 
     def gated(self, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
-        """`opts` waiting for the gate, if there is one: every step that reaches a host uses it."""
-        if self.gate is None:
+        """`opts` waiting for the gates: every step that reaches a host uses it."""
+        if not self.gates:
             return opts
-        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.gate]))
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=list(self.gates)))
 
 
 def as_remote_command(script: str, label: str, *, sudo: bool = False) -> str:

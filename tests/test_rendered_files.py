@@ -36,6 +36,7 @@ def command_scripts(deploy, stack_config):
     render too."""
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
     stack_config["containerd"] = {"registryMirrors": MIRRORS}
+    stack_config["firewall"] = {"mode": "managed"}
     return deploy(stack_config).scripts()
 
 

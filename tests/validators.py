@@ -1,4 +1,5 @@
-"""Real tools check what kubeha renders: haproxy -c, keepalived -t, shellcheck, kubeadm config validate."""
+"""Real tools check what kubeha renders: haproxy -c, keepalived -t, nginx -t, nft -c, shellcheck, kubeadm config
+validate, kubernetes-validate."""
 from __future__ import annotations
 
 import os
@@ -93,6 +94,14 @@ def keepalived_check(config: str, check_script: str) -> None:
         _run([_tool("unshare"), "--mount", "sh", "-c",
               f'mkdir -p /etc/keepalived && mount --bind "{folder}" /etc/keepalived && '
               f'"{keepalived}" -t -f "{config_path}"'], "keepalived -t")
+
+
+def nft_check(ruleset: str) -> None:
+    """nft -c: nftables parses and checks the ruleset without loading it (needs CAP_NET_ADMIN)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder, "kubeha.nft")
+        path.write_text(ruleset)
+        _run([_tool("nft", "/usr/sbin/nft"), "-c", "-f", str(path)], "nft -c")
 
 
 def nginx_check(config: str) -> None:

@@ -8,7 +8,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 image="${CACHE_DIR}/lab/image-bookworm"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
-packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,sudo,ca-certificates,curl,gpg,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,iptables,conntrack,ethtool,socat,python3,python3-yaml,python3-cffi-backend,python3-cryptography
+packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,sudo,ca-certificates,curl,gpg,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,iptables,nftables,conntrack,ethtool,socat,python3,python3-yaml,python3-cffi-backend,python3-cryptography
 # The marker holds the package list and the lab units: a change of either builds a new image.
 marker="${packages} $(cat "${here}"/host/* | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "${image}/.kubeha-image-complete" 2>/dev/null)" = "${marker}" ]; then

@@ -49,9 +49,10 @@ while time.monotonic() < deadline:
 """
 
 
-def lab_environment(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> dict[str, str]:
+def lab_environment(mode: str = "keepalived-haproxy", ssh_user: str = "root",
+                    firewall: str = "unmanaged") -> dict[str, str]:
     return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode,
-            "LAB_SSH_USER": ssh_user}
+            "LAB_SSH_USER": ssh_user, "LAB_FIREWALL": firewall}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -153,11 +154,11 @@ class LabStack:
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
-def boot_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> LabStack:
+def boot_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root", firewall: str = "unmanaged") -> LabStack:
     """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
-    in loadBalancer.mode `mode`."""
+    in loadBalancer.mode `mode`, with firewall.mode `firewall`."""
     started = time.monotonic()
-    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode, ssh_user), capture_output=True,
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode, ssh_user, firewall), capture_output=True,
                             text=True, timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
@@ -175,7 +176,8 @@ def tear_down_cluster() -> None:
 
 
 @contextmanager
-def fresh_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> Iterator[LabStack]:
+def fresh_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root",
+                  firewall: str = "unmanaged") -> Iterator[LabStack]:
     """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
     Skips the calling tests where the lab cannot run."""
     reason = lab_unavailable_reason()
@@ -183,7 +185,7 @@ def fresh_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root") -> I
         pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        yield boot_cluster(mode, ssh_user)
+        yield boot_cluster(mode, ssh_user, firewall)
     finally:
         tear_down_cluster()
 

@@ -7,7 +7,7 @@
 # (keepalived-haproxy by default; static-pods, local-nginx and kube-vip boot no LB hosts). The
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
 # lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
-# sudo on every lab host).
+# sudo on every lab host). LAB_FIREWALL=managed: firewall.mode managed (unmanaged by default).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -69,6 +69,13 @@ kubernetes_settings() {
   kubeha:network:
     flannel:
       interface: host0'
+    if [ "${LAB_FIREWALL:-unmanaged}" = managed ]; then
+        # LAB_FIREWALL=managed: kubeha's nftables rules on every host (the failover tests and the
+        # benchmark run with them); the lab's nodes are all in the bridge's network.
+        echo '  kubeha:firewall:
+    mode: managed
+    nodeNetworks: [10.250.0.0/24]'
+    fi
 }
 
 write_stack_config() {

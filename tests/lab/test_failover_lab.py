@@ -1,4 +1,5 @@
-"""Faults beyond a clean LB failover, on the product's lab cluster; generous bounds only.
+"""Faults beyond a clean LB failover, on the product's lab cluster (firewall.mode managed);
+generous bounds only.
 
 On real Kubernetes (the kubelet restarts a control plane's static pods after a reboot). CPU load
 on the VIP holder must not move the VIP; rebooted hosts bring their services back by themselves; both LB hosts restarted one after the other leave a working endpoint; SSH to a host
@@ -25,8 +26,26 @@ BURN = (f"for _ in $(seq $(( $(nproc) * 2 ))); do timeout {BURN_SECONDS} sh -c '
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    with fresh_cluster() as stack:
+    # firewall.mode managed: every fault below is survived with kubeha's nftables rules in place.
+    with fresh_cluster(firewall="managed") as stack:
         yield stack
+
+
+def connects(lab_stack: LabStack, source: str, target: str, port: int) -> bool:
+    """Whether a TCP connection from host `source` to host `target`'s port opens (3 s at most)."""
+    address = lab_stack.hosts[target].address
+    return lab_stack.hosts[source].run(f"timeout 3 bash -c '</dev/tcp/{address}/{port}'", check=False).returncode == 0
+
+
+def test_the_firewall_keeps_etcd_to_the_control_planes_and_the_apiserver_open(lab_stack):
+    assert not connects(lab_stack, "w1", "cp1", 2379)
+    assert connects(lab_stack, "w1", "cp1", 6443)
+    assert connects(lab_stack, "cp2", "cp1", 2379)
+    assert connects(lab_stack, "w2", "w1", 10250)
+    ruleset = lab_stack.hosts["cp1"].run("nft list table inet kubeha").stdout
+    assert "tcp dport 2379-2380" in ruleset
+    # Only kubeha's table was added: kube-proxy's and flannel's rules are there as before.
+    assert "KUBE-SERVICES" in lab_stack.hosts["cp1"].run("iptables-save").stdout
 
 
 def serving(lab_stack: LabStack) -> bool:

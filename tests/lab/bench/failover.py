@@ -312,7 +312,8 @@ def main() -> int:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs")
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab running afterwards")
     args = parser.parse_args()
-    stack = boot_cluster()
+    # With kubeha's firewall on every host: failover must hold with the rules in place.
+    stack = boot_cluster(firewall="managed")
     try:
         bench = Bench(stack, stack.cluster_ca)
         bench.wait_stable()
