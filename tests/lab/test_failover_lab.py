@@ -115,7 +115,8 @@ def test_ssh_cut_during_up_fails_naming_the_host_and_the_next_up_converges(lab_s
     assert "cluster-preflight" in refused.stdout and w3.address in refused.stdout, refused.stdout[-3000:]
     assert "lb-lb1-config" not in refused.stdout  # nothing else ran
     assert failed.returncode != 0
-    assert "w3-prepare" in failed.stdout and w3.address in failed.stdout, failed.stdout[-3000:]
+    # w3's first step is its firewall (firewall.mode managed here).
+    assert "firewall-w3" in failed.stdout and w3.address in failed.stdout, failed.stdout[-3000:]
     assert wait_for(lambda: w3.run("true", check=False).returncode == 0, 30)
     before = lab_stack.ssh_sessions()
     lab_stack.pulumi("up", "--yes", "--skip-preview")
