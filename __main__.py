@@ -5,7 +5,7 @@ import pulumi
 
 from components.cluster import build_cluster
 from components.config import load_cluster_config, load_ssh_private_key
-from components.preflight import Preflight
+from components.preflight import Preflight, warn_unpinned
 from components.remote import SshAccess
 from components.settings_guard import SettingsGuard
 
@@ -16,4 +16,5 @@ ssh = SshAccess(cluster_config.ssh, load_ssh_private_key(config, cluster_config.
 # host step waits for both.
 guard = SettingsGuard("cluster-settings", cluster_config, config.name)
 preflight = Preflight("cluster-preflight", cluster_config, ssh, opts=pulumi.ResourceOptions(depends_on=[guard]))
+preflight.unpinned_host_keys.apply(lambda offered: warn_unpinned(offered, cluster_config.ssh.host_keys))
 build_cluster(cluster_config, replace(ssh, gates=(preflight,)))

@@ -32,6 +32,8 @@ _PARALLEL_HOSTS = 16
 # Set only in a preview with preflight.onPreview: the checks run in `check`, then. Never stored
 # (check drops it), so it makes no diff between a preview and the run that follows.
 CHECK_IN_PREVIEW = "check_in_preview"
+# The output with the SSH host key each unpinned host offered when preflight read it.
+UNPINNED_KEYS = "unpinned_host_keys"
 
 
 class PreflightFailed(Exception):
@@ -70,14 +72,15 @@ def policy_of(config: ClusterConfig) -> Policy:
                   allow_swap=kubelet.get("failSwapOn") is False, vip=str(vip) if vip is not None else None)
 
 
-def _read_facts(target: SshTarget, private_key: str, command: str) -> HostFacts:
+def _read_facts(target: SshTarget, private_key: str, command: str) -> tuple[HostFacts, str]:
+    """The host's facts, and the SSH host key it offered."""
     started = time.time()
     result = run_over_ssh(target, private_key, command, label="preflight: host facts")
     finished = time.time()
     epoch = next((line.split("=", 1)[1] for line in result.stdout.splitlines() if line.startswith("epoch=")), "")
     # The host read its clock at the end of the script, between these two moments.
     offset = float(epoch) - (started + finished) / 2 if epoch else 0.0
-    return HostFacts.parse(result.stdout, clock_offset_s=offset)
+    return HostFacts.parse(result.stdout, clock_offset_s=offset), result.host_key
 
 
 def _vip_answers(vip: str, port: int) -> bool:
@@ -97,7 +100,7 @@ def survey(targets: dict[str, SshTarget], private_key: str, command: str, vip: O
 
     def read(name: str) -> None:
         try:
-            result.facts[name] = _read_facts(targets[name], private_key, command)
+            result.facts[name], result.host_keys[name] = _read_facts(targets[name], private_key, command)
         except RemoteScriptFailed as error:
             result.unreachable[name] = str(error).splitlines()[-1][:200]
 
@@ -123,19 +126,37 @@ def _new_hosts(olds: dict[str, Any], news: dict[str, Any]) -> set[str]:
     return {host["name"] for host in news.get("hosts", []) if _identity(host) not in known}
 
 
+def _with_unpinned_keys(props: dict[str, Any], offered: dict[str, str], known: dict[str, str]) -> dict[str, Any]:
+    """`props` with the keys that the hosts without a pin offered (read now, or known before)."""
+    unpinned = {host["name"] for host in props["hosts"] if not host["target"].get("host_key")}
+    keys = {name: key for name, key in {**known, **offered}.items() if name in unpinned and key}
+    return {**props, UNPINNED_KEYS: keys}
+
+
+def warn_unpinned(offered: dict[str, str], pinned: dict[str, str]) -> None:
+    """One warning per host whose key is not pinned, with the exact setting that pins it."""
+    for name, key in sorted((offered or {}).items()):
+        if name not in pinned:
+            pulumi.log.warn(f"{name}: its SSH host key is not pinned, so kubeha accepts whatever key answers at its "
+                            f"address. It offered {key}; to pin it: pulumi config set --path "
+                            f"'ssh.hostKeys.{name}' '{key}'")
+
+
 class _PreflightProvider(dynamic.ResourceProvider):
-    def _check_hosts(self, props: dict[str, Any], checked: set[str]) -> None:
+    def _check_hosts(self, props: dict[str, Any], checked: set[str]) -> dict[str, str]:
+        """Fails with the table of every problem; returns the SSH host key every host offered."""
         if not checked:
-            return
+            return {}
         policy = Policy(skip=frozenset(props["policy"]["skip"]), allow_cgroup_v1=props["policy"]["allow_cgroup_v1"],
                         allow_swap=props["policy"]["allow_swap"], vip=props["policy"]["vip"])
         targets = {host["name"]: SshTarget.from_dict(host["target"]) for host in props["hosts"]}
-        found = findings(_planned(props), checked, survey(targets, props["private_key"], props["facts_command"],
-                                                          policy.vip, int(props["vip_port"])), policy)
+        surveyed = survey(targets, props["private_key"], props["facts_command"], policy.vip, int(props["vip_port"]))
+        found = findings(_planned(props), checked, surveyed, policy)
         if found:
             raise PreflightFailed(f"preflight found {len(found)} problem(s) on {', '.join(sorted(checked))}; "
                                   f"no host was changed. Fix them, or skip a check with preflight.skip:\n"
                                   + table(found))
+        return surveyed.host_keys
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         inputs = {key: value for key, value in news.items() if key != CHECK_IN_PREVIEW}
@@ -155,16 +176,18 @@ class _PreflightProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=not hosts(news) <= hosts(olds))
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        self._check_hosts(props, {host["name"] for host in props["hosts"]})
-        return dynamic.CreateResult(id_="preflight", outs=props)
+        offered = self._check_hosts(props, {host["name"] for host in props["hosts"]})
+        return dynamic.CreateResult(id_="preflight", outs=_with_unpinned_keys(props, offered, {}))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        self._check_hosts(news, _new_hosts(olds, news))
-        return dynamic.UpdateResult(outs=news)
+        offered = self._check_hosts(news, _new_hosts(olds, news))
+        return dynamic.UpdateResult(outs=_with_unpinned_keys(news, offered, olds.get(UNPINNED_KEYS) or {}))
 
 
 class Preflight(dynamic.Resource):
     """The check of new hosts; with the settings guard before it, every host step waits for it."""
+
+    unpinned_host_keys: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, config: ClusterConfig, ssh: SshAccess,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -181,4 +204,4 @@ class Preflight(dynamic.Resource):
             "facts_command": as_remote_command(render("preflight/host-facts.sh.j2"), "preflight-facts",
                                                sudo=ssh.sudo),
             "private_key": pulumi.Output.secret(ssh.private_key),
-            CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run()}, opts)
+            CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run(), UNPINNED_KEYS: None}, opts)

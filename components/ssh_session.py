@@ -51,6 +51,7 @@ class ScriptResult:
     status: int
     stdout: str
     stderr: str
+    host_key: str = ""  # the key the host offered, as an OpenSSH public-key line ("type base64")
 
 
 def _private_key(text: str) -> paramiko.PKey:
@@ -106,6 +107,7 @@ def run_over_ssh(target: SshTarget, private_key: str, command: str, *, label: st
     With check, a non-zero exit raises RemoteScriptFailed with `label` and the end of stderr;
     stdout (which may hold a secret) is never put into an error."""
     client = _connect(target, private_key)
+    offered = client.get_transport().get_remote_server_key()
     try:
         stdin_stream, stdout_stream, stderr_stream = client.exec_command(command, timeout=_SCRIPT_TIMEOUT_S)
         if stdin:
@@ -121,4 +123,4 @@ def run_over_ssh(target: SshTarget, private_key: str, command: str, *, label: st
     if check and status != 0:
         tail = "\n".join(stderr.rstrip().splitlines()[-_STDERR_TAIL_LINES:])
         raise RemoteScriptFailed(f"{label} on {target.address} failed (exit {status}):\n{tail}")
-    return ScriptResult(status, stdout, stderr)
+    return ScriptResult(status, stdout, stderr, host_key=f"{offered.get_name()} {offered.get_base64()}")
