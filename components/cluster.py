@@ -9,7 +9,7 @@ import pulumi
 from components.admin_credential import AdminCredential, CredentialScripts, with_server
 from components.certificates import CertificateScripts, ControlPlaneCertificates
 from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
-from components.config import APISERVER_PORT, ClusterConfig, Host, LoadBalancerMode, NodeHost
+from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host, LoadBalancerMode, NodeHost
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
@@ -82,8 +82,10 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
 
 
 def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
-    # Every host's firewall first (firewall.mode managed): every other step waits for it.
-    ssh = replace(ssh, gates=(*ssh.gates, Firewall("firewall", FirewallArgs(config=config, ssh=ssh))))
+    # Every host's firewall first (firewall.mode managed): every other step waits for it. Unmanaged
+    # there is none (and going back to unmanaged deletes it, which removes kubeha's tables).
+    if config.firewall.mode is FirewallMode.MANAGED:
+        ssh = replace(ssh, gates=(*ssh.gates, Firewall("firewall", FirewallArgs(config=config, ssh=ssh))))
     settings = config.load_balancer
     load_balancer_ready: Optional[pulumi.Resource] = None
     if settings.mode is LoadBalancerMode.KEEPALIVED_HAPROXY:

@@ -22,7 +22,7 @@ from typing import Iterable, Optional
 
 import pulumi
 
-from components.config import ClusterConfig, FirewallMode, Host, LoadBalancerMode, NetworkPlugin
+from components.config import ClusterConfig, Host, LoadBalancerMode, NetworkPlugin
 from components.remote import SshAccess, run_script
 from components.render import render
 
@@ -130,18 +130,18 @@ class FirewallArgs:
 
 
 class Firewall(pulumi.ComponentResource):
-    """Every host's table, before any other host step (see the module docstring)."""
+    """Every host's table, before any other host step (see the module docstring); made only with
+    firewall.mode managed."""
 
     def __init__(self, name: str, args: FirewallArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("kubeha:index:Firewall", name, None, opts)
         config = args.config
-        if config.firewall.mode is FirewallMode.MANAGED:
-            # Decommissioned entries keep their step as it is (nothing reaches their host).
-            for host in [*config.load_balancer.hosts, *config.control_plane_entries, *config.worker_entries]:
-                firewall = host_firewall(config, host)
-                run_script(f"{name}-{host.name}", host=host, ssh=args.ssh,
-                           create=render("firewall/apply-firewall.sh.j2", host_name=host.name, roles=firewall.roles,
-                                         ruleset=render_ruleset(firewall), package_proxy=config.packages.proxy),
-                           delete=render("firewall/remove-firewall.sh.j2", host_name=host.name),
-                           opts=pulumi.ResourceOptions(parent=self))
+        # Decommissioned entries keep their step as it is (nothing reaches their host).
+        for host in [*config.load_balancer.hosts, *config.control_plane_entries, *config.worker_entries]:
+            firewall = host_firewall(config, host)
+            run_script(f"{name}-{host.name}", host=host, ssh=args.ssh,
+                       create=render("firewall/apply-firewall.sh.j2", host_name=host.name, roles=firewall.roles,
+                                     ruleset=render_ruleset(firewall), package_proxy=config.packages.proxy),
+                       delete=render("firewall/remove-firewall.sh.j2", host_name=host.name),
+                       opts=pulumi.ResourceOptions(parent=self))
         self.register_outputs({})
