@@ -49,10 +49,20 @@ while time.monotonic() < deadline:
 """
 
 
-def lab_environment(mode: str = "keepalived-haproxy", ssh_user: str = "root",
-                    firewall: str = "unmanaged") -> dict[str, str]:
-    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": mode,
-            "LAB_SSH_USER": ssh_user, "LAB_FIREWALL": firewall}
+@dataclass(frozen=True)
+class LabOptions:
+    """How the lab stack is configured (tests/lab/lab-stack.sh)."""
+
+    mode: str = "keepalived-haproxy"  # loadBalancer.mode
+    ssh_user: str = "root"
+    firewall: str = "unmanaged"  # firewall.mode
+    package_proxy: str = ""  # packages.proxy
+
+
+def lab_environment(options: LabOptions = LabOptions()) -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": options.mode,
+            "LAB_SSH_USER": options.ssh_user, "LAB_FIREWALL": options.firewall,
+            "LAB_PACKAGE_PROXY": options.package_proxy}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -154,11 +164,11 @@ class LabStack:
         return base64.b64decode(document["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
 
 
-def boot_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root", firewall: str = "unmanaged") -> LabStack:
+def boot_cluster(options: LabOptions = LabOptions()) -> LabStack:
     """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
-    in loadBalancer.mode `mode`, with firewall.mode `firewall`."""
+    with the stack configured by `options`."""
     started = time.monotonic()
-    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(mode, ssh_user, firewall), capture_output=True,
+    result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(options), capture_output=True,
                             text=True, timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
@@ -176,8 +186,7 @@ def tear_down_cluster() -> None:
 
 
 @contextmanager
-def fresh_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root",
-                  firewall: str = "unmanaged") -> Iterator[LabStack]:
+def fresh_cluster(options: LabOptions = LabOptions()) -> Iterator[LabStack]:
     """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
     Skips the calling tests where the lab cannot run."""
     reason = lab_unavailable_reason()
@@ -185,7 +194,7 @@ def fresh_cluster(mode: str = "keepalived-haproxy", ssh_user: str = "root",
         pytest.skip(reason)
     subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
     try:
-        yield boot_cluster(mode, ssh_user, firewall)
+        yield boot_cluster(options)
     finally:
         tear_down_cluster()
 

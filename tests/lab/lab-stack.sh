@@ -8,6 +8,7 @@
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
 # lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
 # sudo on every lab host). LAB_FIREWALL=managed: firewall.mode managed (unmanaged by default).
+# LAB_PACKAGE_PROXY=URL: packages.proxy.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -69,6 +70,11 @@ kubernetes_settings() {
   kubeha:network:
     flannel:
       interface: host0'
+    if [ -n "${LAB_PACKAGE_PROXY:-}" ]; then
+        # LAB_PACKAGE_PROXY=URL: packages.proxy, as at a site whose hosts download through one.
+        echo "  kubeha:packages:
+    proxy: ${LAB_PACKAGE_PROXY}"
+    fi
     if [ "${LAB_FIREWALL:-unmanaged}" = managed ]; then
         # LAB_FIREWALL=managed: kubeha's nftables rules on every host (the failover tests and the
         # benchmark run with them); the lab's nodes are all in the bridge's network.

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.lab.cluster import PORT, VIP, LabStack, fresh_cluster, wait_for
+from tests.lab.cluster import PORT, VIP, LabOptions, LabStack, fresh_cluster, wait_for
 from tests.lab.conftest import lab
 from tests.lab.probe import Prober
 
@@ -27,7 +27,7 @@ BURN = (f"for _ in $(seq $(( $(nproc) * 2 ))); do timeout {BURN_SECONDS} sh -c '
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
     # firewall.mode managed: every fault below is survived with kubeha's nftables rules in place.
-    with fresh_cluster(firewall="managed") as stack:
+    with fresh_cluster(LabOptions(firewall="managed")) as stack:
         yield stack
 
 

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from tests.lab.cluster import LabStack, assert_readyz_through, fresh_cluster, kubectl, running_pod, wait_for
+from tests.lab.cluster import LabOptions, LabStack, assert_readyz_through, fresh_cluster, kubectl, running_pod, wait_for
 
 pytestmark = pytest.mark.lab
 VIP = "10.250.0.100"
@@ -22,7 +22,7 @@ MANIFEST_AWAY = "/etc/kubernetes/kube-vip.yaml.stopped-by-test"
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    with fresh_cluster("kube-vip") as stack:
+    with fresh_cluster(LabOptions(mode="kube-vip")) as stack:
         yield stack
 
 

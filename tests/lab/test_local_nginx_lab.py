@@ -3,17 +3,22 @@
 Real nginx (Debian's, with its stream module) on five real hosts in front of real Kubernetes
 1.34 apiservers. The probe runs on a worker, against its own local proxy, while one apiserver is
 stopped. This stack logs in as `kubeha`, a non-root user with passwordless sudo: every step runs
-through `sudo -n`.
+through `sudo -n`. Its hosts download every package through `packages.proxy`, a recording
+proxy on the lab bridge (tests/lab/package_proxy.py).
 """
 from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.lab.cluster import LAB_SCRIPT, LabStack, fresh_cluster, kubectl
+from tests.lab.cluster import LAB_DIR, LAB_SCRIPT, LabOptions, LabStack, fresh_cluster, kubectl
+from tests.lab.package_proxy import ADDRESS as PROXY_ADDRESS
+from tests.lab.package_proxy import URL as PROXY_URL
+from tests.lab.package_proxy import PackageProxy, ProxiedRequest
 from tests.lab.probe import __file__ as PROBE_MODULE
 
 pytestmark = pytest.mark.lab
@@ -35,10 +40,43 @@ print(json.dumps({{"probes": len(results), "failed": [r.detail for r in results 
 """
 
 
+REPOSITORY_LOG = LAB_DIR / "repository.log"
+
+
+@dataclass(frozen=True)
+class ProxiedBuild:
+    stack: LabStack
+    proxied: list[ProxiedRequest]  # what the package proxy saw while the cluster was built
+    direct_downloads: list[str]  # requests the lab's repository got from anything but the proxy
+
+
 @pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    with fresh_cluster("local-nginx", ssh_user="kubeha") as stack:
-        yield stack
+def built() -> ProxiedBuild:
+    """The cluster, built with packages.proxy pointing at the lab's recording proxy."""
+    proxy = PackageProxy().start()
+    try:
+        with fresh_cluster(LabOptions(mode="local-nginx", ssh_user="kubeha", package_proxy=PROXY_URL)) as stack:
+            # The repository's log starts anew with the lab: it holds this build's requests only.
+            direct = [line for line in REPOSITORY_LOG.read_text().splitlines()
+                      if not line.startswith(f"{PROXY_ADDRESS[0]} ")]
+            yield ProxiedBuild(stack, list(proxy.seen), direct)
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_stack(built) -> LabStack:
+    return built.stack
+
+
+def test_every_package_download_went_through_the_package_proxy(built):
+    assert [line for line in built.direct_downloads if "GET" in line] == []
+    fetched = [request.url for request in built.proxied if request.status == 200]
+    assert any(url.endswith("/Release.key") for url in fetched)  # curl --proxy
+    for package in ("kubeadm_", "kubelet_", "kubectl_", "cri-tools_"):
+        downloads = [request.client for request in built.proxied if package in request.url and request.status == 200]
+        assert sorted(set(downloads)) == sorted(built.stack.hosts[node].address for node in NODES), package
+    assert [request for request in built.proxied if request.status == 403] == []  # nothing off the lab asked for
 
 
 def test_a_non_root_user_with_sudo_built_the_cluster(lab_stack):

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.cluster import (PORT, VIP, LabStack, assert_readyz_through, fresh_cluster, kubectl, running_pod,
-                               wait_for)
+from tests.lab.cluster import (PORT, VIP, LabOptions, LabStack, assert_readyz_through, fresh_cluster, kubectl,
+                               running_pod, wait_for)
 
 pytestmark = pytest.mark.lab
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
@@ -21,7 +21,7 @@ HAPROXY_AWAY = "/etc/kubernetes/haproxy.yaml.stopped-by-test"
 
 @pytest.fixture(scope="module")
 def lab_stack() -> LabStack:
-    with fresh_cluster("static-pods") as stack:
+    with fresh_cluster(LabOptions(mode="static-pods")) as stack:
         yield stack
 
 

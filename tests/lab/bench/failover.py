@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 from tests.lab.cluster import (
-    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, tear_down_cluster, wait_for,
+    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabOptions, LabStack, boot_cluster, tear_down_cluster, wait_for,
 )
 from tests.lab.conftest import LAB_SCRIPT, lab
 from tests.lab.probe import Prober
@@ -313,7 +313,7 @@ def main() -> int:
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab running afterwards")
     args = parser.parse_args()
     # With kubeha's firewall on every host: failover must hold with the rules in place.
-    stack = boot_cluster(firewall="managed")
+    stack = boot_cluster(LabOptions(firewall="managed"))
     try:
         bench = Bench(stack, stack.cluster_ca)
         bench.wait_stable()
