@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
+import socket
 import threading
 import urllib.error
 import urllib.parse
@@ -26,6 +27,17 @@ class ProxiedRequest:
     method: str
     url: str
     status: int
+
+
+# Linux's IP_FREEBIND (not named in Python's socket module): the proxy starts before the lab's
+# bridge, and so its address, exists, and serves once the bridge is up.
+_IP_FREEBIND = 15
+
+
+class _FreeBindServer(http.server.ThreadingHTTPServer):
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_IP, _IP_FREEBIND, 1)
+        super().server_bind()
 
 
 @dataclass
@@ -68,7 +80,7 @@ class PackageProxy:
             def log_message(self, *_args) -> None:
                 return None
 
-        self._server = http.server.ThreadingHTTPServer(ADDRESS, Handler)
+        self._server = _FreeBindServer(ADDRESS, Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
