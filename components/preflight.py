@@ -147,8 +147,10 @@ class _PreflightProvider(dynamic.ResourceProvider):
         """Fails with the table of every problem; returns the SSH host key every host offered."""
         if not checked:
             return {}
-        policy = Policy(skip=frozenset(props["policy"]["skip"]), allow_cgroup_v1=props["policy"]["allow_cgroup_v1"],
-                        allow_swap=props["policy"]["allow_swap"], vip=props["policy"]["vip"])
+        # The engine drops keys whose value is None (no VIP in local-nginx mode): .get, not [].
+        policy = Policy(skip=frozenset(props["policy"].get("skip", [])),
+                        allow_cgroup_v1=bool(props["policy"].get("allow_cgroup_v1")),
+                        allow_swap=bool(props["policy"].get("allow_swap")), vip=props["policy"].get("vip"))
         targets = {host["name"]: SshTarget.from_dict(host["target"]) for host in props["hosts"]}
         surveyed = survey(targets, props["private_key"], props["facts_command"], policy.vip, int(props["vip_port"]))
         found = findings(_planned(props), checked, surveyed, policy)

@@ -204,6 +204,12 @@ def test_ports_that_come_back_from_the_engine_as_floats_are_reported_as_ports(re
         _PreflightProvider().create(engine_props)
 
 
+def test_a_stack_without_a_vip_is_checked_though_the_engine_dropped_the_empty_key(read_hosts):
+    engine_props = props("w1", "w2")
+    del engine_props["policy"]["vip"]  # local-nginx: None, which the engine does not pass on
+    assert _PreflightProvider().create(engine_props).outs["hosts"]
+
+
 def test_an_unchanged_host_list_previews_no_change():
     assert not _PreflightProvider().diff("preflight", props("w1", "w2"), props("w1", "w2")).changes
 
