@@ -46,9 +46,13 @@ def earliest_expiry(check_expiration_json: str) -> datetime.datetime:
     return min(dates)
 
 
+def _renew_at(props: dict[str, Any], expires: datetime.datetime) -> float:
+    """When the renewal window opens: `renew_before_days` before the earliest expiry."""
+    return expires.timestamp() - int(props["renew_before_days"]) * DAY_S
+
+
 def _recorded(props: dict[str, Any], expires: datetime.datetime) -> dict[str, Any]:
-    return {**props, "earliest_expiry": expires.isoformat(),
-            "renew_at": expires.timestamp() - int(props["renew_before_days"]) * DAY_S}
+    return {**props, "earliest_expiry": expires.isoformat(), "renew_at": _renew_at(props, expires)}
 
 
 class _CertificatesProvider(dynamic.ResourceProvider):
@@ -63,7 +67,7 @@ class _CertificatesProvider(dynamic.ResourceProvider):
     def _converge(self, props: dict[str, Any]) -> dict[str, Any]:
         """The dates read; renewed first if they are inside the window."""
         expires = self._expiry(props)
-        if expires.timestamp() - int(props["renew_before_days"]) * DAY_S <= time.time():
+        if _renew_at(props, expires) <= time.time():
             self._run(props, "renew", "certificate renewal")
             expires = self._expiry(props)
         return _recorded(props, expires)

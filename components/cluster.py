@@ -15,7 +15,7 @@ from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket
 from components.pod_network import PodNetwork, PodNetworkArgs
-from components.remote import SshAccess, as_remote_command, run_script
+from components.remote import SshAccess, run_script
 from components.render import render
 from components.worker_node import WorkerNode, WorkerNodeArgs
 
@@ -43,10 +43,9 @@ def _admin_credential(config: ClusterConfig, cluster: ClusterContext,
     validity = kubernetes.kubeconfig_validity_hours
 
     def wrapped(template: str, label: str) -> str:
-        return as_remote_command(render(template, validity_hours=validity, api_version=kubernetes.kubeadm_api_version,
-                                        cluster_name=kubernetes.cluster_name, kubernetes_version=kubernetes.version,
-                                        control_plane_endpoint=cluster.control_plane_endpoint),
-                                 label, sudo=ssh.sudo)
+        return ssh.command(render(template, validity_hours=validity, api_version=kubernetes.kubeadm_api_version,
+                                  cluster_name=kubernetes.cluster_name, kubernetes_version=kubernetes.version,
+                                  control_plane_endpoint=cluster.control_plane_endpoint), label)
 
     return AdminCredential(
         "cluster-admin-credential",
@@ -67,9 +66,8 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     expiries: list[pulumi.Output[str]] = []
     for host in config.control_planes:
         def wrapped(template: str, step: str) -> str:
-            return as_remote_command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT,
-                                            package_proxy=config.packages.proxy),
-                                     f"{host.name}-{step}", sudo=ssh.sudo)
+            return ssh.command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT,
+                                      package_proxy=config.packages.proxy), f"{host.name}-{step}")
         certificates = ControlPlaneCertificates(
             f"{host.name}-certificates", node_name=host.name, node=ssh.target(host).to_dict(),
             private_key=ssh.private_key, renew_before_days=config.certificates.renew_before_days,

@@ -11,7 +11,7 @@ from components.config import (APISERVER_PORT, ClusterConfig, ContainerdSettings
                                PackageSettings)
 from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
 from components.kubeadm_join import NOT_A_MEMBER, JoinScripts, KubeadmJoin
-from components.remote import RUNS_ONCE, SshAccess, as_remote_command, run_script
+from components.remote import RUNS_ONCE, SshAccess, run_script
 from components.render import render
 
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
@@ -129,7 +129,7 @@ def render_join_material_script(host: Host, cluster: ClusterContext, *, control_
 def _join_scripts(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
                   ca_cert_hash: str) -> JoinScripts:
     def wrapped(script: str, step: str) -> str:
-        return as_remote_command(script, f"{name}-{step}", sudo=cluster.ssh.sudo)
+        return cluster.ssh.command(script, f"{name}-{step}")
 
     return JoinScripts(
         member_check=wrapped(render("node/member-check.sh.j2", host=host, not_a_member=NOT_A_MEMBER), "member-check"),

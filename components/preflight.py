@@ -22,7 +22,7 @@ from pulumi import dynamic
 
 from components.config import CONTROL_PLANE_PORTS, ClusterConfig, LoadBalancerMode
 from components.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
-from components.remote import SshAccess, as_remote_command
+from components.remote import SshAccess
 from components.render import render
 from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 
@@ -203,7 +203,6 @@ class Preflight(dynamic.Resource):
             "policy": {"skip": sorted(policy.skip), "allow_cgroup_v1": policy.allow_cgroup_v1,
                        "allow_swap": policy.allow_swap, "vip": policy.vip},
             "vip_port": config.load_balancer.listen_port,
-            "facts_command": as_remote_command(render("preflight/host-facts.sh.j2"), "preflight-facts",
-                                               sudo=ssh.sudo),
+            "facts_command": ssh.command(render("preflight/host-facts.sh.j2"), "preflight-facts"),
             "private_key": pulumi.Output.secret(ssh.private_key),
             CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run(), UNPINNED_KEYS: None}, opts)

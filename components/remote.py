@@ -54,6 +54,11 @@ class SshAccess:
     def sudo(self) -> bool:
         return self.settings.user != "root"
 
+    def command(self, script: str, label: str) -> str:
+        """`script` wrapped for this login (as_remote_command, through sudo unless root): every
+        remote script, the command provider's and the paramiko steps', goes through here."""
+        return as_remote_command(script, label, sudo=self.sudo)
+
     def gated(self, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
         """`opts` waiting for the gates: every step that reaches a host uses it."""
         if not self.gates:
@@ -96,13 +101,11 @@ def run_script(
         # without its delete step (which would have to reach the host).
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True,
                                                                          ignore_changes=_EVERY_INPUT))
-    sudo = ssh.sudo
     return remote.Command(
         resource_name,
         connection=ssh.connection(host),
-        create=pulumi.Output.from_input(create).apply(
-            lambda script: as_remote_command(script, f"{resource_name}-create", sudo=sudo)),
-        delete=as_remote_command(delete, f"{resource_name}-delete", sudo=sudo) if delete else None,
+        create=pulumi.Output.from_input(create).apply(lambda script: ssh.command(script, f"{resource_name}-create")),
+        delete=ssh.command(delete, f"{resource_name}-delete") if delete else None,
         stdin=stdin,
         triggers=list(triggers) if triggers else None,
         logging=remote.Logging.STDERR if secret_stdout else None,
