@@ -13,10 +13,12 @@ from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host,
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
-from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket
+from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
 from components.pod_network import PodNetwork, PodNetworkArgs
 from components.remote import SshAccess, run_script
 from components.render import render
+from components.upgrade import (RELEASE_MISSING, KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts,
+                                UpgradeScripts)
 from components.worker_node import WorkerNode, WorkerNodeArgs
 
 
@@ -79,6 +81,41 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     return pulumi.Output.all(*expiries).apply(lambda dates: min(dates) if dates else None)
 
 
+def _upgrade(config: ClusterConfig, cluster: ClusterContext, after: list[pulumi.Resource]) -> KubernetesUpgrade:
+    """The cluster at kubernetes.version: `kubeadm upgrade apply` on the lead, then the other
+    control planes, then the kubelets (components/upgrade); cluster-side steps on the lead."""
+    ssh, lead = cluster.ssh, config.lead_control_plane
+    control_planes = [lead, *(host for host in config.control_planes if host.name != lead.name)]
+    source = kubernetes_package_source(cluster)
+
+    def wrapped(template: str, host: Host, label: str, **values: object) -> str:
+        return ssh.command(render(f"upgrade/{template}", host=host, **source, **values), label)
+
+    def node_scripts(host: NodeHost, worker: bool) -> NodeScripts:
+        return NodeScripts(
+            control_plane=None if worker else wrapped("control-plane.sh.j2", host, f"{host.name}-upgrade-control-plane",
+                                                      first=host.name == lead.name),
+            drain=wrapped("drain.sh.j2", lead, f"{host.name}-upgrade-drain", node=host.name,
+                          drain_timeout=config.kubernetes.drain_timeout_seconds),
+            kubelet=wrapped("kubelet.sh.j2", host, f"{host.name}-upgrade-kubelet", worker=worker),
+            uncordon=wrapped("uncordon.sh.j2", lead, f"{host.name}-upgrade-uncordon", node=host.name))
+
+    scripts = UpgradeScripts(
+        status=wrapped("cluster-status.sh.j2", lead, "upgrade-cluster-status"),
+        repository_check=wrapped("repository-check.sh.j2", lead, "upgrade-repository-check",
+                                 missing_status=RELEASE_MISSING),
+        nodes={**{host.name: node_scripts(host, worker=False) for host in control_planes},
+               **{host.name: node_scripts(host, worker=True) for host in config.workers}})
+    return KubernetesUpgrade("kubernetes-upgrade", KubernetesUpgradeArgs(
+        version=config.kubernetes.version,
+        repository=f"{config.kubernetes.package_repository}/{config.kubernetes.minor}",
+        control_planes=[host.name for host in control_planes], workers=[host.name for host in config.workers],
+        max_unavailable_workers=config.upgrade.max_unavailable_workers,
+        targets={host.name: ssh.target(host).to_dict() for host in [*control_planes, *config.workers]},
+        private_key=ssh.private_key, scripts=scripts), project=pulumi.get_project(),
+        opts=ssh.gated(pulumi.ResourceOptions(depends_on=after)))
+
+
 def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     # Every host's firewall first (firewall.mode managed): every other step waits for it. Unmanaged
     # there is none (and going back to unmanaged deletes it, which removes kubeha's tables).
@@ -130,6 +167,9 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     run_script("cluster-teardown", host=lead, ssh=ssh, create=render("control-plane/teardown-mark.sh.j2", mark=False),
                delete=render("control-plane/teardown-mark.sh.j2", mark=True),
                opts=pulumi.ResourceOptions(depends_on=records))
+    # A kubernetes.version change, once every node is a member; certificate renewals wait for it
+    # (both restart static pods, one control plane at a time each).
+    upgraded = _upgrade(config, cluster, records)
     # The kubeconfig output once every node has joined, so that a destroy revokes it before any
     # control plane is reset.
     credential = _admin_credential(config, cluster, records)
@@ -146,7 +186,7 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     pulumi.export("vip", str(settings.vip) if settings.vip is not None else None)
     pulumi.export("kubeconfig", kubeconfig)
     pulumi.export("kubeconfigExpires", credential.not_after)
-    pulumi.export("certificatesExpire", _certificates(config, cluster, control_planes, records))
+    pulumi.export("certificatesExpire", _certificates(config, cluster, control_planes, [*records, upgraded]))
     pulumi.export("caCertHash", bootstrap.ca_cert_hash)
     pulumi.export("controlPlanes", _host_list(config.control_planes))
     pulumi.export("workers", _host_list(config.workers))

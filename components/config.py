@@ -508,6 +508,12 @@ class CertificateSettings(_Model):
     renew_before_days: int = Field(30, ge=1, le=180)
 
 
+class UpgradeSettings(_Model):
+    # How many workers a Kubernetes upgrade drains and upgrades at once (components/upgrade):
+    # control planes always go one at a time; workers in batches of this many.
+    max_unavailable_workers: int = Field(1, ge=1, le=100)
+
+
 class PreflightSettings(_Model):
     # Checks (components/preflight_checks.CHECKS) a site knows it cannot pass and accepts, e.g.
     # unique-product-uuid where VMs were cloned without a new one, or time-sync on containers
@@ -541,6 +547,7 @@ class ClusterConfig(_Model):
     preflight: PreflightSettings = PreflightSettings()
     certificates: CertificateSettings = CertificateSettings()
     firewall: FirewallSettings = FirewallSettings()
+    upgrade: UpgradeSettings = UpgradeSettings()
 
     @field_validator("control_plane_entries")
     @classmethod
@@ -669,7 +676,7 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 
 
 _TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
-                   "network", "preflight", "certificates", "firewall")
+                   "network", "preflight", "certificates", "firewall", "upgrade")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

@@ -67,18 +67,28 @@ def render_hosts_tomls(containerd: ContainerdSettings) -> dict[str, str]:
 
 
 def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.Resource) -> remote.Command:
+    """The host prepared, then kubeadm/kubelet/kubectl installed; returns the packages step."""
     script = render(
-        "node/prepare-host.sh.j2", host=host, kubernetes_version=cluster.kubernetes.version,
-        kubernetes_minor=cluster.kubernetes.minor, package_repository=cluster.kubernetes.package_repository,
-        package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
+        "node/prepare-host.sh.j2", host=host, package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
         sandbox_image=cluster.kubernetes.pause_image,
         # Direct for containerd whatever packages.proxy says: loopback and the cluster's own ranges.
         no_proxy=["localhost", "127.0.0.1", str(cluster.kubernetes.pod_subnet), str(cluster.kubernetes.service_subnet),
                   ".svc", ".cluster.local"],
         ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6,
         hosts_tomls=render_hosts_tomls(cluster.containerd))
-    return run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
-                      opts=pulumi.ResourceOptions(parent=parent))
+    prepared = run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
+                          opts=pulumi.ResourceOptions(parent=parent))
+    # Made once: a later kubernetes.version is the upgrade's (components/upgrade), not this step's.
+    return run_script(
+        f"{name}-kubernetes-packages", host=host, ssh=cluster.ssh,
+        create=render("node/kubernetes-packages.sh.j2", host=host, **kubernetes_package_source(cluster)),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared], ignore_changes=RUNS_ONCE))
+
+
+def kubernetes_package_source(cluster: ClusterContext) -> dict[str, object]:
+    """What lib/kubernetes-packages.sh.j2 renders with: the release and where its packages are."""
+    return {"kubernetes_version": cluster.kubernetes.version, "kubernetes_minor": cluster.kubernetes.minor,
+            "package_repository": cluster.kubernetes.package_repository, "package_proxy": cluster.packages.proxy}
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,18 @@
 
 Some settings are fixed the moment `kubeadm init` runs: the control-plane endpoint (mode, VIP,
 port) is in every certificate and kubeconfig, the subnets and the cluster name are in the
-cluster's own configuration, the kubelets keep their cgroup driver and component configuration,
-and a version change needs `kubeadm upgrade`. Applying such an edit node by node would split or
+cluster's own configuration, and the kubelets keep their cgroup driver and component configuration.
+Applying such an edit node by node would split or
 break the cluster, and ignoring it would mislead. So the values are kept in a resource of their
 own, registered before anything else, and every remote command waits for it: its provider's
 `check` sees the values the cluster was built with (the old inputs) beside the new ones and
 fails on a difference, which stops `pulumi preview` and `pulumi up` before any host is touched.
 The values are stored when the guard is first created, which is before the first host step, so
 the guard also holds after a first `up` that failed half way.
+
+`kubernetes.version` may change, within what `kubeadm upgrade` can do (components/upgrade): one
+minor release up at most, never down, and in a run of its own (no node added or removed in it,
+so that no node joins at a release the others do not run yet).
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from components.config import ClusterConfig
 
 SETTINGS = "settings"
 _CONTROL_PLANES = "controlPlanes"  # the set of names: removals are limited, not forbidden
+_WORKERS = "workers"  # the set of names: recorded so an upgrade can be kept to a run of its own
+_VERSION = "kubernetes.version"
 _ENDPOINT = ("would move the control-plane endpoint that every certificate and kubeconfig carries; set it back "
              "to {old}, or build a new stack with the new value and move the workloads")
 # Why each setting is fixed once the cluster is built, and what to do instead of editing it.
@@ -37,9 +43,6 @@ _WHY_FIXED: dict[str, str] = {
                             "cannot move under running pods; set it back to {old}",
     "kubernetes.serviceSubnet": "holds every Service IP and the apiserver certificate's service address since "
                                 "kubeadm init; set it back to {old}",
-    "kubernetes.version": "needs `kubeadm upgrade` node by node, which kubeha does not run yet; re-installing the "
-                          "packages of every node at once would break Kubernetes' version-skew policy. Set it "
-                          "back to {old}",
     "containerd.cgroupDriver": "must match the cgroup driver the kubelets were configured with at init and join, "
                                "which kubeha does not change on running nodes; set it back to {old}",
     "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
@@ -67,16 +70,47 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
         "network.plugin": config.network.plugin.value,
         _CONTROL_PLANES: ",".join(sorted(host.name for host in config.control_planes)),
+        _WORKERS: ",".join(sorted(host.name for host in config.workers)),
     }
 
 
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _version_refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """A version change kubeadm cannot make (down, or past the next minor release), or one in the
+    same run as a change of the nodes."""
+    old, new = built.get(_VERSION), wanted.get(_VERSION)
+    if old is None or new is None or old == new:
+        return []
+    key = f"{project}:{_VERSION}"
+    (old_major, old_minor, _), (new_major, new_minor, _) = _release(old)[:3], _release(new)[:3]
+    if _release(new) < _release(old):
+        return [f"{key}: this cluster runs {old}; {new} would be a downgrade, which kubeadm cannot do. Set it back "
+                f"to {old} (or a later release). Refused; nothing was changed."]
+    if new_major != old_major or new_minor > old_minor + 1:
+        return [f"{key}: this cluster runs {old}; {new} skips a minor release, and kubeadm upgrades one minor "
+                f"release at a time. Upgrade to {old_major}.{old_minor + 1}.x first, then to {new}. Refused; "
+                f"nothing was changed."]
+    moved = [f"{group} ({', '.join(sorted(set(built[group].split(',')) ^ set(wanted[group].split(','))))})"
+             for group in (_CONTROL_PLANES, _WORKERS)
+             if group in built and group in wanted and built[group] != wanted[group]]
+    if moved:
+        return [f"{key}: the upgrade from {old} to {new} comes with a change of {' and '.join(moved)}; a node "
+                f"joining during an upgrade would run a release the cluster does not. Change the nodes or the "
+                f"version, run `pulumi up`, then the other. Refused; nothing was changed."]
+    return []
+
+
 def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
-    """One message per fixed setting that differs from what the cluster was built with, and one for
-    a removal of more than one control plane. A key the cluster has no recorded value for (a
+    """One message per fixed setting that differs from what the cluster was built with, one for a
+    version change kubeadm cannot make, and one for a removal of more than one control plane. A key the cluster has no recorded value for (a
     guard from an older kubeha) is recorded, not refused."""
     messages = [f"{project}:{key}: this cluster was built with {built[key]}; changing it to {wanted[key]} "
                 f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
                 for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
+    messages.extend(_version_refusals(project, built, wanted))
     if _CONTROL_PLANES in built and _CONTROL_PLANES in wanted:
         removed = sorted(set(built[_CONTROL_PLANES].split(",")) - set(wanted[_CONTROL_PLANES].split(",")))
         if len(removed) > 1:

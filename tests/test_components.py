@@ -30,7 +30,8 @@ def test_the_cluster_wide_resources_are_beside_the_components(deployment):
     # (Registered in whatever order their inputs resolve.)
     assert {(r.type, r.name) for r in top_level} == {(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
                                                      (COMMAND, "cluster-teardown"),
-                                                     (DYNAMIC, "cluster-admin-credential")}
+                                                     (DYNAMIC, "cluster-admin-credential"),
+                                                     (DYNAMIC, "kubernetes-upgrade")}
 
 
 def test_every_command_is_a_child_of_its_component(deployment):
@@ -292,8 +293,9 @@ def test_package_proxy_reaches_host_scripts(deploy, stack_config):
 
 def test_package_proxy_reaches_the_repository_key_download_and_containerd(deploy, stack_config):
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
-    prepare = deploy(stack_config).named("w1-prepare").inputs["create"]
-    assert 'curl -fsSL --proxy "http://10.250.0.1:3142" ' in prepare
+    deployment = deploy(stack_config)
+    prepare = deployment.named("w1-prepare").inputs["create"]
+    assert 'curl -fsSL --proxy "http://10.250.0.1:3142" ' in deployment.named("w1-kubernetes-packages").inputs["create"]
     assert '"Environment=HTTPS_PROXY=http://10.250.0.1:3142"' in prepare
     assert '"Environment=NO_PROXY=localhost,127.0.0.1,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local"' in prepare
 

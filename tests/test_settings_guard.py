@@ -45,7 +45,6 @@ def test_a_first_deployment_has_nothing_to_compare_with(built):
     ("kubernetes.serviceSubnet", lambda c: c["kubernetes"].update(serviceSubnet="10.112.0.0/12"),
      "10.96.0.0/12", "10.112.0.0/12"),
     ("kubernetes.clusterName", lambda c: c["kubernetes"].update(clusterName="prod"), "kubernetes", "prod"),
-    ("kubernetes.version", lambda c: c["kubernetes"].update(version="1.34.5"), "1.34.4", "1.34.5"),
     ("containerd.cgroupDriver", lambda c: c.update(containerd={"cgroupDriver": "cgroupfs"}), "systemd",
      "cgroupfs"),
     ("kubernetes.kubelet", lambda c: c["kubernetes"].update(kubelet={"maxPods": 50}), "{}", '{"maxPods": 50}'),
@@ -121,3 +120,33 @@ def test_removing_one_control_plane_and_adding_others_passes(stack_config, built
                                    {"name": "cp4", "address": "198.51.100.24"},
                                    {"name": "cp5", "address": "198.51.100.25"}]
     assert check(built, settings_after(stack_config, replace_one)) == []
+
+
+def with_version(stack_config, version: str) -> dict[str, str]:
+    return settings_after(stack_config, lambda c: c["kubernetes"].update(version=version))
+
+
+@pytest.mark.parametrize("old, new", [("1.34.3", "1.34.4"), ("1.33.7", "1.34.4")])
+def test_an_upgrade_to_the_next_patch_or_minor_release_passes(stack_config, old, new):
+    assert check(with_version(stack_config, old), with_version(stack_config, new)) == []
+
+
+def test_a_downgrade_is_refused_naming_both_releases(stack_config):
+    [message] = check(with_version(stack_config, "1.34.4"), with_version(stack_config, "1.34.3"))
+    assert message.startswith("kubeha:kubernetes.version: this cluster runs 1.34.4; 1.34.3 would be a downgrade")
+
+
+def test_skipping_a_minor_release_is_refused_naming_the_one_to_take_first(stack_config):
+    [message] = check(with_version(stack_config, "1.32.9"), with_version(stack_config, "1.34.4"))
+    assert "skips a minor release" in message and "Upgrade to 1.33.x first" in message
+
+
+def test_an_upgrade_in_the_same_run_as_a_new_worker_is_refused(stack_config):
+    built = with_version(stack_config, "1.34.3")
+
+    def upgrade_and_add(config):
+        config["kubernetes"].update(version="1.34.4")
+        config["workers"].append({"name": "w3", "address": "198.51.100.33"})
+    [message] = check(built, settings_after(stack_config, upgrade_and_add))
+    assert message.startswith("kubeha:kubernetes.version: the upgrade from 1.34.3 to 1.34.4 comes with a change "
+                              "of workers (w3)")

@@ -27,6 +27,7 @@ STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
 ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
 # The lab's real Kubernetes (make lab-kubernetes): its kubectl runs the tests' queries.
 KUBERNETES_VERSION = "1.34.4"
+UPGRADE_FROM_VERSION = "1.34.3"  # the Makefile's UPGRADE_FROM_VERSION: test_upgrade_lab builds at it
 KUBE_DIR = Path(os.environ.get("KUBE_DIR", f"/var/cache/kubeha/kubernetes/v{KUBERNETES_VERSION}"))
 KUBECTL = KUBE_DIR / "bin" / "kubectl"
 VIP, PORT = "10.250.0.100", 8443
@@ -57,12 +58,14 @@ class LabOptions:
     ssh_user: str = "root"
     firewall: str = "unmanaged"  # firewall.mode
     package_proxy: str = ""  # packages.proxy
+    # kubernetes.version the cluster is built with: the lab's release, or UPGRADE_FROM_VERSION.
+    kubernetes_version: str = KUBERNETES_VERSION
 
 
 def lab_environment(options: LabOptions = LabOptions()) -> dict[str, str]:
     return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": options.mode,
             "LAB_SSH_USER": options.ssh_user, "LAB_FIREWALL": options.firewall,
-            "LAB_PACKAGE_PROXY": options.package_proxy}
+            "LAB_PACKAGE_PROXY": options.package_proxy, "LAB_KUBERNETES_VERSION": options.kubernetes_version}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"

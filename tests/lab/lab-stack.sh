@@ -8,7 +8,9 @@
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
 # lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
 # sudo on every lab host). LAB_FIREWALL=managed: firewall.mode managed (unmanaged by default).
-# LAB_PACKAGE_PROXY=URL: packages.proxy.
+# LAB_PACKAGE_PROXY=URL: packages.proxy. LAB_KUBERNETES_VERSION: kubernetes.version (1.34.4 by
+# default; another release built by `make lab-kubernetes` boots hosts with its images too, and the
+# upgrade test then sets 1.34.4).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -23,10 +25,16 @@ case "${mode}" in
        exit 2 ;;
 esac
 
-lab_running() {  # exactly this mode's hosts run (a lab booted for another mode does not count)
+version="${LAB_KUBERNETES_VERSION:-1.34.4}"
+if [ "${version}" != 1.34.4 ]; then
+    export LAB_UPGRADE_FROM="${version}"  # lab.sh: the hosts load that release's images too
+fi
+
+lab_running() {  # exactly this mode's hosts run, with this release's images (another lab does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
     "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
-        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; }
+        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
+        && [ "$(grep -o 'with-v.*' "${lab_dir}/images-dir" 2>/dev/null)" = "${LAB_UPGRADE_FROM:+with-v${LAB_UPGRADE_FROM}}" ]
 }
 
 host_list() {  # YAML flow list of the lab hosts whose name starts with $1
@@ -52,7 +60,7 @@ kubernetes_settings() {
     echo '  kubeha:preflight:
     skip: [time-sync]
   kubeha:kubernetes:
-    version: "1.34.4"
+    version: "'"${version}"'"
     packageRepository: http://10.250.0.1:8080/kubernetes
     kubelet:
       failCgroupV1: false

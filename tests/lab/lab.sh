@@ -16,6 +16,9 @@ HOSTS_DIR="${CACHE_DIR}/lab/hosts"
 # Built by tests/lab/kubernetes (make lab-kubernetes): images loaded into each host's containerd,
 # and the package repository served at http://10.250.0.1:8080/ while the lab is up.
 KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v1.34.4}"
+# LAB_UPGRADE_FROM=VERSION: the hosts get that release's control-plane images too (built by
+# `make lab-kubernetes` as UPGRADE_FROM_VERSION), for a cluster built at it and then upgraded.
+LAB_UPGRADE_FROM="${LAB_UPGRADE_FROM:-}"
 REPOSITORY_DIR="${REPOSITORY_DIR:-${CACHE_DIR}/kubernetes/repository}"
 REPOSITORY_PORT=8080
 INOTIFY_INSTANCES=1024
@@ -113,8 +116,10 @@ boot_host() {
         fi
     done
     # Kubernetes nodes get the images (load balancer hosts run no kubelet).
-    [[ "${name}" == lb* ]] || [ ! -f "${KUBE_DIR}/images/list" ] \
-        || images=("--bind-ro=${KUBE_DIR}/images:/opt/kubeha-lab/images")
+    local images_dir
+    images_dir="$(cat "${LAB_DIR}/images-dir" 2>/dev/null || echo "${KUBE_DIR}/images")"
+    [[ "${name}" == lb* ]] || [ ! -f "${images_dir}/list" ] \
+        || images=("--bind-ro=${images_dir}:/opt/kubeha-lab/images")
     # The host's nspawn starts inside its own cgroups; kubelet-ready flags (LAB-NOTES): every
     # capability, the keyring and bpf system calls, /dev/kmsg, and only /proc/sys/net writable.
     # shellcheck disable=SC2016 # $$ and "$@" belong to the inner shell
@@ -125,6 +130,23 @@ boot_host() {
         --resolv-conf=off "${images[@]}" \
         < /dev/null > "${LAB_DIR}/${name}.console.log" 2>&1 &
     echo "$!" > "${LAB_DIR}/${name}.pid"
+}
+
+choose_images() {  # the folder of images every Kubernetes host of this lab loads, kept in LAB_DIR/images-dir
+    local combined="${CACHE_DIR}/kubernetes/images-${KUBE_DIR##*/}-with-v${LAB_UPGRADE_FROM}" archive
+    if [ -z "${LAB_UPGRADE_FROM}" ]; then
+        echo "${KUBE_DIR}/images" > "${LAB_DIR}/images-dir"
+        return 0
+    fi
+    # Both releases' archives in one folder (hard links, same cache file system), named apart.
+    rm -rf "${combined}"
+    mkdir -p "${combined}"
+    for archive in "${KUBE_DIR}"/images/*.tar; do ln "${archive}" "${combined}/"; done
+    for archive in "${CACHE_DIR}/kubernetes/v${LAB_UPGRADE_FROM}"/images/*.tar; do
+        ln "${archive}" "${combined}/v${LAB_UPGRADE_FROM}-${archive##*/}"
+    done
+    cat "${KUBE_DIR}/images/list" "${CACHE_DIR}/kubernetes/v${LAB_UPGRADE_FROM}/images/list" > "${combined}/list"
+    echo "${combined}" > "${LAB_DIR}/images-dir"
 }
 
 remove_host_cgroups() {  # after the host stopped: its cgroups, deepest first (what the kubelet made in them too)
@@ -178,6 +200,7 @@ up() {
     network_up
     repository_up
     lab_key
+    [ -f "${LAB_DIR}/hosts" ] || choose_images  # hosts added to a running lab load what the others did
     for name in "${hosts[@]}"; do
         make_host_root "${name}"
         boot_host "${name}"
@@ -213,7 +236,7 @@ down() {
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
     ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
-    rm -f "${LAB_DIR}/hosts"
+    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir"
     if [ -f "${LAB_DIR}/inotify-instances.saved" ]; then
         sysctl -qw fs.inotify.max_user_instances="$(cat "${LAB_DIR}/inotify-instances.saved")"
         rm -f "${LAB_DIR}/inotify-instances.saved"

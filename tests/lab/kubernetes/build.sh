@@ -11,8 +11,12 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 VENDOR_DIR="${VENDOR_DIR:-$(cd "${here}/../../../.." && pwd)/shared/vendor}"
-# The lab's Kubernetes release; modules/kubernetes/go.mod requires the same.
+# The lab's Kubernetes release; modules/kubernetes/go.mod requires the same. The release the
+# upgrade test starts from (UPGRADE_FROM_VERSION in lab-stack.sh) has its own module folder,
+# modules/kubernetes-<version>, and only the Kubernetes binaries are built for it.
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.34.4}"
+KUBERNETES_MODULE=kubernetes
+[ ! -d "${here}/modules/kubernetes-${KUBERNETES_VERSION}" ] || KUBERNETES_MODULE="kubernetes-${KUBERNETES_VERSION}"
 KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v${KUBERNETES_VERSION}}"
 export GOMODCACHE="${CACHE_DIR}/go/mod" GOCACHE="${CACHE_DIR}/go/build" GOFLAGS="-mod=mod -trimpath" GOTOOLCHAIN=local
 export CGO_ENABLED=0
@@ -34,8 +38,8 @@ module_version() {  # $1 module folder, $2 module path: the version its go.mod r
     awk -v module="$2" '$1 == module || ($1 == "require" && $2 == module) {print $NF; exit}' "${here}/modules/$1/go.mod"
 }
 
-if [ "$(module_version kubernetes k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
-    echo "modules/kubernetes/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
+if [ "$(module_version "${KUBERNETES_MODULE}" k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
+    echo "modules/${KUBERNETES_MODULE}/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
     exit 1
 fi
 
@@ -91,7 +95,7 @@ requested=("$@")
 started=${EPOCHREALTIME}
 mkdir -p "${KUBE_DIR}/bin"
 for binary in ${KUBERNETES_BINARIES}; do
-    build "${binary}" kubernetes "v${KUBERNETES_VERSION}" "k8s.io/kubernetes/cmd/${binary}" "$(kubernetes_ldflags)"
+    build "${binary}" "${KUBERNETES_MODULE}" "v${KUBERNETES_VERSION}" "k8s.io/kubernetes/cmd/${binary}" "$(kubernetes_ldflags)"
 done
 build etcd etcd "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3 "-s -w"
 build etcdctl etcd "v${ETCD_VERSION}" go.etcd.io/etcd/etcdctl/v3 "-s -w"

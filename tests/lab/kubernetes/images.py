@@ -16,7 +16,9 @@ images: same names and the paths the product relies on, our builds inside (READM
 Kubernetes in the lab").
 Deterministic: the same inputs give the same image IDs.
 
-usage: images.py KUBE_DIR HOST_IMAGE_ROOT   (writes KUBE_DIR/images/*.tar)
+usage: images.py KUBE_DIR HOST_IMAGE_ROOT [--components-only]   (writes KUBE_DIR/images/*.tar)
+--components-only: the control-plane and kube-proxy images alone, for the release the upgrade test
+starts from (its etcd, CoreDNS and pause are the same images as the lab's main release's).
 """
 from __future__ import annotations
 
@@ -161,7 +163,7 @@ def add_iptables(layer: Layer, host_root: Path) -> None:
 
 
 def image_for(reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec, Layer]:
-    name = reference.rsplit("/", 1)[1].split(":")[0]
+    name = image_name(reference)
     layer = base_layer()
     if name == "pause":
         layer.file(bin_dir / "pause", "/pause")
@@ -246,15 +248,24 @@ def nettools_image(host_root: Path) -> tuple[ImageSpec, Layer]:
     return ImageSpec(NETTOOLS_IMAGE, "/usr/bin/sleep"), layer
 
 
-def main(kube_dir: Path, host_root: Path) -> None:
+def image_name(reference: str) -> str:
+    return reference.rsplit("/", 1)[1].split(":")[0]
+
+
+def main(kube_dir: Path, host_root: Path, components_only: bool = False) -> None:
     bin_dir, out_dir = kube_dir / "bin", kube_dir / "images"
     version = (bin_dir / "kubeadm.version").read_text().strip()
     listed = subprocess.run([str(bin_dir / "kubeadm"), "config", "images", "list", "--kubernetes-version", version],
                             capture_output=True, text=True, check=True).stdout.split()
+    if components_only:
+        listed = [reference for reference in listed if image_name(reference).startswith("kube-")]
     out_dir.mkdir(parents=True, exist_ok=True)
     for reference in listed:
         spec, layer = image_for(reference, bin_dir, host_root)
-        write_archive(out_dir / (reference.rsplit("/", 1)[1].split(":")[0] + ".tar"), spec, layer)
+        write_archive(out_dir / (image_name(reference) + ".tar"), spec, layer)
+    if components_only:
+        (out_dir / "list").write_text("\n".join(listed) + "\n")
+        return
     for prefix, class_name, make in (("lb", "LoadBalancerImages", load_balancer_image),
                                      ("network", "NetworkImages", network_image)):
         for name, reference in sorted(pinned_images(class_name).items()):
@@ -271,4 +282,4 @@ def main(kube_dir: Path, host_root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), components_only="--components-only" in sys.argv[3:])

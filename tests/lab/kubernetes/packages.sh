@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Package the binaries build.sh made the way the official Kubernetes Debian packages are laid
 # out (names, `1.34.4-1.1` versions, files, the kubelet unit and kubeadm's drop-in from
-# packaging/), and publish them as a signed flat apt repository in the cache:
+# packaging/), and publish them as a signed flat apt repository in the cache. Like pkgs.k8s.io,
+# the minor's repository holds every patch release built: KUBERNETES_VERSIONS (default: the
+# lab's release and the one the upgrade test starts from, each built by build.sh):
 #   $REPOSITORY_DIR/kubernetes/v1.34/deb/{*.deb,Packages,Packages.gz,Release,InRelease,Release.gpg,Release.key}
 # lab.sh serves $REPOSITORY_DIR on the lab bridge, so the product's `kubernetes.packageRepository`
 # is http://10.250.0.1:8080/kubernetes and its host preparation installs from it for real.
@@ -9,17 +11,26 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
-KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.34.4}"
-KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v${KUBERNETES_VERSION}}"
+KUBERNETES_VERSIONS="${KUBERNETES_VERSIONS:-1.34.3 1.34.4}"
 REPOSITORY_DIR="${REPOSITORY_DIR:-${CACHE_DIR}/kubernetes/repository}"
 export GNUPGHOME="${CACHE_DIR}/kubernetes/signing-key"
 # pkgs.k8s.io's revision suffix; the lab's packages carry the same so version pins look alike.
 REVISION=1.1
 CRI_TOOLS_VERSION=1.34.0
 CNI_PLUGINS_VERSION=1.7.1
-minor="v$(cut -d. -f1,2 <<< "${KUBERNETES_VERSION}")"
+# The lab's main release (the last one listed) brings cri-tools and the CNI plugins.
+main_version="${KUBERNETES_VERSIONS##* }"
+minor="v$(cut -d. -f1,2 <<< "${main_version}")"
 deb_dir="${REPOSITORY_DIR}/kubernetes/${minor}/deb"
-bin="${KUBE_DIR}/bin"
+bin_of() {  # $1 release: where build.sh put its binaries
+    echo "${CACHE_DIR}/kubernetes/v$1/bin"
+}
+for version in ${KUBERNETES_VERSIONS}; do
+    if [ "v$(cut -d. -f1,2 <<< "${version}")" != "${minor}" ]; then
+        echo "KUBERNETES_VERSIONS: ${version} is not a ${minor} release" >&2
+        exit 1
+    fi
+done
 
 # package NAME VERSION DEPENDS SECTION DESCRIPTION, with its files already in $staging
 package() {
@@ -60,13 +71,13 @@ POSTINST
     chmod 0755 "${staging}/DEBIAN/postinst"
 }
 
-build_packages() {
-    rm -rf "${deb_dir}"
-    mkdir -p "${deb_dir}"
+kubernetes_packages() {  # $1 release: kubeadm, kubelet and kubectl of it
+    local version="$1" bin
+    bin="$(bin_of "${version}")"
     fresh_staging
     install -D -m 0755 "${bin}/kubeadm" "${staging}/usr/bin/kubeadm"
     install -D -m 0644 "${here}/packaging/10-kubeadm.conf" "${staging}/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf"
-    package kubeadm "${KUBERNETES_VERSION}" "" admin "Command-line utility for administering a Kubernetes cluster"
+    package kubeadm "${version}" "" admin "Command-line utility for administering a Kubernetes cluster"
 
     fresh_staging
     install -D -m 0755 "${bin}/kubelet" "${staging}/usr/bin/kubelet"
@@ -74,13 +85,22 @@ build_packages() {
     install -D -m 0644 "${here}/packaging/kubelet.default" "${staging}/etc/default/kubelet"
     install -d -m 0755 "${staging}/var/lib/kubelet" "${staging}/etc/kubernetes/manifests"
     kubelet_postinst
-    package kubelet "${KUBERNETES_VERSION}" "kubernetes-cni (>= 1.2.0), mount, util-linux" net \
+    package kubelet "${version}" "kubernetes-cni (>= 1.2.0), mount, util-linux" net \
         "Node agent for Kubernetes clusters"
 
     fresh_staging
     install -D -m 0755 "${bin}/kubectl" "${staging}/usr/bin/kubectl"
-    package kubectl "${KUBERNETES_VERSION}" "" utils "Command-line utility for interacting with a Kubernetes cluster"
+    package kubectl "${version}" "" utils "Command-line utility for interacting with a Kubernetes cluster"
+}
 
+build_packages() {
+    local version bin
+    rm -rf "${deb_dir}"
+    mkdir -p "${deb_dir}"
+    for version in ${KUBERNETES_VERSIONS}; do
+        kubernetes_packages "${version}"
+    done
+    bin="$(bin_of "${main_version}")"
     fresh_staging
     install -D -m 0755 "${bin}/crictl" "${staging}/usr/bin/crictl"
     package cri-tools "${CRI_TOOLS_VERSION}" "" admin "Command-line utility for interacting with a container runtime"
@@ -115,7 +135,8 @@ index_and_sign() {
 }
 
 stamp="${deb_dir}/.built-from"
-sources="$(cat "${bin}"/*.version "${bin}"/cni/*.version "${here}"/packaging/* "$0" | sha256sum | cut -d' ' -f1)"
+sources="$(for version in ${KUBERNETES_VERSIONS}; do cat "$(bin_of "${version}")"/*.version; done
+            cat "$(bin_of "${main_version}")"/cni/*.version "${here}"/packaging/* "$0" | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "${stamp}" 2>/dev/null)" = "${sources}" ]; then
     echo "lab package repository ready: ${deb_dir}"
     exit 0
