@@ -26,19 +26,20 @@ lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
 	tools/apt-install.sh $(LAB_APT_PACKAGES)
 
 # Real Kubernetes for the lab, built from the Go module proxy into the cache (tests/lab/kubernetes).
-# The lab runs LAB_KUBERNETES_VERSION; the upgrade test builds a cluster at UPGRADE_FROM_VERSION
-# (its Kubernetes binaries and control-plane images only) and upgrades it.
-LAB_KUBERNETES_VERSION := 1.34.4
+# The lab runs LAB_RELEASE; the upgrade test builds a cluster at UPGRADE_FROM_VERSION (its
+# Kubernetes binaries and control-plane images only) and upgrades it. (`LAB_KUBERNETES_VERSION=1.34.3
+# make lab-up` builds the lab stack at that release.)
+LAB_RELEASE := 1.34.4
 UPGRADE_FROM_VERSION := 1.34.3
 lab-kubernetes: lab-setup  ## Build kubeadm, kubelet, kubectl, the control-plane binaries, etcd, CoreDNS; their images; the signed package repository.
 	CACHE_DIR=$(CACHE_DIR) tests/lab/kubernetes/build.sh
 	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSION=$(UPGRADE_FROM_VERSION) tests/lab/kubernetes/build.sh \
 	    kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
 	CACHE_DIR=$(CACHE_DIR) tests/lab/build-image.sh
-	$(PYTHON) tests/lab/kubernetes/images.py $(CACHE_DIR)/kubernetes/v$(LAB_KUBERNETES_VERSION) $(CACHE_DIR)/lab/image-bookworm
+	$(PYTHON) tests/lab/kubernetes/images.py $(CACHE_DIR)/kubernetes/v$(LAB_RELEASE) $(CACHE_DIR)/lab/image-bookworm
 	$(PYTHON) tests/lab/kubernetes/images.py $(CACHE_DIR)/kubernetes/v$(UPGRADE_FROM_VERSION) $(CACHE_DIR)/lab/image-bookworm \
 	    --components-only
-	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSIONS="$(UPGRADE_FROM_VERSION) $(LAB_KUBERNETES_VERSION)" tests/lab/kubernetes/packages.sh
+	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSIONS="$(UPGRADE_FROM_VERSION) $(LAB_RELEASE)" tests/lab/kubernetes/packages.sh
 
 lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab

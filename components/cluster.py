@@ -17,8 +17,7 @@ from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubern
 from components.pod_network import PodNetwork, PodNetworkArgs
 from components.remote import SshAccess, run_script
 from components.render import render
-from components.upgrade import (RELEASE_MISSING, KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts,
-                                UpgradeScripts)
+from components.upgrade import KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts, UpgradeScripts
 from components.worker_node import WorkerNode, WorkerNodeArgs
 
 
@@ -86,7 +85,7 @@ def _upgrade(config: ClusterConfig, cluster: ClusterContext, after: list[pulumi.
     control planes, then the kubelets (components/upgrade); cluster-side steps on the lead."""
     ssh, lead = cluster.ssh, config.lead_control_plane
     control_planes = [lead, *(host for host in config.control_planes if host.name != lead.name)]
-    source = kubernetes_package_source(cluster)
+    source = kubernetes_package_source(config.kubernetes, config.packages)
 
     def wrapped(template: str, host: Host, label: str, **values: object) -> str:
         return ssh.command(render(f"upgrade/{template}", host=host, **source, **values), label)
@@ -102,17 +101,14 @@ def _upgrade(config: ClusterConfig, cluster: ClusterContext, after: list[pulumi.
 
     scripts = UpgradeScripts(
         status=wrapped("cluster-status.sh.j2", lead, "upgrade-cluster-status"),
-        repository_check=wrapped("repository-check.sh.j2", lead, "upgrade-repository-check",
-                                 missing_status=RELEASE_MISSING),
         nodes={**{host.name: node_scripts(host, worker=False) for host in control_planes},
                **{host.name: node_scripts(host, worker=True) for host in config.workers}})
     return KubernetesUpgrade("kubernetes-upgrade", KubernetesUpgradeArgs(
         version=config.kubernetes.version,
-        repository=f"{config.kubernetes.package_repository}/{config.kubernetes.minor}",
         control_planes=[host.name for host in control_planes], workers=[host.name for host in config.workers],
         max_unavailable_workers=config.upgrade.max_unavailable_workers,
         targets={host.name: ssh.target(host).to_dict() for host in [*control_planes, *config.workers]},
-        private_key=ssh.private_key, scripts=scripts), project=pulumi.get_project(),
+        private_key=ssh.private_key, scripts=scripts),
         opts=ssh.gated(pulumi.ResourceOptions(depends_on=after)))
 
 

@@ -81,14 +81,15 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
     # Made once: a later kubernetes.version is the upgrade's (components/upgrade), not this step's.
     return run_script(
         f"{name}-kubernetes-packages", host=host, ssh=cluster.ssh,
-        create=render("node/kubernetes-packages.sh.j2", host=host, **kubernetes_package_source(cluster)),
+        create=render("node/kubernetes-packages.sh.j2", host=host,
+                      **kubernetes_package_source(cluster.kubernetes, cluster.packages)),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared], ignore_changes=RUNS_ONCE))
 
 
-def kubernetes_package_source(cluster: ClusterContext) -> dict[str, object]:
+def kubernetes_package_source(kubernetes: KubernetesSettings, packages: PackageSettings) -> dict[str, object]:
     """What lib/kubernetes-packages.sh.j2 renders with: the release and where its packages are."""
-    return {"kubernetes_version": cluster.kubernetes.version, "kubernetes_minor": cluster.kubernetes.minor,
-            "package_repository": cluster.kubernetes.package_repository, "package_proxy": cluster.packages.proxy}
+    return {"kubernetes_version": kubernetes.version, "kubernetes_minor": kubernetes.minor,
+            "package_repository": kubernetes.package_repository, "package_proxy": packages.proxy}
 
 
 @dataclass(frozen=True)

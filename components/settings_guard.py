@@ -25,11 +25,13 @@ import pulumi
 from pulumi import dynamic
 
 from components.config import ClusterConfig
+from components.upgrade import ReleaseCheck, release_problem
 
 SETTINGS = "settings"
 _CONTROL_PLANES = "controlPlanes"  # the set of names: removals are limited, not forbidden
 _WORKERS = "workers"  # the set of names: recorded so an upgrade can be kept to a run of its own
 _VERSION = "kubernetes.version"
+_RELEASE_CHECK, _PRIVATE_KEY = "release_check", "private_key"
 _ENDPOINT = ("would move the control-plane endpoint that every certificate and kubeconfig carries; set it back "
              "to {old}, or build a new stack with the new value and move the workloads")
 # Why each setting is fixed once the cluster is built, and what to do instead of editing it.
@@ -122,14 +124,27 @@ def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> lis
     return messages
 
 
+def _upgraded(built: dict[str, str], wanted: dict[str, str]) -> bool:
+    old, new = built.get(_VERSION), wanted.get(_VERSION)
+    return old is not None and new is not None and _release(new) > _release(old)
+
+
 @dataclass(frozen=True)
 class _GuardProvider(dynamic.ResourceProvider):
     project: str
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         built, wanted = (_olds or {}).get(SETTINGS) or {}, news.get(SETTINGS) or {}
-        failures = [dynamic.CheckFailure(SETTINGS, message) for message in refusals(self.project, built, wanted)]
-        return dynamic.CheckResult(news, failures)
+        messages = refusals(self.project, built, wanted)
+        # A new release is recorded only once the package repository is seen to have it (one read
+        # on the lead), so an upgrade refused for it leaves the release the cluster runs recorded.
+        if not messages and _upgraded(built, wanted) and news.get(_RELEASE_CHECK):
+            problem = release_problem(news[_RELEASE_CHECK], news[_PRIVATE_KEY], wanted[_VERSION])
+            if problem is not None:
+                messages.append(f"{self.project}:{_VERSION}: {problem}; kubeha upgrades only to a release every node "
+                                f"can install. Set a release it has, or add this one to it. Refused; nothing was "
+                                f"changed.")
+        return dynamic.CheckResult(news, [dynamic.CheckFailure(SETTINGS, message) for message in messages])
 
     def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.DiffResult:
         return dynamic.DiffResult(changes=_olds.get(SETTINGS) != _news.get(SETTINGS))
@@ -144,6 +159,9 @@ class _GuardProvider(dynamic.ResourceProvider):
 class SettingsGuard(dynamic.Resource):
     """The cluster's fixed settings, as built; every remote command depends on it."""
 
-    def __init__(self, name: str, config: ClusterConfig, project: str,
-                 opts: Optional[pulumi.ResourceOptions] = None) -> None:
-        super().__init__(_GuardProvider(project), name, {SETTINGS: fixed_settings(config)}, opts)
+    def __init__(self, name: str, config: ClusterConfig, project: str, *, release_check: ReleaseCheck,
+                 private_key: pulumi.Input[str], opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=[_PRIVATE_KEY]))
+        super().__init__(_GuardProvider(project), name, {
+            SETTINGS: fixed_settings(config), _RELEASE_CHECK: release_check.to_dict(),
+            _PRIVATE_KEY: pulumi.Output.secret(private_key)}, opts)

@@ -10,8 +10,8 @@ kubeadm documents it.
 Each run first reads where the cluster is (cluster-status.sh.j2) and plans only what is left, so
 an upgrade stopped half way (a host unreachable, a drain blocked) is finished by the next
 `pulumi up`. The settings guard refuses what kubeadm cannot do (a downgrade, a skipped minor
-release, nodes changed in the same run); this resource's check refuses, at preview, a release the
-package repository does not have. `pulumi preview --diff` shows the plan per node (`plan`).
+release, nodes changed in the same run, and, asking the lead with repository-check.sh.j2, a
+release the package repository does not have), before it records the new release. `pulumi preview --diff` shows the plan per node (`plan`).
 """
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
+from components.config import ClusterConfig
+from components.node_steps import kubernetes_package_source
+from components.remote import SshAccess
+from components.render import render
 from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 
 # repository-check.sh.j2 exits with this when a package of the release is not in the repository.
@@ -117,7 +121,6 @@ class NodeScripts:
 @dataclass(frozen=True)
 class UpgradeScripts:
     status: str  # on the cluster side, read only
-    repository_check: str  # on the cluster side, read only
     nodes: dict[str, NodeScripts]
 
 
@@ -138,9 +141,14 @@ class _Upgrade:
         return ClusterStatus.parse(self.run(self.cluster_side, self.props["status"],
                                             f"{self.cluster_side}: cluster status"))
 
-    def remaining(self) -> list[UpgradeStep]:
-        return plan(self.status(), self.props["version"], list(self.props["control_planes"]),
+    def remaining(self, status: ClusterStatus) -> list[UpgradeStep]:
+        return plan(status, self.props["version"], list(self.props["control_planes"]),
                     list(self.props["workers"]), int(self.props["max_unavailable_workers"]))
+
+    def at_release(self, status: ClusterStatus) -> bool:
+        """The cluster's configuration and every kubelet at the release, none held cordoned. (Each
+        control plane's own static pods are checked on the node by its step: a mirror pod can lag.)"""
+        return not [step for step in self.remaining(status) if step.kind is not StepKind.CONTROL_PLANE]
 
     def kubelet(self, node: str) -> None:
         scripts, side = self.props["scripts"][node], self.cluster_side
@@ -149,7 +157,7 @@ class _Upgrade:
         self.run(side, scripts["uncordon"], f"{node}: Ready and uncordoned, seen from {side}")
 
     def converge(self) -> None:
-        for step in self.remaining():
+        for step in self.remaining(self.status()):
             if step.kind is StepKind.KUBELET:
                 with concurrent.futures.ThreadPoolExecutor(max_workers=len(step.nodes)) as pool:
                     for done in [pool.submit(self.kubelet, node) for node in step.nodes]:
@@ -157,48 +165,54 @@ class _Upgrade:
             else:
                 [node] = step.nodes
                 self.run(node, self.props["scripts"][node]["control_plane"], f"{node}: {step.kind.value}")
-        left = self.remaining()
-        if left:
+        final = self.status()
+        if not self.at_release(final):
+            left = [step for step in self.remaining(final) if step.kind is not StepKind.CONTROL_PLANE]
             version = self.props["version"]
             raise RemoteScriptFailed(f"the upgrade to v{version} ran every step but the cluster still shows these "
                                      f"as not done: {'; '.join(step.describe(version) for step in left)}")
 
-    def missing_from_repository(self) -> Optional[str]:
-        """None when the repository has the release; else why the release cannot be installed."""
-        side = self.targets[self.cluster_side]
-        result = run_over_ssh(side, self.key, self.props["repository_check"],
-                              label=f"{self.cluster_side}: package repository check", check=False)
-        if result.status == 0:
-            return None
-        if result.status == RELEASE_MISSING:
-            return f"has no {result.stdout.strip()} {self.props['version']}"
-        return f"could not be read from {self.cluster_side}: {result.stderr.strip()[-300:]}"
-
-
-def _release(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
 
 @dataclass(frozen=True)
+class ReleaseCheck:
+    """How to ask, read only, whether the package repository has a release (repository-check.sh.j2
+    on the lead): the settings guard asks before it accepts a new kubernetes.version."""
+
+    node: str
+    target: dict[str, object]  # SshTarget.to_dict()
+    script: str  # wrapped by remote.as_remote_command
+    repository: str  # the minor release's repository, for the message
+
+    def to_dict(self) -> dict[str, object]:
+        return {"node": self.node, "target": self.target, "script": self.script, "repository": self.repository}
+
+
+def release_check(config: ClusterConfig, ssh: SshAccess) -> ReleaseCheck:
+    """The check of config's kubernetes.version against the package repository, on the lead."""
+    lead, kubernetes = config.lead_control_plane, config.kubernetes
+    script = render("upgrade/repository-check.sh.j2", host=lead, missing_status=RELEASE_MISSING,
+                    **kubernetes_package_source(kubernetes, config.packages))
+    return ReleaseCheck(node=lead.name, target=ssh.target(lead).to_dict(),
+                        script=ssh.command(script, "upgrade-repository-check"),
+                        repository=f"{kubernetes.package_repository}/{kubernetes.minor}")
+
+
+def release_problem(check: dict[str, Any], private_key: str, version: str) -> Optional[str]:
+    """None when the repository has kubeadm, kubelet and kubectl `version`; else what is wrong."""
+    try:
+        result = run_over_ssh(SshTarget.from_dict(check["target"]), private_key, check["script"],
+                              label=f"{check['node']}: package repository check", check=False)
+    except RemoteScriptFailed as error:
+        return f"{check['repository']} could not be checked: {error}"
+    if result.status == 0:
+        return None
+    if result.status == RELEASE_MISSING:
+        return f"the package repository {check['repository']} has no {result.stdout.strip()} {version}"
+    return f"the package repository {check['repository']} could not be read from {check['node']}: " \
+           f"{result.stderr.strip()[-300:]}"
+
+
 class _UpgradeProvider(dynamic.ResourceProvider):
-    project: str
-
-    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
-        old, new = (_olds or {}).get("version"), news.get("version")
-        failures: list[dynamic.CheckFailure] = []
-        # Only for an upgrade the settings guard lets through: a later release of a built cluster.
-        if old and isinstance(new, str) and _release(new) > _release(old):
-            try:
-                problem = _Upgrade(news).missing_from_repository()
-            except RemoteScriptFailed as error:
-                problem = f"could not be checked: {error}"
-            if problem is not None:
-                failures.append(dynamic.CheckFailure("version", (
-                    f"{self.project}:kubernetes.version: the package repository {news['repository']} {problem}; "
-                    f"kubeha upgrades only to a release every node can install. Set a release it has, or add "
-                    f"this one to it. Refused; nothing was changed.")))
-        return dynamic.CheckResult(news, failures)
-
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         # Only the release is a reason to run: nodes added later join at it already.
         return dynamic.DiffResult(changes=olds.get("version") != news.get("version"), replaces=[],
@@ -207,7 +221,9 @@ class _UpgradeProvider(dynamic.ResourceProvider):
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         # A new cluster is at its release already (one read shows it); a stack from a kubeha
         # without this step may be behind, and is brought there.
-        _Upgrade(props).converge()
+        run = _Upgrade(props)
+        if not run.at_release(run.status()):
+            run.converge()
         return dynamic.CreateResult(id_="kubernetes-upgrade", outs=props)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
@@ -221,7 +237,6 @@ class _UpgradeProvider(dynamic.ResourceProvider):
 @dataclass(frozen=True)
 class KubernetesUpgradeArgs:
     version: str
-    repository: str  # the minor release's package repository, for the messages
     control_planes: list[str]  # the first is where `kubeadm upgrade apply` runs; the cluster side
     workers: list[str]
     max_unavailable_workers: int
@@ -233,16 +248,16 @@ class KubernetesUpgradeArgs:
 class KubernetesUpgrade(dynamic.Resource):
     """The cluster brought to `kubernetes.version` (see the module docstring)."""
 
-    def __init__(self, name: str, args: KubernetesUpgradeArgs, project: str,
+    def __init__(self, name: str, args: KubernetesUpgradeArgs,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))
-        super().__init__(_UpgradeProvider(project), name, {
-            "version": args.version, "repository": args.repository,
+        super().__init__(_UpgradeProvider(), name, {
+            "version": args.version,
             "plan": planned_steps(args.version, args.control_planes, args.workers, args.max_unavailable_workers),
             "control_planes": args.control_planes, "workers": args.workers,
             "max_unavailable_workers": args.max_unavailable_workers,
             "cluster_side": args.control_planes[0],
             "nodes": [{"name": name, "target": target} for name, target in args.targets.items()],
             "private_key": pulumi.Output.secret(args.private_key),
-            "status": args.scripts.status, "repository_check": args.scripts.repository_check,
+            "status": args.scripts.status,
             "scripts": {name: scripts.to_dict() for name, scripts in args.scripts.nodes.items()}}, opts)

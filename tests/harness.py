@@ -85,9 +85,18 @@ class Deployment:
     def scripts(self) -> dict[str, str]:
         """Every script sent to a host, as "resource:phase": each command's create and delete, and
         each KubeadmJoin's four (member_check, mint, join, forget), the preflight's facts, and the
-        admin credential's issue and revoke, and each control plane's certificate expiry and renewal."""
+        admin credential's issue and revoke, each control plane's certificate expiry and renewal,
+        and the upgrade's (its status and repository reads, and each node's steps)."""
         found: dict[str, str] = {}
         for registration in self.registrations:
+            if registration.name == "cluster-settings":
+                found["cluster-settings:release_check"] = registration.inputs["release_check"]["script"]
+            if registration.name == "kubernetes-upgrade":
+                found["kubernetes-upgrade:status"] = registration.inputs["status"]
+                found.update({f"kubernetes-upgrade:{node}:{phase}": script
+                              for node, steps in registration.inputs["scripts"].items()
+                              for phase, script in steps.items() if script})
+                continue
             phases = (KUBEADM_JOIN_SCRIPTS if registration.name.endswith("-kubeadm-join") else
                       PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else
                       CREDENTIAL_SCRIPTS if registration.name == "cluster-admin-credential" else

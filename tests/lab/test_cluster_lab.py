@@ -247,10 +247,9 @@ def test_reordering_the_control_planes_previews_as_no_change(lab_stack):
     assert steps == []
 
 
-@pytest.mark.parametrize("key, value, built", [("loadBalancer.vip", "10.250.0.101", "10.250.0.100"),
-                                               ("kubernetes.podSubnet", "10.200.0.0/16", "10.244.0.0/16"),
-                                               ("kubernetes.version", "1.34.5", "1.34.4")])
-def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_stack, key, value, built):
+def refused_up(lab_stack: LabStack, key: str, value: str, built: str) -> tuple[str, dict[str, int]]:
+    """`pulumi up` with `key` set to `value`, set back to `built` after; what it printed, and the SSH
+    logins it made per host."""
     was_set = lab_stack.pulumi("config", "get", "--path", key, check=False).returncode == 0
     before = lab_stack.ssh_sessions()
     lab_stack.pulumi("config", "set", "--path", key, value)
@@ -259,10 +258,30 @@ def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_st
     finally:
         lab_stack.pulumi("config", *(("set", "--path", key, built) if was_set else ("rm", "--path", key)))
     assert result.returncode != 0
-    assert f"kubeha:{key}: this cluster was built with {built}; changing it to {value}" in result.stdout + result.stderr
-    # Reading the count is itself one login per host; the refused run added none.
+    # Reading the count is itself one login per host.
     after = lab_stack.ssh_sessions()
-    assert {name: after[name] - before[name] for name in after} == {name: 1 for name in after}
+    return result.stdout + result.stderr, {name: after[name] - before[name] - 1 for name in after}
+
+
+@pytest.mark.parametrize("key, value, built", [("loadBalancer.vip", "10.250.0.101", "10.250.0.100"),
+                                               ("kubernetes.podSubnet", "10.200.0.0/16", "10.244.0.0/16")])
+def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_stack, key, value, built):
+    output, sessions = refused_up(lab_stack, key, value, built)
+    assert f"kubeha:{key}: this cluster was built with {built}; changing it to {value}" in output
+    assert set(sessions.values()) == {0}
+
+
+def test_a_kubernetes_downgrade_is_refused_before_any_host(lab_stack):
+    output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.3", KUBERNETES_VERSION)
+    assert f"kubeha:kubernetes.version: this cluster runs {KUBERNETES_VERSION}; 1.34.3 would be a downgrade" in output
+    assert set(sessions.values()) == {0}
+
+
+def test_an_upgrade_to_a_release_the_repository_lacks_is_refused_after_one_read_on_the_lead(lab_stack):
+    output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.5", KUBERNETES_VERSION)
+    assert ("kubeha:kubernetes.version: the package repository http://10.250.0.1:8080/kubernetes/v1.34 has no "
+            "kubeadm kubelet kubectl 1.34.5") in output
+    assert {name: count for name, count in sessions.items() if count} == {"cp1": 1}
 
 
 # 4 -------------------------------------------------------------------------------------------
