@@ -227,3 +227,13 @@ def assert_readyz_through(kubeconfig: Path, endpoint: str) -> None:
     result = kubectl(kubeconfig, "get", "--raw", "/readyz")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def etcd_members(kubeconfig: Path, on: str = "cp1") -> list[tuple[str, str]]:
+    """(status, name) of every etcd member, asked of etcd on `on` with the built kubectl."""
+    members = kubectl(kubeconfig, "-n", "kube-system", "exec", f"etcd-{on}", "--", "etcdctl",
+                      "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+                      "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+                      "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key", "member", "list")
+    assert members.returncode == 0, members.stderr
+    return sorted((row[1], row[2]) for row in (line.split(", ") for line in members.stdout.splitlines()))

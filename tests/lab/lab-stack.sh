@@ -50,7 +50,9 @@ kubernetes_settings() {
     # What this machine needs and says so (LAB-NOTES), as any user of such hosts would set it:
     # cgroup v1 (maintenance mode: the kubelet refuses it unless told), no CAP_SYS_RESOURCE in
     # the containers (containerd must not lower OOM scores), systemd not owning the cgroups,
-    # kube-proxy not touching the machine-global conntrack sysctls, and flannel told its
+    # kube-proxy not touching the machine-global conntrack sysctls, every kubelet's disk-pressure
+    # thresholds lowered (all hosts share the machine's disk, a large one that is rarely 85 % free;
+    # kubeadm's defaults would taint every node at once), and flannel told its
     # interface (lab hosts have no default route, which flannel would pick it by). Preflight's
     # time-sync check is skipped: a container's clock is its machine's, and no time service runs
     # in a container (systemd-timesyncd will not start there), so none can report a sync.
@@ -64,6 +66,11 @@ kubernetes_settings() {
     packageRepository: http://10.250.0.1:8080/kubernetes
     kubelet:
       failCgroupV1: false
+      evictionHard:
+        memory.available: 100Mi
+        nodefs.available: 5%
+        imagefs.available: 5%
+        nodefs.inodesFree: 5%
     kubeProxy:
       mode: iptables
       conntrack:

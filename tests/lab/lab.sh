@@ -231,6 +231,9 @@ down() {
         rm -f "${pid_file}"
         [ "${name}" = repository ] || remove_host_cgroups "${name}"
     done
+    # The hosts' disks: every `up` copies a fresh one, and the machine's disk is the kubelets' (it
+    # would report disk pressure with the roots of earlier labs left on it).
+    rm -rf "${HOSTS_DIR}"
     for veth in $(ip -o link show master "${BRIDGE}" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
         ip link delete "${veth}" 2>/dev/null || true
     done

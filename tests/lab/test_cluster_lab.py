@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.cluster import (KUBERNETES_VERSION, LAB_DIR, PORT, ROOT, VIP, LabStack, fresh_cluster, kubectl,
-                               wait_for)
+from tests.lab.cluster import (KUBERNETES_VERSION, LAB_DIR, PORT, ROOT, VIP, LabStack, etcd_members, fresh_cluster,
+                               kubectl, wait_for)
 from tests.lab.conftest import lab
 from tests.lab.probe import Prober
 
@@ -72,16 +72,6 @@ def test_the_control_plane_runs_on_every_control_plane_and_kube_proxy_on_every_n
               for component in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")}
     wanted |= {f"kube-proxy@{node}" for node in ("cp1", "cp2", "cp3", "w1", "w2")}
     assert wait_for(lambda: wanted <= running_pods(kubeconfig_file), 120), wanted - running_pods(kubeconfig_file)
-
-
-def etcd_members(kubeconfig: Path, on: str = "cp1") -> list[tuple[str, str]]:
-    """(status, name) of every etcd member, asked of etcd on `on` with the built kubectl."""
-    members = kubectl(kubeconfig, "-n", "kube-system", "exec", f"etcd-{on}", "--", "etcdctl",
-                      "--endpoints=https://127.0.0.1:2379", "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
-                      "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-                      "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key", "member", "list")
-    assert members.returncode == 0, members.stderr
-    return sorted((row[1], row[2]) for row in (line.split(", ") for line in members.stdout.splitlines()))
 
 
 def test_etcd_has_three_started_members(lab_stack, kubeconfig_file):

@@ -1,3 +1,5 @@
+// The release the upgrade test starts from: the same commands as ../kubernetes (whose tools.go
+// pins them; copy it here before a `go mod tidy`), at v1.34.3.
 module kubeha.lab/build/kubernetes-1.34.3
 
 go 1.24.0
