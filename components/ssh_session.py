@@ -106,7 +106,10 @@ def run_over_ssh(target: SshTarget, private_key: str, command: str, *, label: st
     """Run `command` (a script wrapped by remote.as_remote_command) on `target`, feeding `stdin`.
     With check, a non-zero exit raises RemoteScriptFailed with `label` and the end of stderr;
     stdout (which may hold a secret) is never put into an error."""
-    client = _connect(target, private_key)
+    try:
+        client = _connect(target, private_key)
+    except RemoteScriptFailed as error:
+        raise RemoteScriptFailed(f"{label}: {error}") from None
     offered = client.get_transport().get_remote_server_key()
     try:
         stdin_stream, stdout_stream, stderr_stream = client.exec_command(command, timeout=_SCRIPT_TIMEOUT_S)

@@ -81,7 +81,8 @@ def test_the_preview_shows_the_plan_per_node(upgrade):
 
 def test_the_cut_off_up_fails_naming_the_node_and_leaves_it_cordoned_by_kubeha(upgrade):
     assert upgrade.cut_off.returncode != 0
-    assert "w2: kubelet and kubectl" in upgrade.cut_off.stdout, upgrade.cut_off.stdout[-3000:]
+    output = upgrade.cut_off.stdout
+    assert "w2: kubelet and kubectl" in output, output[output.find("Diagnostics"):][:4000]
     assert upgrade.w2_after_cut["spec"].get("unschedulable") is True
     assert upgrade.w2_after_cut["metadata"]["annotations"].get("kubeha.io/upgrade-cordoned") == "true"
 
