@@ -12,7 +12,7 @@ LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client apt-ut
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
 
-.PHONY: setup test preview engine venv lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover clean
+.PHONY: setup test preview engine venv lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover bench-upgrade clean
 
 setup:  ## Install the Debian and Python packages the tests need; build kubeadm (its `config validate` checks every rendered config).
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -59,6 +59,9 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 RUNS ?= 3
 bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
 	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS)
+
+bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json, docs/upgrade-timeline.png.
+	$(PYTHON) -m tests.lab.bench.upgrade
 
 # The program runs in ./venv, as Pulumi.yaml says; `pulumi install` makes it from requirements.txt.
 venv:  ## `pulumi install`: ./venv with requirements.txt (and the plugins the SDKs name); builds the engine first where no pulumi CLI is on PATH.

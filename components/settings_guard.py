@@ -89,8 +89,8 @@ def _version_refusals(project: str, built: dict[str, str], wanted: dict[str, str
     key = f"{project}:{_VERSION}"
     (old_major, old_minor, _), (new_major, new_minor, _) = _release(old)[:3], _release(new)[:3]
     if _release(new) < _release(old):
-        return [f"{key}: this cluster runs {old}; {new} would be a downgrade, which kubeadm cannot do. Set it back "
-                f"to {old} (or a later release). Refused; nothing was changed."]
+        return [f"{key}: this cluster runs {old} (or an upgrade to it has begun); {new} would be a downgrade, which "
+                f"kubeadm cannot do. Set it back to {old} (or a later release). Refused; nothing was changed."]
     if new_major != old_major or new_minor > old_minor + 1:
         return [f"{key}: this cluster runs {old}; {new} skips a minor release, and kubeadm upgrades one minor "
                 f"release at a time. Upgrade to {old_major}.{old_minor + 1}.x first, then to {new}. Refused; "

@@ -173,6 +173,12 @@ def test_a_drain_timeout_below_ten_seconds_is_refused(stack_config):
         parse_cluster_config(stack_config)
 
 
+def test_an_upgrade_batch_of_no_workers_is_refused(stack_config):
+    stack_config["upgrade"] = {"maxUnavailableWorkers": 0}
+    with pytest.raises(ConfigError, match=r"^kubeha:upgrade.maxUnavailableWorkers: .*greater than or equal to 1"):
+        parse_cluster_config(stack_config)
+
+
 @pytest.mark.parametrize("mirrors, message", [
     ({"registry.k8s.io": []}, "give at least one mirror URL"),
     ({"registry.k8s.io": ["ftp://mirror"]}, "is not an http"),

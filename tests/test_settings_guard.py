@@ -133,7 +133,8 @@ def test_an_upgrade_to_the_next_patch_or_minor_release_passes(stack_config, old,
 
 def test_a_downgrade_is_refused_naming_both_releases(stack_config):
     [message] = check(with_version(stack_config, "1.34.4"), with_version(stack_config, "1.34.3"))
-    assert message.startswith("kubeha:kubernetes.version: this cluster runs 1.34.4; 1.34.3 would be a downgrade")
+    assert message.startswith("kubeha:kubernetes.version: this cluster runs 1.34.4 (or an upgrade to it has "
+                              "begun); 1.34.3 would be a downgrade")
 
 
 def test_skipping_a_minor_release_is_refused_naming_the_one_to_take_first(stack_config):

@@ -263,7 +263,8 @@ def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_st
 
 def test_a_kubernetes_downgrade_is_refused_before_any_host(lab_stack):
     output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.3", KUBERNETES_VERSION)
-    assert f"kubeha:kubernetes.version: this cluster runs {KUBERNETES_VERSION}; 1.34.3 would be a downgrade" in output
+    assert (f"kubeha:kubernetes.version: this cluster runs {KUBERNETES_VERSION} (or an upgrade to it has begun); "
+            f"1.34.3 would be a downgrade") in output
     assert set(sessions.values()) == {0}
 
 

@@ -102,7 +102,7 @@ build etcdctl etcd "v${ETCD_VERSION}" go.etcd.io/etcd/etcdctl/v3 "-s -w"
 build crictl cri-tools "v${CRICTL_VERSION}" sigs.k8s.io/cri-tools/cmd/crictl \
     "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v${CRICTL_VERSION}"
 build coredns coredns "v${COREDNS_VERSION}" github.com/coredns/coredns "-s -w"
-build pause pause "kubeha-lab-1" . "-s -w"
+build pause pause "kubeha-lab-2" . "-s -w"
 # flanneld needs cgo (its udp backend), linked statically so the image needs no libc; Go's own
 # user and DNS lookups (osusergo, netgo), since glibc's cannot be linked statically.
 GOFLAGS="${GOFLAGS} -tags=osusergo,netgo" CGO_ENABLED=1 build flanneld flannel "v${FLANNEL_VERSION}-static" github.com/flannel-io/flannel \
