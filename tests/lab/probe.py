@@ -18,6 +18,7 @@ class ProbeResult:
     at: float  # seconds since the prober started
     ok: bool
     detail: str
+    attempts: int = 1  # more than 1: the first attempt failed and was retried (Prober.retries)
 
 
 @dataclass
@@ -60,11 +61,11 @@ class Prober:
             if now > self.max_seconds:
                 break
             ok, detail = self.probe_once()
-            for _ in range(self.retries):
-                if ok:
-                    break
+            attempts = 1
+            while not ok and attempts <= self.retries:
                 ok, detail = self.probe_once()
-            self.results.append(ProbeResult(round(now, 4), ok, detail))
+                attempts += 1
+            self.results.append(ProbeResult(round(now, 4), ok, detail, attempts))
             time.sleep(max(0.0, self.interval - (time.monotonic() - started - now)))
 
     def start(self) -> Prober:
