@@ -1,4 +1,4 @@
-"""Refuses, at preview, edits of settings a built cluster cannot take; nothing is touched.
+"""Refuses, at preview, edits of settings a built cluster cannot take; nothing is changed.
 
 Some settings are fixed the moment `kubeadm init` runs: the control-plane endpoint (mode, VIP,
 port) is in every certificate and kubeconfig, the subnets and the cluster name are in the
@@ -12,8 +12,10 @@ The values are stored when the guard is first created, which is before the first
 the guard also holds after a first `up` that failed half way.
 
 `kubernetes.version` may change, within what `kubeadm upgrade` can do (components/upgrade): one
-minor release up at most, never down, and in a run of its own (no node added or removed in it,
-so that no node joins at a release the others do not run yet).
+minor release up at most, never down, in a run of its own (no node added or removed in it, so
+that no node joins at a release the others do not run yet), and only to a release the package
+repository has: for that one the guard asks the lead, read only (upgrade.release_check), before
+it records the new release.
 """
 from __future__ import annotations
 
