@@ -51,8 +51,10 @@ kubernetes_settings() {
     # cgroup v1 (maintenance mode: the kubelet refuses it unless told), no CAP_SYS_RESOURCE in
     # the containers (containerd must not lower OOM scores), systemd not owning the cgroups,
     # kube-proxy not touching the machine-global conntrack sysctls, every kubelet's disk-pressure
-    # thresholds lowered (all hosts share the machine's disk, a large one that is rarely 85 % free;
-    # kubeadm's defaults would taint every node at once), and flannel told its
+    # thresholds lowered and its image garbage collection off (all hosts share the machine's disk,
+    # which is rarely 15 % free: the defaults would taint every node at once, and delete images the
+    # lab preloaded and cannot pull again — the pause image first, which containerd 1.6 does not
+    # pin), and flannel told its
     # interface (lab hosts have no default route, which flannel would pick it by). Preflight's
     # time-sync check is skipped: a container's clock is its machine's, and no time service runs
     # in a container (systemd-timesyncd will not start there), so none can report a sync.
@@ -71,6 +73,8 @@ kubernetes_settings() {
         nodefs.available: 5%
         imagefs.available: 5%
         nodefs.inodesFree: 5%
+      imageGCHighThresholdPercent: 100
+      imageGCLowThresholdPercent: 99
     kubeProxy:
       mode: iptables
       conntrack:
