@@ -317,6 +317,12 @@ def _check_component_config(key: str, settings: dict[str, Any], set_by_kubeha: d
             raise ConfigKeyError(f"kubernetes.{key}.{name}", f"is set from {set_by_kubeha[name]}; set it there")
 
 
+def release_tuple(version: str) -> tuple[int, int, int]:
+    """'1.34.4' -> (1, 34, 4): a kubernetes.version (validated x.y.z) as numbers that compare."""
+    major, minor, patch = (int(part) for part in version.split("."))
+    return major, minor, patch
+
+
 class KubernetesSettings(_Model):
     version: str = "1.34.4"
     pod_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.244.0.0/16")
@@ -366,8 +372,7 @@ class KubernetesSettings(_Model):
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:
-        major, minor, patch = (int(part) for part in self.version.split("."))
-        return major, minor, patch
+        return release_tuple(self.version)
 
     @property
     def pause_image(self) -> str:

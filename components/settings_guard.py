@@ -3,8 +3,7 @@
 Some settings are fixed the moment `kubeadm init` runs: the control-plane endpoint (mode, VIP,
 port) is in every certificate and kubeconfig, the subnets and the cluster name are in the
 cluster's own configuration, and the kubelets keep their cgroup driver and component configuration.
-Applying such an edit node by node would split or
-break the cluster, and ignoring it would mislead. So the values are kept in a resource of their
+Applying such an edit node by node would split or break the cluster, and ignoring it would mislead. So the values are kept in a resource of their
 own, registered before anything else, and every remote command waits for it: its provider's
 `check` sees the values the cluster was built with (the old inputs) beside the new ones and
 fails on a difference, which stops `pulumi preview` and `pulumi up` before any host is touched.
@@ -26,7 +25,7 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import ClusterConfig
+from components.config import ClusterConfig, release_tuple
 from components.upgrade import ReleaseCheck, release_problem
 
 SETTINGS = "settings"
@@ -78,10 +77,6 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
     }
 
 
-def _release(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("."))
-
-
 def _version_refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
     """A version change kubeadm cannot make (down, or past the next minor release), or one in the
     same run as a change of the nodes."""
@@ -89,8 +84,8 @@ def _version_refusals(project: str, built: dict[str, str], wanted: dict[str, str
     if old is None or new is None or old == new:
         return []
     key = f"{project}:{_VERSION}"
-    (old_major, old_minor, _), (new_major, new_minor, _) = _release(old)[:3], _release(new)[:3]
-    if _release(new) < _release(old):
+    (old_major, old_minor, _), (new_major, new_minor, _) = release_tuple(old), release_tuple(new)
+    if release_tuple(new) < release_tuple(old):
         return [f"{key}: this cluster runs {old} (or an upgrade to it has begun); {new} would be a downgrade, which "
                 f"kubeadm cannot do. Set it back to {old} (or a later release). Refused; nothing was changed."]
     if new_major != old_major or new_minor > old_minor + 1:
@@ -109,8 +104,8 @@ def _version_refusals(project: str, built: dict[str, str], wanted: dict[str, str
 
 def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
     """One message per fixed setting that differs from what the cluster was built with, one for a
-    version change kubeadm cannot make, and one for a removal of more than one control plane. A key the cluster has no recorded value for (a
-    guard from an older kubeha) is recorded, not refused."""
+    version change kubeadm cannot make, and one for a removal of more than one control plane. A key
+    the cluster has no recorded value for (a guard from an older kubeha) is recorded, not refused."""
     messages = [f"{project}:{key}: this cluster was built with {built[key]}; changing it to {wanted[key]} "
                 f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
                 for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
@@ -128,7 +123,7 @@ def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> lis
 
 def _upgraded(built: dict[str, str], wanted: dict[str, str]) -> bool:
     old, new = built.get(_VERSION), wanted.get(_VERSION)
-    return old is not None and new is not None and _release(new) > _release(old)
+    return old is not None and new is not None and release_tuple(new) > release_tuple(old)
 
 
 @dataclass(frozen=True)
