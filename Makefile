@@ -11,8 +11,11 @@ APT_PACKAGES := haproxy keepalived nginx libnginx-mod-stream nftables openssl ut
 LAB_APT_PACKAGES := systemd-container debootstrap iproute2 openssh-client apt-utils gnupg dpkg-dev
 STACK ?= dev
 STATE_DIR := $(CURDIR)/build/state
+# Upstream source snapshots of what the Go module proxy does not serve (tools/check-vendor.sh).
+VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
+export VENDOR_DIR
 
-.PHONY: setup test preview engine venv lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover bench-upgrade clean
+.PHONY: setup test preview engine venv vendor-check lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover bench-upgrade clean
 
 setup:  ## Install the Debian and Python packages the tests need; build kubeadm (its `config validate` checks every rendered config).
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -31,7 +34,10 @@ lab-setup:  ## Debian packages the lab needs (systemd-nspawn, debootstrap).
 # make lab-up` builds the lab stack at that release.)
 LAB_RELEASE := 1.34.4
 UPGRADE_FROM_VERSION := 1.34.3
-lab-kubernetes: lab-setup  ## Build kubeadm, kubelet, kubectl, the control-plane binaries, etcd, CoreDNS; their images; the signed package repository.
+vendor-check:  ## Every upstream snapshot a build still needs is in VENDOR_DIR (default ../shared/vendor).
+	CACHE_DIR=$(CACHE_DIR) ENGINE_DIR=$(ENGINE_DIR) tools/check-vendor.sh
+
+lab-kubernetes: lab-setup vendor-check  ## Build kubeadm, kubelet, kubectl, the control-plane binaries, etcd, CoreDNS; their images; the signed package repository.
 	CACHE_DIR=$(CACHE_DIR) tests/lab/kubernetes/build.sh
 	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSION=$(UPGRADE_FROM_VERSION) tests/lab/kubernetes/build.sh \
 	    kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy
@@ -41,12 +47,16 @@ lab-kubernetes: lab-setup  ## Build kubeadm, kubelet, kubectl, the control-plane
 	    --components-only
 	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSIONS="$(UPGRADE_FROM_VERSION) $(LAB_RELEASE)" tests/lab/kubernetes/packages.sh
 
-lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. Tears the lab down.
+lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules (tests/lab/clusters.py); ends with a table of the time per module and topology; tears the lab down.
 	$(PYTHON) -m pytest -m lab tests/lab
 
+# The lab stack's settings: LB_MODE (keepalived-haproxy, static-pods, kube-vip, local-nginx), or
+# TOPOLOGY, one of the lab tests' topologies (tests/lab/clusters.py) exactly as they build it:
+# `make lab-up TOPOLOGY=ha` is the cluster `make lab-test` then takes over instead of building it.
 LB_MODE ?= keepalived-haproxy
-lab-up: lab-setup lab-kubernetes venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=static-pods, kube-vip or local-nginx for those modes); then `source build/lab/env`.
-	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) LAB_LB_MODE=$(LB_MODE) tests/lab/lab-stack.sh up || {
+TOPOLOGY ?=
+lab-up: lab-setup lab-kubernetes venv  ## Boot the lab hosts and `pulumi up` the lab stack on them (LB_MODE=... or TOPOLOGY=...); then `source build/lab/env`.
+	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) LAB_LB_MODE=$(LB_MODE) LAB_TOPOLOGY=$(TOPOLOGY) tests/lab/lab-stack.sh up || {
 	    echo "make lab-up failed: tearing the lab down (KEEP_LAB=1 keeps it for a look)" >&2
 	    [ -n "$(KEEP_LAB)" ] || $(MAKE) lab-down
 	    exit 1
@@ -57,8 +67,8 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 	tests/lab/lab.sh down
 
 RUNS ?= 3
-bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json, docs/*.png.
-	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS)
+bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running).
+	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS) $(if $(KEEP_LAB),--keep-lab)
 
 bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json, docs/upgrade-timeline.png.
 	$(PYTHON) -m tests.lab.bench.upgrade
@@ -69,7 +79,7 @@ venv:  ## `pulumi install`: ./venv with requirements.txt (and the plugins the SD
 	ENGINE_DIR=$(ENGINE_DIR) STATE_DIR=$(STATE_DIR); source tools/engine/env.sh
 	pulumi install
 
-engine:  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).
+engine: vendor-check  ## Build the pulumi CLI from Go modules into $(ENGINE_DIR) (see tools/engine/build.sh).
 	ENGINE_DIR=$(ENGINE_DIR) CACHE_DIR=$(CACHE_DIR) tools/engine/build.sh
 
 preview: venv  ## `pulumi preview --diff` on the documentation-only dev stack (local state, nothing deployed).

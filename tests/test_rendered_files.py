@@ -198,7 +198,8 @@ def test_kubeadm_rejects_a_join_without_ca_pinning(cluster_config):
 @pytest.mark.parametrize("script", ["tests/lab/lab.sh", "tests/lab/lab-stack.sh", "tests/lab/build-image.sh",
                                     "tests/lab/kubernetes/build.sh",
                                     "tests/lab/kubernetes/packages.sh", "tools/engine/build.sh",
-                                    "tools/engine/env.sh", "tools/apt-install.sh", ".ci/run"])
+                                    "tools/engine/env.sh", "tools/apt-install.sh", "tools/check-vendor.sh",
+                                    ".ci/run"])
 def test_project_shell_scripts_pass_shellcheck(script):
     from tests.harness import MAIN
     shellcheck((MAIN.parent / script).read_text())

@@ -10,16 +10,14 @@ import json
 import os
 import subprocess
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-import pytest
 import yaml
 
-from tests.lab.conftest import LAB_SCRIPT, LabHost, lab, lab_host, lab_unavailable_reason
+from tests.lab.hosts import LabHost, lab, lab_down, lab_host
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = ROOT / "build" / "lab"
@@ -62,10 +60,15 @@ class LabOptions:
     kubernetes_version: str = KUBERNETES_VERSION
 
 
-def lab_environment(options: LabOptions = LabOptions()) -> dict[str, str]:
-    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_LB_MODE": options.mode,
-            "LAB_SSH_USER": options.ssh_user, "LAB_FIREWALL": options.firewall,
+def stack_settings(options: LabOptions) -> dict[str, str]:
+    """The environment lab-stack.sh reads the stack's settings from."""
+    return {"LAB_LB_MODE": options.mode, "LAB_SSH_USER": options.ssh_user, "LAB_FIREWALL": options.firewall,
             "LAB_PACKAGE_PROXY": options.package_proxy, "LAB_KUBERNETES_VERSION": options.kubernetes_version}
+
+
+def lab_environment(options: LabOptions = LabOptions()) -> dict[str, str]:
+    return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_TOPOLOGY": "",
+            **stack_settings(options)}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -137,11 +140,12 @@ class LabStack:
             assert wait_for(lambda: host.run(APISERVER_RUNNING, check=False).returncode != 0, 60), name
 
     def start_apiserver(self, name: str) -> None:
-        """Undo stop_apiserver (a killed one comes back by itself; this waits for it)."""
+        """Undo stop_apiserver (a killed one comes back by itself; this waits for it, as long as the
+        kubelet's restart back-off can keep it down: 5 minutes at most, and its start)."""
         host = self.hosts[name]
         host.run(f"if [ -e {APISERVER_MANIFEST_AWAY} ]; then mv {APISERVER_MANIFEST_AWAY} {APISERVER_MANIFEST}; fi")
         assert wait_for(lambda: host.run("curl -fsk -o /dev/null https://127.0.0.1:6443/readyz",
-                                         check=False).returncode == 0, 180), f"{name}: apiserver not ready again"
+                                         check=False).returncode == 0, 390), f"{name}: apiserver not ready again"
 
     def vip_holders(self) -> list[str]:
         return [name for name in LOAD_BALANCERS if self.hosts[name].holds(VIP)]
@@ -157,6 +161,11 @@ class LabStack:
         return len(self.vip_holders()) == 1 and all(
             set(self.backend_status(lb).values()) == {"UP"} for lb in LOAD_BALANCERS)
 
+    @property
+    def kubernetes_version(self) -> str:
+        """The release the stack's config names now (an upgrade changes it)."""
+        return self.pulumi("config", "get", "--path", "kubernetes.version").stdout.strip()
+
     def kubeconfig(self) -> str:
         return str(self.output("kubeconfig", show_secrets=True))
 
@@ -168,8 +177,8 @@ class LabStack:
 
 
 def boot_cluster(options: LabOptions = LabOptions()) -> LabStack:
-    """`make lab-up` without the make: lab hosts (reused if they run) and the product's `pulumi up`
-    with the stack configured by `options`."""
+    """`make lab-up` without the make: lab hosts (reused if they run with these options, see
+    lab-stack.sh) and the product's `pulumi up` with the stack configured by `options`."""
     started = time.monotonic()
     result = subprocess.run([str(STACK_SCRIPT), "up"], env=lab_environment(options), capture_output=True,
                             text=True, timeout=1800)
@@ -177,29 +186,24 @@ def boot_cluster(options: LabOptions = LabOptions()) -> LabStack:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
     names = (LAB_DIR / "hosts").read_text().split()
     stack = LabStack({name: lab_host(name) for name in names}, up_output=result.stdout)
-    stack.timings["up_from_bare_s"] = float((LAB_DIR / "last-up.seconds").read_text())
+    stack.timings["pulumi_up_s"] = float((LAB_DIR / "last-up.seconds").read_text())  # from bare hosts unless reused
     stack.timings["lab_up_total_s"] = round(time.monotonic() - started, 1)
     return stack
 
 
 def tear_down_cluster() -> None:
+    """`pulumi destroy` while the hosts run, then the lab down (what `make lab-down` does)."""
     subprocess.run([str(STACK_SCRIPT), "destroy"], env=lab_environment(), check=False, timeout=900,
                    capture_output=True)
-    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
+    lab_down()
 
 
-@contextmanager
-def fresh_cluster(options: LabOptions = LabOptions()) -> Iterator[LabStack]:
-    """A cluster on freshly booted lab hosts (any running lab goes first), always torn down after.
-    Skips the calling tests where the lab cannot run."""
-    reason = lab_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=120, capture_output=True)
-    try:
-        yield boot_cluster(options)
-    finally:
-        tear_down_cluster()
+def forget_cluster() -> None:
+    """The lab down and the stack's state forgotten, with no `pulumi destroy` first: for a cluster
+    whose hosts are thrown away anyway (destroy itself is proven once, by test_destroy_lab)."""
+    lab_down()
+    subprocess.run([str(STACK_SCRIPT), "destroy"], env=lab_environment(), check=False, timeout=120,
+                   capture_output=True)
 
 
 def kubectl(kubeconfig: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -237,3 +241,18 @@ def etcd_members(kubeconfig: Path, on: str = "cp1") -> list[tuple[str, str]]:
                       "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key", "member", "list")
     assert members.returncode == 0, members.stderr
     return sorted((row[1], row[2]) for row in (line.split(", ") for line in members.stdout.splitlines()))
+
+
+def changed_steps(preview_json: str) -> list[dict]:
+    """The steps of a `pulumi preview --json` that change something."""
+    return [step for step in json.loads(preview_json).get("steps", []) if step["op"] != "same"]
+
+
+def resource_name(urn: str) -> str:
+    return urn.rsplit("::", 1)[1]
+
+
+def ready_nodes(kubeconfig: Path) -> set[str]:
+    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+    return {node["metadata"]["name"] for node in nodes
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])}

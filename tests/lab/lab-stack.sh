@@ -3,7 +3,9 @@
 #   up:      boot the lab if it is not running (fresh hosts, fresh state), write Pulumi.lab.yaml
 #            and build/lab/env, then `pulumi up` — a real run of the product on local hosts.
 #   destroy: `pulumi destroy` on the lab stack while its hosts run; then forget the state.
-# Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_LB_MODE picks loadBalancer.mode
+# Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_TOPOLOGY=NAME: a topology of the lab tests
+# (tests/lab/clusters.py), which sets the LAB_* settings below as the tests do; or, one by one:
+# LAB_LB_MODE picks loadBalancer.mode
 # (keepalived-haproxy by default; static-pods, local-nginx and kube-vip boot no LB hosts). The
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
 # lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
@@ -17,6 +19,11 @@ root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
 lab_dir="${root}/build/lab"
 lab="${here}/lab.sh"
 stack=organization/kubeha/lab
+if [ -n "${LAB_TOPOLOGY:-}" ]; then
+    # LAB_TOPOLOGY: one of the lab tests' topologies (tests/lab/clusters.py), with its settings.
+    settings="$(cd "${root}" && python3 -m tests.lab.clusters env "${LAB_TOPOLOGY}")"
+    eval "${settings}"
+fi
 mode="${LAB_LB_MODE:-keepalived-haproxy}"
 case "${mode}" in
     keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 w1 w2" ;;
@@ -30,11 +37,15 @@ if [ "${version}" != 1.34.4 ]; then
     export LAB_UPGRADE_FROM="${version}"  # lab.sh: the hosts load that release's images too
 fi
 
-lab_running() {  # exactly this mode's hosts run, with this release's images (another lab does not count)
+# What this stack is built with; a running lab built with anything else is not reused (its
+# `pulumi up` would be an edit, an upgrade or a refusal, not the cluster asked for).
+options="mode=${mode} user=${LAB_SSH_USER:-root} firewall=${LAB_FIREWALL:-unmanaged} proxy=${LAB_PACKAGE_PROXY:-} version=${version}"
+
+lab_running() {  # exactly this mode's hosts run, built with these options (another lab does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
     "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
         && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
-        && [ "$(grep -o 'with-v.*' "${lab_dir}/images-dir" 2>/dev/null)" = "${LAB_UPGRADE_FROM:+with-v${LAB_UPGRADE_FROM}}" ]
+        && [ "$(cat "${lab_dir}/options" 2>/dev/null)" = "${options}" ]
 }
 
 host_list() {  # YAML flow list of the lab hosts whose name starts with $1
@@ -152,6 +163,9 @@ up() {
         rm -rf "${lab_dir}/state" "${root}/Pulumi.lab.yaml"   # fresh hosts: no state to keep
         # shellcheck disable=SC2086 # word splitting of the host list is wanted
         "${lab}" up ${hosts}
+        echo "${options}" > "${lab_dir}/options"
+    else
+        echo "lab-stack: reusing the running lab (${options})"
     fi
     mkdir -p "${lab_dir}/state"
     write_stack_config

@@ -239,7 +239,7 @@ down() {
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
     ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
-    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir"
+    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir" "${LAB_DIR}/options"
     if [ -f "${LAB_DIR}/inotify-instances.saved" ]; then
         sysctl -qw fs.inotify.max_user_instances="$(cat "${LAB_DIR}/inotify-instances.saved")"
         rm -f "${LAB_DIR}/inotify-instances.saved"

@@ -1,48 +1,29 @@
-"""End to end on the lab: the product's `pulumi up`, `preview` and `destroy` on seven real hosts.
+"""End to end on the lab's shared `ha` cluster (tests/lab/clusters.py), first of its modules: the
+product's `pulumi up` from bare hosts, on seven real hosts, checked; a no-op up; edits the built
+cluster cannot take, refused; an LB setting changed under load.
 
 Everything is real: the Pulumi engine and providers, and Kubernetes 1.34 (kubeadm, kubelet,
 containerd, etcd, the control plane) that the product installs from the lab's package
-repository; the tests query it with the kubectl built beside it. They run in file order on one
-cluster: up from bare hosts, checks, a no-op up, an LB change under load, a worker added and
-removed, a StackReference consumer, and destroy.
+repository; the tests query it with the kubectl built beside it. The cluster runs kubeha's
+firewall (firewall.mode managed) and the release the upgrade module starts from.
 """
 from __future__ import annotations
 
-import datetime
 import http.server
 import json
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.lab.cluster import (KUBERNETES_VERSION, LAB_DIR, PORT, ROOT, VIP, LabStack, etcd_members, fresh_cluster,
-                               kubectl, wait_for)
-from tests.lab.conftest import lab
+from tests.lab.cluster import (PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, resource_name,
+                               wait_for)
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
-CONSUMER = ROOT / "examples" / "cluster-consumer"
-
-
-@pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    with fresh_cluster() as stack:
-        yield stack
-        (LAB_DIR / "timings.json").write_text(json.dumps(stack.timings, indent=2) + "\n")
-        print(f"\nlab timings: {stack.timings}")
-
-
-def changed_steps(preview_json: str) -> list[dict]:
-    return [step for step in json.loads(preview_json).get("steps", []) if step["op"] != "same"]
-
-
-def resource_name(urn: str) -> str:
-    return urn.rsplit("::", 1)[1]
 
 
 # 1 -------------------------------------------------------------------------------------------
@@ -57,7 +38,8 @@ def test_readyz_through_the_vip_with_the_kubeconfig_output(lab_stack, kubeconfig
 def test_every_node_is_registered_with_the_built_version(lab_stack, kubeconfig_file):
     nodes = json.loads(kubectl(kubeconfig_file, "get", "nodes", "-o", "json").stdout)["items"]
     versions = {node["metadata"]["name"]: node["status"]["nodeInfo"]["kubeletVersion"] for node in nodes}
-    assert versions == {name: f"v{KUBERNETES_VERSION}" for name in ("cp1", "cp2", "cp3", "w1", "w2")}
+    built = lab_stack.kubernetes_version
+    assert versions == {name: f"v{built}" for name in ("cp1", "cp2", "cp3", "w1", "w2")}
 
 
 def running_pods(kubeconfig: Path) -> set[str]:
@@ -87,12 +69,6 @@ def test_the_init_log_on_the_host_holds_no_token_or_certificate_key(lab_stack):
 
 
 # The pod network (flannel, through the kubernetes provider) -----------------------------------
-
-def ready_nodes(kubeconfig: Path) -> set[str]:
-    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
-    return {node["metadata"]["name"] for node in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True" for c in node["status"]["conditions"])}
-
 
 def test_every_node_is_ready_when_up_returns(lab_stack, kubeconfig_file):
     assert ready_nodes(kubeconfig_file) == {"cp1", "cp2", "cp3", "w1", "w2"}
@@ -262,14 +238,17 @@ def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_st
 
 
 def test_a_kubernetes_downgrade_is_refused_before_any_host(lab_stack):
-    output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.3", KUBERNETES_VERSION)
-    assert (f"kubeha:kubernetes.version: this cluster runs {KUBERNETES_VERSION} (or an upgrade to it has begun); "
-            f"1.34.3 would be a downgrade") in output
+    built = lab_stack.kubernetes_version
+    major, minor, patch = built.split(".")
+    older = f"{major}.{minor}.{int(patch) - 1}"
+    output, sessions = refused_up(lab_stack, "kubernetes.version", older, built)
+    assert (f"kubeha:kubernetes.version: this cluster runs {built} (or an upgrade to it has begun); "
+            f"{older} would be a downgrade") in output
     assert set(sessions.values()) == {0}
 
 
 def test_an_upgrade_to_a_release_the_repository_lacks_is_refused_after_one_read_on_the_lead(lab_stack):
-    output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.5", KUBERNETES_VERSION)
+    output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.5", lab_stack.kubernetes_version)
     assert ("kubeha:kubernetes.version: the package repository http://10.250.0.1:8080/kubernetes/v1.34 has no "
             "kubeadm kubelet kubectl 1.34.5") in output
     assert {name: count for name, count in sessions.items() if count} == {"cp1": 1}
@@ -277,11 +256,16 @@ def test_an_upgrade_to_a_release_the_repository_lacks_is_refused_after_one_read_
 
 # 4 -------------------------------------------------------------------------------------------
 
+STATS_PORT = 9093  # a loadBalancer.statsPort no run before this module sets (the bench toggles 9090/9091)
+
+
 def test_a_load_balancer_setting_change_touches_only_the_load_balancers(lab_stack):
-    lab_stack.pulumi("config", "set", "--path", "loadBalancer.statsPort", "9091")
+    lab_stack.pulumi("config", "set", "--path", "loadBalancer.statsPort", str(STATS_PORT))
     steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    # Each LB host's config, and its firewall, which keeps the stats port to the host itself.
     assert sorted((step["op"], resource_name(step["urn"])) for step in steps) == [
-        ("update", "lb-lb1-config"), ("update", "lb-lb2-config")]
+        ("update", "firewall-lb1"), ("update", "firewall-lb2"), ("update", "lb-lb1-config"),
+        ("update", "lb-lb2-config")]
 
 
 def test_the_load_balancer_change_rolls_out_without_a_failed_request(lab_stack, kubeconfig_file):
@@ -293,351 +277,4 @@ def test_the_load_balancer_change_rolls_out_without_a_failed_request(lab_stack, 
     assert len(results) > 20
     assert prober.failures == [], prober.failures[:5]
     for lb in ("lb1", "lb2"):
-        assert lab_stack.hosts[lb].run("curl -fsS -o /dev/null 'http://127.0.0.1:9091/stats;csv'").returncode == 0
-
-
-# 5 -------------------------------------------------------------------------------------------
-
-def test_adding_a_worker_previews_only_the_new_workers_resources(lab_stack):
-    w3 = lab_stack.add_host("w3")
-    lab_stack.pulumi("config", "set", "--path", "workers[2].name", "w3")
-    lab_stack.pulumi("config", "set", "--path", "workers[2].address", w3.address)
-    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    # w3's own resources, and the wait for every node Ready, which now includes w3.
-    created = {resource_name(step["urn"]) for step in steps if step["op"] == "create"}
-    assert created and all(name == "w3" or name.startswith("w3-") for name in created), created
-    # ... the wait for every node Ready, which now includes w3, the preflight, which checks w3, and
-    # the settings guard's record of the nodes (an upgrade is refused in a run that changes them).
-    assert {(step["op"], resource_name(step["urn"])) for step in steps if step["op"] != "create"} == {
-        ("update", "network-nodes-ready"), ("update", "cluster-preflight"), ("update", "cluster-settings")}
-
-
-# Listeners on a new worker's ports, for preflight to find: the kubelet's on w3, a NodePort on w4.
-BLOCKERS = {"w3": ("kubeha-test-kubelet-port", 10250), "w4": ("kubeha-test-node-port", 30080)}
-BOOTSTRAP_TOKENS = "kube-system secret --field-selector type=bootstrap.kubernetes.io/token"
-
-
-@dataclass(frozen=True)
-class RefusedRuns:
-    preview: str  # `pulumi preview` with preflight.onPreview
-    up: str  # `pulumi up` without it
-
-
-@pytest.fixture(scope="module")
-def refused_by_preflight(lab_stack) -> RefusedRuns:
-    """w3 (in the config already) and a new w4 each have one of their ports taken; a preview told
-    to run the preflight, then an `up` (which always runs it). w4 leaves the config again
-    afterwards."""
-    w4 = lab_stack.add_host("w4")
-    lab_stack.pulumi("config", "set", "--path", "workers[3].name", "w4")
-    lab_stack.pulumi("config", "set", "--path", "workers[3].address", w4.address)
-    for name, (unit, port) in BLOCKERS.items():
-        lab_stack.hosts[name].run(f"systemd-run --unit={unit} socat TCP-LISTEN:{port},reuseaddr,fork EXEC:/bin/true")
-    try:
-        lab_stack.pulumi("config", "set", "--path", "preflight.onPreview", "true")
-        preview = lab_stack.pulumi("preview", "--diff", check=False)
-        lab_stack.pulumi("config", "rm", "--path", "preflight.onPreview")
-        up = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
-    finally:
-        for name, (unit, _) in BLOCKERS.items():
-            lab_stack.hosts[name].run(f"systemctl stop {unit}")
-        lab_stack.pulumi("config", "rm", "--path", "workers[3]")
-    assert preview.returncode != 0 and up.returncode != 0
-    return RefusedRuns(preview.stdout + preview.stderr, up.stdout + up.stderr)
-
-
-def reports_both_taken_ports(output: str) -> bool:
-    rows = [line.split()[:5] for line in output.splitlines()]
-    return ["w3", "ports", "in", "use:", "10250"] in rows and ["w4", "ports", "in", "use:", "30080"] in rows
-
-
-def test_preflight_reports_every_new_hosts_problem_in_one_table(refused_by_preflight):
-    assert reports_both_taken_ports(refused_by_preflight.up), refused_by_preflight.up[-3000:]
-
-
-def test_a_preview_with_on_preview_reports_the_same_table(refused_by_preflight):
-    assert reports_both_taken_ports(refused_by_preflight.preview), refused_by_preflight.preview[-3000:]
-
-
-def test_preflight_stopped_the_run_before_any_host_was_changed(lab_stack, refused_by_preflight):
-    for name in ("w3", "w4"):  # neither got its packages
-        assert lab_stack.hosts[name].run("command -v kubeadm", check=False).returncode != 0, name
-    assert "w3-prepare" not in refused_by_preflight.up
-
-
-# What kubeadm's join preflight refuses on w3 (kubeha's preflight does not look for it): a CA.
-PLANTED_CA = "/etc/kubernetes/pki/ca.crt"
-
-
-def join_tokens(stack: LabStack) -> str:
-    """The bootstrap tokens kubeadm lists on cp1 that kubeha made for a join."""
-    listed = stack.hosts["cp1"].run("kubeadm token list --kubeconfig /etc/kubernetes/admin.conf").stdout
-    return "\n".join(line for line in listed.splitlines() if "kubeha: join" in line)
-
-
-@pytest.fixture(scope="module")
-def failed_worker_join(lab_stack, refused_by_preflight) -> str:
-    """w3's first join fails (kubeadm's preflight: a CA is there already). Returns the run's output."""
-    lab_stack.hosts["w3"].run(f"mkdir -p /etc/kubernetes/pki && openssl req -x509 -newkey ed25519 -nodes "
-                              f"-subj /CN=x -keyout /dev/null -out {PLANTED_CA} 2>/dev/null")
-    result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
-    assert result.returncode != 0
-    return result.stdout + result.stderr
-
-
-def test_a_failed_worker_join_says_why_and_leaves_no_token(lab_stack, failed_worker_join):
-    output = failed_worker_join
-    assert "w3-kubeadm-join" in output and "FileAvailable--etc-kubernetes-pki-ca.crt" in output, output[-3000:]
-    assert join_tokens(lab_stack) == ""
-
-
-def test_the_join_retried_after_every_token_was_deleted_succeeds_touching_only_w3_and_cp1(
-        lab_stack, kubeconfig_file, failed_worker_join):
-    kubectl(kubeconfig_file, "delete", "-n", *BOOTSTRAP_TOKENS.split())
-    lab_stack.hosts["w3"].run(f"rm -f {PLANTED_CA}")
-    # (The failed run's preflight read every host once, comparing w3 with them; the retry has
-    # nothing left to check.)
-    before = lab_stack.ssh_sessions()
-    lab_stack.pulumi("up", "--yes", "--skip-preview")
-    after = lab_stack.ssh_sessions()
-    touched = {name for name in after if after[name] - before.get(name, 0) > 1}
-    assert touched == {"w3", "cp1"}, touched  # cp1 makes w3's join token and waits for it to be Ready
-    # `up` returned only once w3 was Ready, with the pod network on it.
-    assert "w3" in ready_nodes(kubeconfig_file)
-    assert join_tokens(lab_stack) == ""
-
-
-def test_no_bootstrap_token_of_kubeadm_init_is_left(lab_stack):
-    listed = lab_stack.hosts["cp1"].run("kubeadm token list --kubeconfig /etc/kubernetes/admin.conf").stdout
-    assert "generated by 'kubeadm init'" not in listed, listed
-
-
-# A pod on w3 that a PodDisruptionBudget keeps from being evicted.
-DRAIN_BLOCKER = """\
-apiVersion: v1
-kind: Pod
-metadata: {name: drain-blocker, namespace: default, labels: {app: drain-blocker}}
-spec:
-  nodeName: w3
-  containers: [{name: pause, image: registry.k8s.io/pause:3.10.1, imagePullPolicy: Never}]
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata: {name: drain-blocker, namespace: default}
-spec:
-  minAvailable: 1
-  selector: {matchLabels: {app: drain-blocker}}
-"""
-
-
-def test_a_removal_whose_drain_a_disruption_budget_blocks_says_so_and_keeps_the_node(
-        lab_stack, kubeconfig_file, tmp_path):
-    lab_stack.pulumi("config", "set", "--path", "kubernetes.drainTimeoutSeconds", "20")
-    lab_stack.pulumi("up", "--yes", "--skip-preview")  # the records take the shorter drain
-    manifest = tmp_path / "drain-blocker.yaml"
-    manifest.write_text(DRAIN_BLOCKER)
-    assert kubectl(kubeconfig_file, "apply", "-f", str(manifest)).returncode == 0
-    assert kubectl(kubeconfig_file, "wait", "--for=condition=Ready", "pod/drain-blocker", "--timeout=60s",
-                   timeout=90).returncode == 0
-    w3 = lab_stack.config_value("workers")[2]
-    lab_stack.pulumi("config", "rm", "--path", "workers[2]")
-    try:
-        result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
-        output = result.stdout + result.stderr
-        assert result.returncode != 0
-        assert "w3: drain blocked by a PodDisruptionBudget for 20 s" in output, output[-3000:]
-        node = json.loads(kubectl(kubeconfig_file, "get", "node", "w3", "-o", "json").stdout)
-        assert node["spec"].get("unschedulable") is True  # cordoned, still a node, not reset
-        assert lab_stack.hosts["w3"].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode == 0
-    finally:
-        kubectl(kubeconfig_file, "delete", "-f", str(manifest), "--wait=false")
-        workers = lab_stack.config_value("workers")
-        lab_stack.set_config_value("workers", [*workers, w3])
-
-
-def test_removing_the_worker_drains_deletes_and_resets_it(lab_stack, kubeconfig_file):
-    lab_stack.pulumi("config", "rm", "--path", "workers[2]")
-    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    deleted = [resource_name(step["urn"]) for step in steps if step["op"] == "delete"]
-    assert deleted and all(name.startswith("w3") for name in deleted), deleted
-    # (The Ready wait may have dropped w3 already, in the run the disruption budget stopped.)
-    assert {(step["op"], resource_name(step["urn"])) for step in steps if step["op"] != "delete"} <= {
-        ("update", "network-nodes-ready"), ("update", "cluster-settings")}
-    before = lab_stack.ssh_sessions()
-    result = lab_stack.pulumi("up", "--yes", "--skip-preview")
-    after = lab_stack.ssh_sessions()
-    assert {name for name in after if after[name] - before[name] > 1} == {"w3", "cp1"}
-    assert "w3: drained" in result.stdout and "w3: deleted from the cluster" in result.stdout
-    assert "w3: cluster state removed" in result.stdout  # kubeadm reset -f ran on w3
-    assert lab_stack.hosts["w3"].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode != 0
-    assert lab_stack.hosts["w3"].run("pgrep -x kubelet", check=False).returncode != 0
-    assert "w3" not in kubectl(kubeconfig_file, "get", "nodes").stdout
-
-
-def test_removing_the_control_plane_that_initialised_the_cluster_is_an_ordinary_removal(lab_stack, kubeconfig_file):
-    entries = lab_stack.config_value("controlPlanes")
-    lab_stack.set_config_value("controlPlanes", [entry for entry in entries if entry["name"] != "cp1"])
-    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    # Only cp1's own resources go; nothing is replaced, and no other node is reset.
-    assert {step["op"] for step in steps} <= {"update", "delete", "create"}, steps
-    deleted = {resource_name(step["urn"]) for step in steps if step["op"] == "delete"}
-    assert deleted and all(name == "cp1" or name.startswith("cp1-") for name in deleted), deleted
-    prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, max_seconds=600, retries=1).start()
-    try:
-        result = lab_stack.pulumi("up", "--yes", "--skip-preview")
-    finally:
-        results = prober.stop()
-    assert len(results) > 20
-    # The cluster kept serving through the VIP (a client that retries once saw no failure).
-    assert prober.failures == [], prober.failures[:5]
-    assert "cp1: etcd keeps its quorum without it" in result.stdout
-    assert "cp1: etcd member" in result.stdout and "cp1: cluster state removed" in result.stdout
-    assert etcd_members(kubeconfig_file, on="cp2") == [("started", "cp2"), ("started", "cp3")]
-    assert "cp1" not in kubectl(kubeconfig_file, "get", "nodes").stdout
-    assert wait_for(lambda: "cp1" not in lab_stack.backend_status("lb1"), 60)
-    for name in ("cp2", "cp3"):  # untouched: still members, still serving
-        assert lab_stack.hosts[name].run("test -e /etc/kubernetes/admin.conf", check=False).returncode == 0
-
-
-def test_the_kubeconfig_output_works_after_the_lead_left(lab_stack, tmp_path):
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(lab_stack.kubeconfig())
-    assert set(ready_nodes(kubeconfig)) >= {"cp2", "cp3", "w1", "w2"}
-
-
-MANAGED_BINDINGS = ("get", "clusterrolebinding", "-l", "app.kubernetes.io/managed-by=kubeha", "-o", "name")
-
-
-def kubeconfig_user(kubeconfig: str) -> str:
-    return yaml.safe_load(kubeconfig)["users"][0]["name"]
-
-
-def test_a_new_validity_renews_the_kubeconfig_without_the_lead_and_revokes_the_old_one(
-        lab_stack, kubeconfig_file, tmp_path):
-    old = tmp_path / "old-kubeconfig"
-    old.write_text(lab_stack.kubeconfig())
-    old_user = kubeconfig_user(old.read_text())
-    assert old_user.startswith("kubeha-admin-")  # a credential of its own, not admin.conf's
-    lab_stack.pulumi("config", "set", "--path", "kubernetes.kubeconfigValidityHours", "48")
-    lab_stack.pulumi("up", "--yes", "--skip-preview")  # cp1, the lead it was issued on, is gone
-    renewed = lab_stack.kubeconfig()
-    kubeconfig_file.write_text(renewed)  # the module's later tests use the renewed one
-    assert kubeconfig_user(renewed) not in ("", old_user)
-    assert {"cp2", "cp3"} <= ready_nodes(kubeconfig_file)
-    refused = kubectl(old, "get", "nodes")
-    assert refused.returncode != 0 and "forbidden" in refused.stderr.lower(), refused.stderr
-    assert kubectl(kubeconfig_file, *MANAGED_BINDINGS).stdout.split() == [
-        f"clusterrolebinding.rbac.authorization.k8s.io/{kubeconfig_user(renewed)}"]
-    expires = datetime.datetime.fromisoformat(lab_stack.output("kubeconfigExpires"))
-    remaining = expires - datetime.datetime.now(datetime.timezone.utc)
-    assert datetime.timedelta(hours=47) < remaining <= datetime.timedelta(hours=48)
-
-
-def test_a_new_lead_control_plane_joins_etcd_and_the_load_balancers(lab_stack, kubeconfig_file):
-    # cp1, reset, comes back as a new host; its name sorts first, so it is the lead again.
-    lab_stack.set_config_value("controlPlanes", [{"name": "cp1", "address": lab_stack.hosts["cp1"].address},
-                                                 *lab_stack.config_value("controlPlanes")])
-    lab_stack.pulumi("up", "--yes", "--skip-preview")
-    assert etcd_members(kubeconfig_file, on="cp2") == [("started", name) for name in ("cp1", "cp2", "cp3")]
-    assert wait_for(lambda: lab_stack.backend_status("lb1").get("cp1") == "UP", 60)
-    assert "cp1" in ready_nodes(kubeconfig_file)
-    # kubeadm init did not run again: the cluster is the one built first.
-    assert lab_stack.hosts["cp1"].run("test -e /etc/kubernetes/super-admin.conf", check=False).returncode != 0
-
-
-# Renews every certificate of a control plane with ten days' validity (the file's own dates).
-SHORTEN_CERTIFICATES = f"""cat > /root/kubeha-test-short-certificates.yaml <<'CONFIG'
-apiVersion: kubeadm.k8s.io/v1beta4
-kind: ClusterConfiguration
-kubernetesVersion: v{KUBERNETES_VERSION}
-certificateValidityPeriod: 240h
-CONFIG
-kubeadm certs renew all --config /root/kubeha-test-short-certificates.yaml >/dev/null 2>&1
-rm -f /root/kubeha-test-short-certificates.yaml"""
-APISERVER_CERTIFICATE_END = "openssl x509 -noout -enddate -in /etc/kubernetes/pki/apiserver.crt"
-
-
-def days_left(lab_stack: LabStack, name: str) -> float:
-    end = lab_stack.hosts[name].run(APISERVER_CERTIFICATE_END).stdout.strip().split("=", 1)[1]
-    expires = datetime.datetime.strptime(end, "%b %d %H:%M:%S %Y %Z").replace(tzinfo=datetime.timezone.utc)
-    return (expires - datetime.datetime.now(datetime.timezone.utc)).total_seconds() / 86400
-
-
-def test_certificates_about_to_expire_are_renewed_by_up_while_the_cluster_serves(lab_stack):
-    control_planes = sorted(entry["name"] for entry in lab_stack.config_value("controlPlanes"))
-    for name in control_planes:
-        lab_stack.hosts[name].run(SHORTEN_CERTIFICATES)
-        assert days_left(lab_stack, name) < 11, name
-    prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, max_seconds=900, retries=1).start()
-    try:
-        # --refresh: the dates are read again from the hosts (a plain `up` connects to none).
-        lab_stack.pulumi("up", "--refresh", "--yes", "--skip-preview")
-    finally:
-        results = prober.stop()
-    assert len(results) > 20
-    assert prober.failures == [], prober.failures[:5]
-    for name in control_planes:  # renewed with the cluster's own validity, a year
-        assert days_left(lab_stack, name) > 360, name
-    expires = datetime.datetime.fromisoformat(lab_stack.output("certificatesExpire"))
-    assert expires - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(days=360)
-    # Nothing is due any more: the next preview changes nothing.
-    assert changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout) == []
-
-
-def test_removing_two_control_planes_at_once_is_refused_at_preview(lab_stack):
-    entries = lab_stack.config_value("controlPlanes")
-    lab_stack.set_config_value("controlPlanes", entries[:1])
-    try:
-        result = lab_stack.pulumi("preview", check=False)
-    finally:
-        lab_stack.set_config_value("controlPlanes", entries)
-    assert result.returncode != 0
-    assert "kubeha:controlPlanes: this change removes 2 control planes at once" in result.stdout + result.stderr
-
-
-def test_an_unreachable_worker_is_removed_without_touching_it(lab_stack, kubeconfig_file):
-    lab("power-off", "w2")
-    lab_stack.hosts.pop("w2")
-    assert wait_for(lambda: "w2" not in ready_nodes(kubeconfig_file), 120)
-    lab_stack.pulumi("config", "set", "--path", "workers[1].decommission", "unreachable")
-    result = lab_stack.pulumi("up", "--yes", "--skip-preview")
-    assert "w2: not Ready" in result.stdout and "w2: deleted from the cluster" in result.stdout
-    assert "w2" not in kubectl(kubeconfig_file, "get", "nodes").stdout
-    # Then the entry goes, and its resources leave the stack without a delete step on the host.
-    lab_stack.pulumi("config", "rm", "--path", "workers[1]")
-    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    assert {step["op"] for step in steps} == {"delete"}, steps
-    lab_stack.pulumi("up", "--yes", "--skip-preview")
-
-
-# 6 -------------------------------------------------------------------------------------------
-
-def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stack):
-    consumer = "organization/kubeha-consumer/lab"
-    lab_stack.pulumi("stack", "select", "--create", consumer, cwd=CONSUMER)
-    lab_stack.pulumi("config", "set", "clusterStack", "organization/kubeha/lab", cwd=CONSUMER, stack=consumer)
-    lab_stack.pulumi("up", "--yes", "--skip-preview", cwd=CONSUMER, stack=consumer)
-    outputs = json.loads(lab_stack.pulumi("stack", "output", "--json", cwd=CONSUMER, stack=consumer).stdout)
-    assert outputs["apiserverEndpoint"] == f"https://{VIP}:{PORT}"
-    assert outputs["kubeconfig"] == "[secret]"
-    assert outputs["controlPlaneCount"] == 3
-    revealed = json.loads(lab_stack.pulumi("stack", "output", "--json", "--show-secrets", cwd=CONSUMER,
-                                           stack=consumer).stdout)
-    assert "certificate-authority-data" in revealed["kubeconfig"]
-    lab_stack.pulumi("stack", "rm", "--yes", "--force", cwd=CONSUMER, stack=consumer)
-
-
-# 7 -------------------------------------------------------------------------------------------
-
-def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
-    lab_stack.pulumi("destroy", "--yes", "--skip-preview")
-    for name in ("cp1", "cp2", "cp3", "w1"):
-        host = lab_stack.hosts[name]
-        # kubeadm reset empties the PKI and etcd folders (it keeps the folders themselves).
-        assert host.run("find /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf "
-                        "-type f 2>/dev/null || true").stdout.strip() == "", name
-        assert host.run("pgrep -x 'kube-apiserver|etcd|kubelet'", check=False).returncode != 0, name
-    for name in ("lb1", "lb2"):
-        host = lab_stack.hosts[name]
-        assert not host.holds(VIP), name
-        assert host.run("test -e /etc/haproxy/haproxy.cfg", check=False).returncode != 0, name
+        assert lab_stack.hosts[lb].run(f"curl -fsS -o /dev/null 'http://127.0.0.1:{STATS_PORT}/stats;csv'").returncode == 0

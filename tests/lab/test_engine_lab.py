@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 pytestmark = pytest.mark.lab
-LAB_HOSTS = ["lb1"]
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(__file__).resolve().parent / "programs" / "ssh-smoke"
 ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")

@@ -1,10 +1,12 @@
-"""Faults beyond a clean LB failover, on the product's lab cluster (firewall.mode managed);
-generous bounds only.
+"""Faults beyond a clean LB failover, on the lab's shared `ha` cluster (tests/lab/clusters.py;
+firewall.mode managed); generous bounds only.
 
 On real Kubernetes (the kubelet restarts a control plane's static pods after a reboot). CPU load
 on the VIP holder must not move the VIP; rebooted hosts bring their services back by themselves; both LB hosts restarted one after the other leave a working endpoint; SSH to a host
 cut during `pulumi up` fails the run naming the host, and the next `up` converges without
-re-running finished steps elsewhere. The numbers live in the benchmark (make bench-failover).
+re-running finished steps elsewhere; the worker that run added (w5) is removed again at the end,
+so the modules after this one find the cluster they expect. The numbers live in the benchmark
+(make bench-failover).
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import time
 
 import pytest
 
-from tests.lab.cluster import PORT, VIP, LabOptions, LabStack, fresh_cluster, wait_for
-from tests.lab.conftest import lab
+from tests.lab.cluster import PORT, VIP, LabStack, wait_for
+from tests.lab.hosts import LabHost, lab
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -22,13 +24,6 @@ pytestmark = pytest.mark.lab
 BURN_SECONDS = 20
 BURN = (f"for _ in $(seq $(( $(nproc) * 2 ))); do timeout {BURN_SECONDS} sh -c 'while :; do :; done' & done; "
         "wait")
-
-
-@pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    # firewall.mode managed: every fault below is survived with kubeha's nftables rules in place.
-    with fresh_cluster(LabOptions(firewall="managed")) as stack:
-        yield stack
 
 
 def connects(lab_stack: LabStack, source: str, target: str, port: int) -> bool:
@@ -95,33 +90,44 @@ def test_both_load_balancers_restarted_one_after_the_other_recover_without_actio
     assert wait_for(lab_stack.pair_healthy, 60)
 
 
-def test_ssh_cut_during_up_fails_naming_the_host_and_the_next_up_converges(lab_stack):
-    w3 = lab_stack.add_host("w3")
-    lab_stack.pulumi("config", "set", "--path", "workers[2].name", "w3")
-    lab_stack.pulumi("config", "set", "--path", "workers[2].address", w3.address)
+@pytest.fixture
+def w5(lab_stack) -> LabHost:
+    """A new worker, w5, booted and put in the config; removed from the cluster again afterwards
+    (an ordinary removal: drained, deleted, reset), so the cluster has the nodes it had."""
+    host = lab_stack.add_host("w5")
+    index = len(lab_stack.config_value("workers"))
+    lab_stack.pulumi("config", "set", "--path", f"workers[{index}].name", "w5")
+    lab_stack.pulumi("config", "set", "--path", f"workers[{index}].address", host.address)
+    yield host
+    lab_stack.set_config_value("workers", [entry for entry in lab_stack.config_value("workers")
+                                           if entry["name"] != "w5"])
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
+
+
+def test_ssh_cut_during_up_fails_naming_the_host_and_the_next_up_converges(lab_stack, w5):
     lab_stack.pulumi("config", "set", "--path", "loadBalancer.statsPort", "9092")
-    # w3's link goes down for a bounded time: the provider's dial limit ends the attempt.
-    subprocess.run(["ip", "link", "set", "vb-w3", "down"], check=True)
+    # w5's link goes down for a bounded time: the provider's dial limit ends the attempt.
+    subprocess.run(["ip", "link", "set", "vb-w5", "down"], check=True)
     try:
-        # The preflight is the first to reach w3: it stops the run before any host is changed.
+        # The preflight is the first to reach w5: it stops the run before any host is changed.
         refused = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False, timeout=600)
-        # A site that skips that check gets as far as w3's first step, which fails on its own.
+        # A site that skips that check gets as far as w5's first step, which fails on its own.
         lab_stack.pulumi("config", "set", "--path", "preflight.skip[1]", "ssh")
         failed = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False, timeout=600)
     finally:
-        subprocess.run(["ip", "link", "set", "vb-w3", "up"], check=True)
+        subprocess.run(["ip", "link", "set", "vb-w5", "up"], check=True)
         lab_stack.pulumi("config", "rm", "--path", "preflight.skip[1]")
     assert refused.returncode != 0
-    assert "cluster-preflight" in refused.stdout and w3.address in refused.stdout, refused.stdout[-3000:]
+    assert "cluster-preflight" in refused.stdout and w5.address in refused.stdout, refused.stdout[-3000:]
     assert "lb-lb1-config" not in refused.stdout  # nothing else ran
     assert failed.returncode != 0
-    # w3's first step is its firewall (firewall.mode managed here).
-    assert "firewall-w3" in failed.stdout and w3.address in failed.stdout, failed.stdout[-3000:]
-    assert wait_for(lambda: w3.run("true", check=False).returncode == 0, 30)
+    # w5's first step is its firewall (firewall.mode managed here).
+    assert "firewall-w5" in failed.stdout and w5.address in failed.stdout, failed.stdout[-3000:]
+    assert wait_for(lambda: w5.run("true", check=False).returncode == 0, 30)
     before = lab_stack.ssh_sessions()
     lab_stack.pulumi("up", "--yes", "--skip-preview")
     after = lab_stack.ssh_sessions()
     # Every step waited for every host's firewall, so the LB change waited too: it runs now, with
-    # w3's steps (and its token on cp1); no other host is touched.
-    assert {name for name in after if after[name] - before[name] > 1} == {"w3", "cp1", "lb1", "lb2"}
-    assert w3.run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode == 0
+    # w5's steps (and its token on cp1); no other host is touched.
+    assert {name for name in after if after[name] - before[name] > 1} == {"w5", "cp1", "lb1", "lb2"}
+    assert w5.run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode == 0

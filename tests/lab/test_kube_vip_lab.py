@@ -11,19 +11,13 @@ import json
 
 import pytest
 
-from tests.lab.cluster import LabOptions, LabStack, assert_readyz_through, fresh_cluster, kubectl, running_pod, wait_for
+from tests.lab.cluster import assert_readyz_through, kubectl, running_pod, wait_for
 
 pytestmark = pytest.mark.lab
 VIP = "10.250.0.100"
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
 MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 MANIFEST_AWAY = "/etc/kubernetes/kube-vip.yaml.stopped-by-test"
-
-
-@pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    with fresh_cluster(LabOptions(mode="kube-vip")) as stack:
-        yield stack
 
 
 def lease_holder(kubeconfig_file) -> str:

@@ -12,7 +12,6 @@ import pytest
 from tests.harness import run_program
 
 pytestmark = pytest.mark.lab
-LAB_HOSTS = ["lb1", "lb2"]
 VIP = "10.250.0.100"
 
 

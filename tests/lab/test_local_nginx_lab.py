@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.cluster import LAB_DIR, LAB_SCRIPT, LabOptions, LabStack, fresh_cluster, kubectl
+from tests.lab.cluster import LAB_DIR, LabStack, kubectl
+from tests.lab.clusters import LabClusters
+from tests.lab.hosts import LAB_SCRIPT
 from tests.lab.package_proxy import ADDRESS as PROXY_ADDRESS
-from tests.lab.package_proxy import URL as PROXY_URL
 from tests.lab.package_proxy import PackageProxy, ProxiedRequest
 from tests.lab.probe import __file__ as PROBE_MODULE
 
@@ -51,15 +52,16 @@ class ProxiedBuild:
 
 
 @pytest.fixture(scope="module")
-def built() -> ProxiedBuild:
-    """The cluster, built with packages.proxy pointing at the lab's recording proxy."""
+def built(lab_clusters: LabClusters) -> ProxiedBuild:
+    """The cluster, built with packages.proxy pointing at the lab's recording proxy. Fresh, even
+    if one runs already: the proxy must see every download of the build."""
     proxy = PackageProxy().start()
     try:
-        with fresh_cluster(LabOptions(mode="local-nginx", ssh_user="kubeha", package_proxy=PROXY_URL)) as stack:
-            # The repository's log starts anew with the lab: it holds this build's requests only.
-            direct = [line for line in REPOSITORY_LOG.read_text().splitlines()
-                      if not line.startswith(f"{PROXY_ADDRESS[0]} ")]
-            yield ProxiedBuild(stack, list(proxy.seen), direct)
+        stack = lab_clusters.cluster("local-nginx", fresh=True)
+        # The repository's log starts anew with the lab: it holds this build's requests only.
+        direct = [line for line in REPOSITORY_LOG.read_text().splitlines()
+                  if not line.startswith(f"{PROXY_ADDRESS[0]} ")]
+        yield ProxiedBuild(stack, list(proxy.seen), direct)
     finally:
         proxy.stop()
 

@@ -5,7 +5,8 @@ the error of a failed step, which the engine prints and keeps in the state; the 
 (KubeadmJoin, over paramiko) puts the end of a failed script's stderr into its error. Two
 failures are provoked on the product's lab cluster: a worker's `kubeadm join` failing after it
 read its token from stdin, and a new control plane's join material failing after kubeadm made
-its token and certificate key. Then the SSH key, every token and certificate key cp1 minted and
+its token and certificate key. (On the lab's shared `ha` cluster, after the membership module:
+the new nodes are w6 and cp4.) Then the SSH key, every token and certificate key cp1 minted and
 the kubeconfig's client key are looked for in the failed runs' output, in every file of the
 local state backend (checkpoints, history, backups) and in `pulumi stack history`.
 """
@@ -17,7 +18,8 @@ import json
 import pytest
 import yaml
 
-from tests.lab.cluster import LAB_DIR, LabStack, fresh_cluster
+from tests.lab.cluster import LAB_DIR, LabStack
+from tests.lab.clusters import LabClusters
 
 pytestmark = pytest.mark.lab
 # Put ahead of the real kubeadm on cp1 (/usr/local/sbin comes first in PATH): it records every
@@ -40,16 +42,20 @@ esac
 
 
 @pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    with fresh_cluster() as stack:
-        cp1 = stack.hosts["cp1"]
-        cp1.run(f"umask 077; cat > /usr/local/sbin/kubeadm <<'KUBEADM'\n{RECORDING_KUBEADM}KUBEADM\n"
-                "chmod 0700 /usr/local/sbin/kubeadm")
-        yield stack
+def lab_stack(lab_clusters: LabClusters) -> LabStack:
+    """The shared cluster, with the recording kubeadm on cp1 while this module runs."""
+    stack = lab_clusters.cluster("ha")
+    cp1 = stack.hosts["cp1"]
+    cp1.run(f"umask 077; cat > /usr/local/sbin/kubeadm <<'KUBEADM'\n{RECORDING_KUBEADM}KUBEADM\n"
+            "chmod 0700 /usr/local/sbin/kubeadm")
+    yield stack
+    cp1.run(f"rm -f /usr/local/sbin/kubeadm {RECORD} /root/kubeha-test-fail-upload")
 
 
-def add_node(stack: LabStack, name: str, role: str, index: int) -> None:
+def add_node(stack: LabStack, name: str, role: str) -> None:
+    """A new host `name`, booted and put at the end of `role` (controlPlanes or workers)."""
     host = stack.add_host(name)
+    index = len(stack.config_value(role))
     stack.pulumi("config", "set", "--path", f"{role}[{index}].name", name)
     stack.pulumi("config", "set", "--path", f"{role}[{index}].address", host.address)
 
@@ -85,15 +91,15 @@ LOGINS = "journalctl -u ssh --no-pager -o cat | grep -c 'Accepted publickey' || 
 
 @pytest.fixture(scope="module")
 def failed_pin(lab_stack) -> tuple[str, int]:
-    """w3 pinned to another host's key (w1's): the run fails at w3's first session. Returns the
-    output and how many logins w3 saw."""
-    add_node(lab_stack, "w3", "workers", 2)
-    w3 = lab_stack.hosts["w3"]
-    before = int(w3.run(LOGINS).stdout.strip() or 0)
-    lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w3", lab_stack.hosts["w1"].run(HOST_KEY).stdout.strip())
+    """w6 pinned to another host's key (w1's): the run fails at w6's first session. Returns the
+    output and how many logins w6 saw."""
+    add_node(lab_stack, "w6", "workers")
+    w6 = lab_stack.hosts["w6"]
+    before = int(w6.run(LOGINS).stdout.strip() or 0)
+    lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w6", lab_stack.hosts["w1"].run(HOST_KEY).stdout.strip())
     result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
-    logins = int(w3.run(LOGINS).stdout.strip() or 0) - before - 1  # the count itself is one login
-    lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w3", w3.run(HOST_KEY).stdout.strip())
+    logins = int(w6.run(LOGINS).stdout.strip() or 0) - before - 1  # the count itself is one login
+    lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w6", w6.run(HOST_KEY).stdout.strip())
     assert result.returncode != 0
     return result.stdout + result.stderr, logins
 
@@ -107,9 +113,9 @@ def test_a_wrong_pinned_host_key_fails_before_any_login(failed_pin):
 
 @pytest.fixture(scope="module")
 def failed_join(lab_stack, failed_pin) -> str:
-    """w3's join fails after it read its material: kubeadm's preflight finds a CA already there.
-    (w3 is pinned to its own key now.)"""
-    lab_stack.hosts["w3"].run("mkdir -p /etc/kubernetes/pki && openssl req -x509 -newkey ed25519 -nodes -subj /CN=x "
+    """w6's join fails after it read its material: kubeadm's preflight finds a CA already there.
+    (w6 is pinned to its own key now.)"""
+    lab_stack.hosts["w6"].run("mkdir -p /etc/kubernetes/pki && openssl req -x509 -newkey ed25519 -nodes -subj /CN=x "
                               "-keyout /dev/null -out /etc/kubernetes/pki/ca.crt 2>/dev/null")
     result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
     assert result.returncode != 0
@@ -119,16 +125,16 @@ def failed_join(lab_stack, failed_pin) -> str:
 @pytest.fixture(scope="module")
 def failed_material(lab_stack, failed_join) -> str:
     """cp4's join material fails after kubeadm minted a token and a certificate key."""
-    lab_stack.hosts["w3"].run("rm -f /etc/kubernetes/pki/ca.crt")
+    lab_stack.hosts["w6"].run("rm -f /etc/kubernetes/pki/ca.crt")
     lab_stack.hosts["cp1"].run("touch /root/kubeha-test-fail-upload")
-    add_node(lab_stack, "cp4", "controlPlanes", 3)
+    add_node(lab_stack, "cp4", "controlPlanes")
     result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
     assert result.returncode != 0
     return result.stdout + result.stderr
 
 
 def test_a_failed_join_names_its_step_and_kubeadms_reason(failed_join):
-    assert "w3-kubeadm-join" in failed_join and "w3: kubeadm join" in failed_join
+    assert "w6-kubeadm-join" in failed_join and "w6: kubeadm join" in failed_join
     assert "FileAvailable--etc-kubernetes-pki-ca.crt" in failed_join
 
 
@@ -144,7 +150,7 @@ def test_no_token_made_for_the_failed_joins_is_left_on_the_cluster(lab_stack, fa
 
 def test_no_secret_in_the_output_of_the_failed_runs(lab_stack, failed_join, failed_material):
     secrets = secrets_that_exist(lab_stack)
-    assert sum(name.startswith("minted") for name in secrets) >= 3  # w3's token, cp4's token and key
+    assert sum(name.startswith("minted") for name in secrets) >= 3  # w6's token, cp4's token and key
     assert leaks({"failed join run": failed_join, "failed material run": failed_material}, secrets) == []
 
 
@@ -155,7 +161,7 @@ def test_no_secret_in_the_state_or_the_history(lab_stack, failed_join, failed_ma
 def test_the_next_up_finishes_both_joins(lab_stack, failed_material):
     lab_stack.hosts["cp1"].run("rm -f /root/kubeha-test-fail-upload")
     result = lab_stack.pulumi("up", "--yes", "--skip-preview")
-    for name in ("w3", "cp4"):
+    for name in ("w6", "cp4"):
         assert lab_stack.hosts[name].run("test -e /etc/kubernetes/kubelet.conf", check=False).returncode == 0, name
     assert leaks({"converging run": result.stdout + result.stderr}, secrets_that_exist(lab_stack)) == []
     assert leaks(stored_state(lab_stack), secrets_that_exist(lab_stack)) == []

@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.lab.cluster import (PORT, VIP, LabOptions, LabStack, assert_readyz_through, fresh_cluster, kubectl,
-                               running_pod, wait_for)
+from tests.lab.cluster import PORT, VIP, LabStack, assert_readyz_through, kubectl, running_pod, wait_for
 
 pytestmark = pytest.mark.lab
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
 HAPROXY_MANIFEST = "/etc/kubernetes/manifests/haproxy.yaml"
 HAPROXY_AWAY = "/etc/kubernetes/haproxy.yaml.stopped-by-test"
-
-
-@pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    with fresh_cluster(LabOptions(mode="static-pods")) as stack:
-        yield stack
 
 
 def holders(lab_stack: LabStack) -> list[str]:

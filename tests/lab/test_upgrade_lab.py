@@ -1,4 +1,5 @@
-"""A Kubernetes upgrade on the lab: the 7-host cluster built at UPGRADE_FROM_VERSION (1.34.3) is
+"""A Kubernetes upgrade on the lab's shared `ha` cluster (tests/lab/clusters.py): the 7-host cluster
+built at UPGRADE_FROM_VERSION (1.34.3), already checked and put through faults by the modules before, is
 upgraded to the lab's release (1.34.4) by `pulumi up` after `kubernetes.version` is changed, both
 releases real builds served by the lab's package repository, while a 20 Hz probe reads /readyz
 through the VIP. The first `up` is cut off: w2's sshd is stopped, so the run fails at w2 after
@@ -15,19 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.cluster import (KUBERNETES_VERSION, PORT, UPGRADE_FROM_VERSION, VIP, LabOptions, LabStack,
-                               etcd_members, fresh_cluster, kubectl)
-from tests.lab.conftest import lab
+from tests.lab.cluster import KUBERNETES_VERSION, PORT, UPGRADE_FROM_VERSION, VIP, LabStack, etcd_members, kubectl
+from tests.lab.hosts import lab
 from tests.lab.probe import Prober, ProbeResult
 
 pytestmark = pytest.mark.lab
 NODES = ("cp1", "cp2", "cp3", "w1", "w2")
-
-
-@pytest.fixture(scope="module")
-def lab_stack() -> LabStack:
-    with fresh_cluster(LabOptions(kubernetes_version=UPGRADE_FROM_VERSION)) as stack:
-        yield stack
 
 
 def sshd_on(host: str, action: str) -> None:
@@ -47,7 +41,8 @@ class Upgrade:
 
 
 @pytest.fixture(scope="module")
-def upgrade(lab_stack, kubeconfig_file) -> Upgrade:
+def upgrade(lab_stack: LabStack, kubeconfig_file) -> Upgrade:
+    assert lab_stack.kubernetes_version == UPGRADE_FROM_VERSION, "the upgrade starts from a cluster at that release"
     lab_stack.pulumi("config", "set", "--path", "kubernetes.version", KUBERNETES_VERSION)
     preview = lab_stack.pulumi("preview", "--diff").stdout
     # Each probe retried once at once, as in the cluster module's removal and renewal probes (a

@@ -2,13 +2,16 @@
 
     python3 -m tests.lab.bench.failover [--runs N]      (make bench-failover; needs root)
 
-Boots the lab and the product's cluster (as `make lab-up`), then injects each fault N times with
+Boots the lab and the product's cluster, the lab's shared `ha` topology (tests/lab/clusters.py;
+a running one built with the same settings, as CI's `make lab-up`, is reused), then injects each
+fault N times with
 the product's keepalived/haproxy configuration and N times with the seed's (keepalived.conf,
 check_apiserver.sh and haproxy.cfg exactly as in the seed document, placeholders filled in),
 while a client probes https://VIP:8443/readyz every 20 ms (fresh TLS connection, bounded count
 and time) and timestamps every success and failure. Prints a table, writes
 build/bench/failover.json (medians, worst cases, every sample) and one timeline PNG per fault
-into docs/.
+beside it. The apiserver faults take turns on cp2 and cp3, so that no apiserver is killed often
+enough for its kubelet's restart back-off to keep it down (it grows to 5 minutes).
 """
 from __future__ import annotations
 
@@ -27,15 +30,18 @@ from pathlib import Path
 from typing import Callable
 
 from tests.lab.cluster import (
-    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabOptions, LabStack, boot_cluster, tear_down_cluster, wait_for,
+    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, tear_down_cluster, wait_for,
 )
-from tests.lab.conftest import LAB_SCRIPT, lab
+from tests.lab.clusters import TOPOLOGIES
+from tests.lab.hosts import LAB_SCRIPT, lab
 from tests.lab.probe import Prober
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 PRODUCT_FILES = ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/check_apiserver.sh"]
 CONTROL_PLANES = {"cp1": "10.250.0.21", "cp2": "10.250.0.22", "cp3": "10.250.0.23"}
-VICTIM_APISERVER = "cp2"  # not cp1: cp1 runs kubeha's cluster-side steps (tokens, membership)
+# Not cp1: cp1 runs kubeha's cluster-side steps (tokens, membership). Taking turns: a kubelet
+# restarts a killed apiserver after a back-off that doubles with each restart (10 s ... 5 min).
+VICTIM_APISERVERS = ("cp2", "cp3")
 NO_RESTART = ("mkdir -p /run/systemd/system/haproxy.service.d && printf '[Service]\\nRestart=no\\n' "
               "> /run/systemd/system/haproxy.service.d/bench-no-restart.conf && systemctl daemon-reload")
 RESTART_BACK = ("rm -f /run/systemd/system/haproxy.service.d/bench-no-restart.conf && systemctl daemon-reload "
@@ -61,6 +67,7 @@ class Bench:
     ca_pem: str
     samples: list[Sample] = field(default_factory=list)
     stats_port: int = 9090  # the product's loadBalancer.statsPort, toggled by lb_rollout
+    apiserver_faults: int = 0  # so far: picks the next victim
 
     def prober(self, retries: int = 0, max_seconds: float = 90) -> Prober:
         # A short timeout keeps the timeline fine-grained: a probe into a dead VIP fails after 0.1 s
@@ -148,7 +155,9 @@ class Bench:
 
     def apiserver_fault(self, config: str, run: int, fault: str, kill: bool) -> None:
         holder = self.stack.vip_holders()[0]
-        watcher = subprocess.Popen([str(LAB_SCRIPT), "ssh", holder, "python3", "-", VICTIM_APISERVER],
+        victim = VICTIM_APISERVERS[self.apiserver_faults % len(VICTIM_APISERVERS)]
+        self.apiserver_faults += 1
+        watcher = subprocess.Popen([str(LAB_SCRIPT), "ssh", holder, "python3", "-", victim],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         watcher.stdin.write(HAPROXY_WAIT_DOWN)
         watcher.stdin.close()
@@ -156,15 +165,15 @@ class Bench:
         prober = self.prober(retries=1)  # the target is for a client that retries once
         time.sleep(1)
         fault_at, killed_at = prober.now(), time.monotonic()
-        self.stack.stop_apiserver(VICTIM_APISERVER, kill=kill)
+        self.stack.stop_apiserver(victim, kill=kill)
         down_at = watcher.stdout.readline().strip()
         watcher.wait(timeout=40)
         if not down_at:
-            raise RuntimeError(f"haproxy on {holder} never marked {VICTIM_APISERVER} DOWN")
+            raise RuntimeError(f"haproxy on {holder} never marked {victim} DOWN")
         out_of_rotation = float(down_at) - killed_at
         time.sleep(1)
         self.record(config, fault, run, prober, fault_at, seconds=out_of_rotation)
-        self.stack.start_apiserver(VICTIM_APISERVER)
+        self.stack.start_apiserver(victim)
         self.wait_stable()
 
     def lb_rollout(self, config: str, run: int) -> None:
@@ -266,7 +275,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def draw(samples: list[Sample], docs: Path) -> list[Path]:
+def draw(samples: list[Sample], folder: Path) -> list[Path]:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -291,7 +300,7 @@ def draw(samples: list[Sample], docs: Path) -> list[Path]:
                            f"of {sample.probes} probes", fontsize=9)
         axes[-1, 0].set_xlabel("seconds since the fault (probe every 20 ms, fresh TLS connection)")
         figure.tight_layout()
-        path = docs / f"failover-{fault.replace('_', '-')}.png"
+        path = folder / f"failover-{fault.replace('_', '-')}.png"
         figure.savefig(path, dpi=110)
         plt.close(figure)
         pictures.append(path)
@@ -309,11 +318,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "failover.json")
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs")
+    parser.add_argument("--pictures", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab running afterwards")
     args = parser.parse_args()
-    # With kubeha's firewall on every host: failover must hold with the rules in place.
-    stack = boot_cluster(LabOptions(firewall="managed"))
+    # The shared cluster's settings, kubeha's firewall on every host among them: failover must hold
+    # with the rules in place.
+    stack = boot_cluster(TOPOLOGIES["ha"].options)
     try:
         bench = Bench(stack, stack.cluster_ca)
         bench.wait_stable()
@@ -334,8 +344,8 @@ def main() -> int:
               "samples": [asdict(sample) for sample in bench.samples]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    args.docs.mkdir(parents=True, exist_ok=True)
-    pictures = draw(bench.samples, args.docs)
+    args.pictures.mkdir(parents=True, exist_ok=True)
+    pictures = draw(bench.samples, args.pictures)
     print(table(result))
     print(f"wrote {args.out} and {', '.join(str(p.relative_to(ROOT)) for p in pictures)}")
     return 0

@@ -1,0 +1,57 @@
+"""Lab hosts: real Debian hosts in systemd-nspawn (tests/lab/lab.sh), reached over SSH. Needs root."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+LAB_SCRIPT = Path(__file__).resolve().parent / "lab.sh"
+
+
+def lab_unavailable_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    for tool in ("systemd-nspawn", "debootstrap", "ssh"):
+        if shutil.which(tool) is None:
+            return f"the lab needs {tool}"
+    return None
+
+
+@dataclass
+class LabHost:
+    name: str
+    address: str
+
+    def run(self, command: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([str(LAB_SCRIPT), "ssh", self.name, command], capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{self.name}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def holds(self, address: str) -> bool:
+        return f" {address}/" in self.run("ip -o -4 addr show dev host0").stdout
+
+
+def lab(*args: str, timeout: float = 600) -> str:
+    """tests/lab/lab.sh ARGS; its stdout."""
+    return subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, check=True,
+                          timeout=timeout).stdout.strip()
+
+
+def lab_host(name: str) -> LabHost:
+    return LabHost(name, lab("address", name))
+
+
+def boot_hosts(names: list[str]) -> dict[str, LabHost]:
+    """Bare hosts, freshly booted (any running lab goes first)."""
+    lab_down()
+    subprocess.run([str(LAB_SCRIPT), "up", *names], check=True, timeout=600, capture_output=True)
+    return {name: lab_host(name) for name in names}
+
+
+def lab_down() -> None:
+    """Every lab host stopped, the bridge and the route gone."""
+    subprocess.run([str(LAB_SCRIPT), "down"], check=False, timeout=180, capture_output=True)

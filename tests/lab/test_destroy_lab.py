@@ -1,0 +1,42 @@
+"""The last of the lab's shared `ha` cluster (tests/lab/clusters.py): a consumer program reads its
+outputs through a StackReference, then `pulumi destroy` leaves every host without cluster state.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.lab.cluster import PORT, ROOT, VIP
+
+pytestmark = pytest.mark.lab
+CONSUMER = ROOT / "examples" / "cluster-consumer"
+
+
+def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stack):
+    consumer = "organization/kubeha-consumer/lab"
+    lab_stack.pulumi("stack", "select", "--create", consumer, cwd=CONSUMER)
+    lab_stack.pulumi("config", "set", "clusterStack", "organization/kubeha/lab", cwd=CONSUMER, stack=consumer)
+    lab_stack.pulumi("up", "--yes", "--skip-preview", cwd=CONSUMER, stack=consumer)
+    outputs = json.loads(lab_stack.pulumi("stack", "output", "--json", cwd=CONSUMER, stack=consumer).stdout)
+    assert outputs["apiserverEndpoint"] == f"https://{VIP}:{PORT}"
+    assert outputs["kubeconfig"] == "[secret]"
+    assert outputs["controlPlaneCount"] == len(lab_stack.config_value("controlPlanes"))
+    revealed = json.loads(lab_stack.pulumi("stack", "output", "--json", "--show-secrets", cwd=CONSUMER,
+                                           stack=consumer).stdout)
+    assert "certificate-authority-data" in revealed["kubeconfig"]
+    lab_stack.pulumi("stack", "rm", "--yes", "--force", cwd=CONSUMER, stack=consumer)
+
+
+def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
+    lab_stack.pulumi("destroy", "--yes", "--skip-preview")
+    for name in ("cp1", "cp2", "cp3", "w1"):
+        host = lab_stack.hosts[name]
+        # kubeadm reset empties the PKI and etcd folders (it keeps the folders themselves).
+        assert host.run("find /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf "
+                        "-type f 2>/dev/null || true").stdout.strip() == "", name
+        assert host.run("pgrep -x 'kube-apiserver|etcd|kubelet'", check=False).returncode != 0, name
+    for name in ("lb1", "lb2"):
+        host = lab_stack.hosts[name]
+        assert not host.holds(VIP), name
+        assert host.run("test -e /etc/haproxy/haproxy.cfg", check=False).returncode != 0, name
