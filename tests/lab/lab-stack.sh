@@ -115,7 +115,10 @@ kubernetes_settings() {
 }
 
 write_stack_config() {
-    local load_balancer
+    local load_balancer salt
+    # The stack's secrets key is derived from the salt `pulumi stack init` wrote here; a stack
+    # that is reused keeps it (a new salt would not open the state's secrets).
+    salt="$(grep '^encryptionsalt:' "${root}/Pulumi.lab.yaml" 2>/dev/null || true)"
     if [ "${mode}" = local-nginx ]; then
         load_balancer="    mode: local-nginx"
     elif [ "${mode}" = kube-vip ]; then
@@ -145,6 +148,7 @@ ${load_balancer}
   kubeha:controlPlanes: $(host_list cp)
   kubeha:workers: $(host_list w)
 $(kubernetes_settings)
+${salt}
 CONFIG
 }
 
