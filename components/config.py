@@ -61,11 +61,37 @@ class LocalProxy(str, Enum):
 CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 2380: "etcd peer",
                        10250: "kubelet", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
 
+# Grammars of the strings that reach a host (scripts, configs, manifests): nothing in them can
+# close a quote, a heredoc or a YAML scalar, or start a command.
+# A Linux interface name (at most 15 bytes, no '/' or whitespace).
+INTERFACE_NAME = r"^[A-Za-z0-9_.:-]{1,15}$"
+# calico's interface setting is a regular expression over interface names (`interface=eth.*`).
+INTERFACE_PATTERN = r"^[A-Za-z0-9_.:*+|()\[\]-]{1,64}$"
+# kubeadm's clusterName: a name as in a kubeconfig, letters, digits, '-', '_' and '.'.
+CLUSTER_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+# An http(s) URL: host name, IPv4 or [IPv6] address, optional port and path; user:password@
+# only for a proxy. Percent-encoding stands in for any other character.
+_URL_PATH = r"(/[A-Za-z0-9._~%/:+@=-]*)?"
+_URL_HOST = r"([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
+REPOSITORY_URL = rf"^https?://{_URL_HOST}{_URL_PATH}$"
+PROXY_URL = rf"^https?://([A-Za-z0-9._~%-]+(:[A-Za-z0-9._~%-]*)?@)?{_URL_HOST}/?$"
+
+
+# What each grammar allows, for the error that names the key.
+_GRAMMARS = {
+    INTERFACE_NAME: "a network interface name such as eth0 (letters, digits, '_', '.', ':' and '-'; at most 15)",
+    INTERFACE_PATTERN: "an interface name or a regular expression over names such as eth.* (no spaces or quotes)",
+    CLUSTER_NAME: "a name of letters, digits, '_', '.' and '-' (at most 63), such as kubernetes",
+    REPOSITORY_URL: "an http(s) URL such as https://pkgs.k8s.io/core:/stable: (no spaces, quotes or '$')",
+    PROXY_URL: "an http(s) proxy URL such as http://proxy.example:3128 (no path, spaces, quotes or '$')",
+}
+
+
 class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
     # Where this host holds the VIP (keepalived, kube-vip), when it is not loadBalancer.interface.
-    interface: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,15}$")
+    interface: Optional[str] = Field(default=None, pattern=INTERFACE_NAME)
 
     @property
     def ip(self) -> str:
@@ -210,7 +236,7 @@ class LoadBalancerSettings(_Model):
     vip: Optional[ipaddress.IPv4Address | ipaddress.IPv6Address] = None
     # Unset: 8443; kube-vip serves the apiservers' own port 6443 on the VIP.
     port: Optional[int] = None
-    interface: str = "eth0"
+    interface: str = Field("eth0", pattern=INTERFACE_NAME)
     # No default: keepalived's own (51) is everyone's, and two VRRP instances with one id on a
     # segment take each other's VIP.
     virtual_router_id: Optional[int] = None
@@ -327,9 +353,9 @@ class KubernetesSettings(_Model):
     version: str = "1.34.4"
     pod_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.244.0.0/16")
     service_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.96.0.0/12")
-    cluster_name: str = "kubernetes"
+    cluster_name: str = Field("kubernetes", pattern=CLUSTER_NAME)
     # Where hosts fetch kubeadm/kubelet/kubectl packages (a mirror in air-gapped sites).
-    package_repository: str = "https://pkgs.k8s.io/core:/stable:"
+    package_repository: str = Field("https://pkgs.k8s.io/core:/stable:", pattern=REPOSITORY_URL)
     # kubeadm's imageRepository (a mirror); also where the load balancer's default images come from.
     image_repository: Optional[str] = None
     # Fields of the kubelet's KubeletConfiguration (kubelet.config.k8s.io/v1beta1) and of
@@ -447,15 +473,15 @@ class NetworkImages(_Model):
 class FlannelSettings(_Model):
     # Unset: flannel's own choice, the interface of the default route. Set it on hosts whose
     # nodes talk over another interface (several NICs, or no default route).
-    interface: Optional[str] = None
+    interface: Optional[str] = Field(default=None, pattern=INTERFACE_NAME)
     # Unset: flannel derives it (the interface's MTU minus the 50 bytes of VXLAN).
     mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
 
 
 class CalicoSettings(_Model):
     # Unset: calico's own choice (the first interface with an address). Set it on hosts whose
-    # nodes talk over another interface.
-    interface: Optional[str] = None
+    # nodes talk over another interface (a regular expression over interface names).
+    interface: Optional[str] = Field(default=None, pattern=INTERFACE_PATTERN)
     # Unset: calico derives it from the interface (minus the 50 bytes of VXLAN).
     mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
 
@@ -487,7 +513,7 @@ class NetworkSettings(_Model):
 class PackageSettings(_Model):
     # An HTTP proxy for every download on the hosts (apt, the repository key, containerd's image
     # pulls), e.g. an apt-cacher-ng or a site proxy; none by default.
-    proxy: Optional[str] = None
+    proxy: Optional[str] = Field(default=None, pattern=PROXY_URL)
 
 
 class FirewallMode(str, Enum):
@@ -721,10 +747,30 @@ def _describe(error: dict[str, Any]) -> str:
         return f"must be an IP address (got {error.get('input')!r})"
     if kind in ("ip_v4_network", "ip_v6_network", "ip_any_network"):
         return f"must be a network in CIDR form, e.g. 10.244.0.0/16 (got {error.get('input')!r})"
+    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in _GRAMMARS:
+        return f"must be {_GRAMMARS[error['ctx']['pattern']]} (got {error.get('input')!r})"
     return message.removeprefix("Value error, ")
 
 
+# Top-level keys that are not part of the cluster model.
+_OTHER_KEYS = ("sshPrivateKey",)
+
+
+def check_known_keys(keys: Iterable[str], project: str = "kubeha") -> None:
+    """Every `project:KEY` of the stack is one kubeha knows: a misspelt top-level key (`workers`
+    as `worker`) would otherwise be ignored, and the defaults it leaves locked in by the guard."""
+    known = set(_TOP_LEVEL_KEYS) | set(_OTHER_KEYS)
+    for key in sorted(keys):
+        if key not in known:
+            close = [name for name in sorted(known) if name.lower() == key.lower() or name.startswith(key[:4])]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"{project}:{key}: is not a known key{hint}; the keys are {', '.join(sorted(known))}")
+
+
 def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
+    prefix = f"{config.name}:"
+    check_known_keys((key[len(prefix):] for key in pulumi.runtime.get_config_env() if key.startswith(prefix)),
+                     config.name)
     raw = {key: value for key in _TOP_LEVEL_KEYS if (value := config.get_object(key)) is not None}
     cluster = parse_cluster_config(raw, config.name)
     if len(cluster.control_planes) % 2 == 0:

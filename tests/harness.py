@@ -6,6 +6,7 @@ dependencies and additional secret outputs, so tests can check ordering and secr
 from __future__ import annotations
 
 import json
+import os
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,6 +179,9 @@ def _run(config: dict[str, Any], secret_config: dict[str, str] | None,
     all_config = {f"{PROJECT}:{key}": json.dumps(value) for key, value in config.items()}
     all_config.update({f"{PROJECT}:{key}": value for key, value in (secret_config or {}).items()})
     pulumi.runtime.set_all_config(all_config, [f"{PROJECT}:{key}" for key in (secret_config or {})])
+    # As the language host passes it: the whole stack config in PULUMI_CONFIG too (what kubeha
+    # reads to find keys it does not know).
+    os.environ["PULUMI_CONFIG"] = json.dumps(all_config)
 
     exports: dict[str, Any] = {}
     original_export: Callable[[str, Any], None] = pulumi.export
@@ -187,6 +191,7 @@ def _run(config: dict[str, Any], secret_config: dict[str, str] | None,
         _sync_await(wait_for_rpcs())
     finally:
         pulumi.export = original_export  # type: ignore[assignment]
+        os.environ.pop("PULUMI_CONFIG", None)
     return monitor, exports
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any, Callable
 
 import pytest
@@ -70,7 +71,52 @@ BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
     "host address not an IP": (_set("controlPlanes.1.address", "cp2.example"),
                                "kubeha:controlPlanes[1].address: must be an IP address"),
     "misspelt key": (_set("loadBalancer.virtualRouterID", 5), "kubeha:loadBalancer.virtualRouterID: is not a known key"),
+    "misspelt top-level key": (lambda c: c.__setitem__("worker", c.pop("workers")),
+                               "kubeha:worker: is not a known key (did you mean workers?)"),
+    "unknown top-level key": (_set("kubernetess", {"version": "1.34.4"}),
+                              "kubeha:kubernetess: is not a known key (did you mean kubernetes?)"),
 }
+
+# Strings that would close a quote, a heredoc or a YAML scalar where they land, or run a command.
+HOSTILE = ['"; touch /tmp/kubeha-canary; echo "', "$(touch /tmp/kubeha-canary)", "`touch /tmp/kubeha-canary`",
+           "eth0\nnotify_master /tmp/x", "kubernetes\nKUBEHA_KUBEADM_CONFIG", "x' y"]
+HOSTILE_KEYS = {
+    "packages.proxy": "must be an http(s) proxy URL",
+    "kubernetes.packageRepository": "must be an http(s) URL",
+    "kubernetes.clusterName": "must be a name of letters",
+    "loadBalancer.interface": "must be a network interface name",
+    "network.flannel.interface": "must be a network interface name",
+    "network.calico.interface": "must be an interface name or a regular expression",
+}
+
+
+def _set_nested(config: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    target = config
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[last] = value
+
+
+@pytest.mark.parametrize("key", sorted(HOSTILE_KEYS))
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_string_that_would_break_out_where_it_lands_is_refused_naming_the_key(stack_config, key, value):
+    config = copy.deepcopy(stack_config)
+    _set_nested(config, key, value)
+    with pytest.raises(ConfigError, match=rf"^kubeha:{re.escape(key)}: {re.escape(HOSTILE_KEYS[key])}"):
+        parse_cluster_config(config)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("packages.proxy", "http://10.250.0.1:3142"), ("packages.proxy", "http://user:p%40ss@proxy.example:3128/"),
+    ("kubernetes.packageRepository", "http://10.250.0.1:8080/kubernetes"),
+    ("kubernetes.clusterName", "prod.eu-1"), ("network.calico.interface", "ens[0-9]+"),
+    ("network.flannel.interface", "host0"),
+])
+def test_ordinary_values_pass_the_grammars(stack_config, key, value):
+    config = copy.deepcopy(stack_config)
+    _set_nested(config, key, value)
+    parse_cluster_config(config)
 
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
