@@ -5,6 +5,8 @@ Every key is validated here, before any resource is registered, so bad input fai
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import os
 import re
@@ -59,7 +61,9 @@ class LocalProxy(str, Enum):
 # Well-known ports on a control plane (the seed's port table); a proxy that runs there must not
 # take one of them.
 CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 2380: "etcd peer",
-                       10250: "kubelet", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
+                       2381: "etcd metrics", 10248: "the kubelet's health endpoint", 10249: "kube-proxy metrics",
+                       10250: "kubelet", 10256: "kube-proxy's health endpoint", 10257: "kube-controller-manager",
+                       10259: "kube-scheduler"}
 
 # Grammars of the strings that reach a host (scripts, configs, manifests): nothing in them can
 # close a quote, a heredoc or a YAML scalar, or start a command.
@@ -115,7 +119,8 @@ _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A
 
 
 class SshSettings(_Model):
-    user: str = "root"
+    # A POSIX login name (it lands in the SSH connection and in sudo's checks).
+    user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     port: int = 22
     private_key_path: Optional[str] = None
     # Host name -> its SSH host key (OpenSSH public-key line). A pinned host whose key differs
@@ -131,6 +136,14 @@ class SshSettings(_Model):
             if not _HOST_KEY.match(key.strip()):
                 raise ConfigKeyError(f"ssh.hostKeys.{name}", "must be an OpenSSH public key line, e.g. the content "
                                      "of the host's /etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA...')")
+            kind, blob = key.split()[:2]
+            try:
+                decoded = base64.b64decode(blob, validate=True)
+            except binascii.Error:
+                raise ConfigKeyError(f"ssh.hostKeys.{name}", "its key is not valid base64 (copied in part?)") from None
+            # The blob starts with its own type, length-prefixed: a key pasted under the wrong type fails here.
+            if decoded[4:4 + len(kind)] != kind.encode():
+                raise ConfigKeyError(f"ssh.hostKeys.{name}", f"is not a {kind} key (its data says otherwise)")
         return {name: key.strip() for name, key in keys.items()}
 
 
@@ -499,6 +512,14 @@ class NetworkSettings(_Model):
 
     _mirror = field_validator("image_repository")(_check_registry_path)
 
+    @model_validator(mode="after")
+    def _settings_of_the_plugin_in_use(self) -> "NetworkSettings":
+        for plugin in (NetworkPlugin.FLANNEL, NetworkPlugin.CALICO):
+            if plugin.value in self.model_fields_set and self.plugin is not plugin:
+                raise ConfigKeyError(f"network.{plugin.value}", f"is not used: network.plugin is {self.plugin.value}; "
+                                     f"remove the key, or set network.plugin: {plugin.value}")
+        return self
+
     def image(self, name: str) -> str:
         return on_mirror(NetworkImages.DEFAULTS[name], self.image_repository)
 
@@ -728,7 +749,8 @@ def parse_cluster_config(raw: dict[str, Any], project: str = "kubeha") -> Cluste
     try:
         return ClusterConfig.model_validate(raw)
     except ValidationError as error:
-        first = error.errors()[0]
+        # A misspelt key (`adress`) first, rather than the key it stands in for being "required".
+        first = sorted(error.errors(), key=lambda item: item["type"] != "extra_forbidden")[0]
         nested = first.get("ctx", {}).get("error")
         if isinstance(nested, ConfigKeyError):
             raise ConfigError(f"{project}:{nested.key}: {nested.message}") from None
@@ -780,11 +802,23 @@ def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
     return cluster
 
 
+def check_private_key(text: str, key: str) -> None:
+    """`text` is an unencrypted-looking private key file's content, not a path or a public key."""
+    if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
+        raise ConfigError(f"{key}: must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
+                          f"not a path or a public key; e.g. `pulumi config set --secret sshPrivateKey < KEYFILE`")
+
+
 def load_ssh_private_key(config: pulumi.Config, ssh: SshSettings) -> pulumi.Output[str]:
     """The SSH key as a secret: from the secret config key, else from ssh.privateKeyPath."""
-    secret_key = config.get_secret("sshPrivateKey")
-    if secret_key is not None:
-        return secret_key
+    name = f"{config.name}:sshPrivateKey"
+    raw = pulumi.runtime.get_config(name)
+    if raw is not None:
+        if not pulumi.runtime.is_config_secret(name):
+            raise ConfigError(f"{name}: is stored in plain text in the stack's config file; set it as a secret "
+                              f"(`pulumi config set --secret sshPrivateKey < KEYFILE`) and remove the plain copy")
+        check_private_key(raw, name)
+        return config.require_secret("sshPrivateKey")
     if ssh.private_key_path is None:
         raise ConfigError(
             f"{config.name}:sshPrivateKey: no SSH credential; set it with "
@@ -792,4 +826,6 @@ def load_ssh_private_key(config: pulumi.Config, ssh: SshSettings) -> pulumi.Outp
     path = Path(os.path.expanduser(ssh.private_key_path))
     if not path.is_file():
         raise ConfigError(f"{config.name}:ssh.privateKeyPath: no such file {path}")
-    return pulumi.Output.secret(path.read_text())
+    text = path.read_text()
+    check_private_key(text, f"{config.name}:ssh.privateKeyPath ({path})")
+    return pulumi.Output.secret(text)

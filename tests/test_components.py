@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import COMMAND, DYNAMIC, FAKE_CA_HASH, FAKE_KUBECONFIG, unsecret
 
 
@@ -268,7 +269,7 @@ def test_only_the_kubeconfig_output_is_secret(deployment):
 
 def test_preview_registers_the_same_graph(deploy, stack_config):
     from tests.harness import run_program
-    preview = run_program(stack_config, {"sshPrivateKey": "key"}, preview=True)
+    preview = run_program(stack_config, {"sshPrivateKey": FAKE_PRIVATE_KEY}, preview=True)
     assert sorted(r.name for r in preview.registrations) == sorted(
         r.name for r in deploy(stack_config).registrations)
 

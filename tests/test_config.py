@@ -8,6 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from components.config import ConfigError, parse_cluster_config
+from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program_expecting_error
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -115,6 +116,8 @@ def test_a_string_that_would_break_out_where_it_lands_is_refused_naming_the_key(
 ])
 def test_ordinary_values_pass_the_grammars(stack_config, key, value):
     config = copy.deepcopy(stack_config)
+    if key.startswith("network.calico."):
+        _set_nested(config, "network.plugin", "calico")
     _set_nested(config, key, value)
     parse_cluster_config(config)
 
@@ -124,7 +127,7 @@ def test_bad_input_fails_naming_the_key_before_any_resource(stack_config, case):
     mutate, expected = BAD_INPUTS[case]
     config = copy.deepcopy(stack_config)
     mutate(config)
-    error, registered = run_program_expecting_error(config, {"sshPrivateKey": "key"})
+    error, registered = run_program_expecting_error(config, {"sshPrivateKey": FAKE_PRIVATE_KEY})
     assert isinstance(error, ConfigError)
     assert str(error).startswith(expected), str(error)
     assert registered == []
@@ -234,3 +237,73 @@ def test_bad_registry_mirrors_are_refused_naming_the_key(stack_config, mirrors, 
     stack_config["containerd"] = {"registryMirrors": mirrors}
     with pytest.raises(ConfigError, match=rf"kubeha:containerd.registryMirrors.*{message}"):
         parse_cluster_config(stack_config)
+
+
+def test_a_misspelt_host_key_is_reported_as_unknown_not_as_a_missing_address(stack_config):
+    stack_config["workers"][0] = {"name": "w1", "adress": "198.51.100.31"}
+    with pytest.raises(ConfigError, match=r"^kubeha:workers\[0\].adress: is not a known key"):
+        parse_cluster_config(stack_config)
+
+
+@pytest.mark.parametrize("plugin, unused", [("calico", "flannel"), ("flannel", "calico"), ("none", "flannel")])
+def test_settings_of_a_pod_network_not_in_use_are_refused(stack_config, plugin, unused):
+    stack_config["network"] = {"plugin": plugin, unused: {"mtu": 1400}}
+    with pytest.raises(ConfigError, match=rf"^kubeha:network.{unused}: is not used: network.plugin is {plugin}"):
+        parse_cluster_config(stack_config)
+
+
+@pytest.mark.parametrize("port, taken_by", [(10248, "the kubelet's health endpoint"), (10256, "kube-proxy's health"),
+                                            (2381, "etcd metrics"), (10249, "kube-proxy metrics")])
+def test_a_port_of_a_nodes_own_components_is_refused_where_the_proxy_runs_on_the_nodes(stack_config, port, taken_by):
+    stack_config["loadBalancer"] = {"mode": "local-nginx", "statsPort": port}
+    with pytest.raises(ConfigError, match=rf"^kubeha:loadBalancer.statsPort: {port} is taken by {taken_by}"):
+        parse_cluster_config(stack_config)
+
+
+@pytest.mark.parametrize("user", ["", "root; id", "Root", "a b", "x" * 33])
+def test_an_ssh_user_that_is_no_login_name_is_refused(stack_config, user):
+    stack_config["ssh"]["user"] = user
+    with pytest.raises(ConfigError, match=r"^kubeha:ssh.user: "):
+        parse_cluster_config(stack_config)
+
+
+# w1's real-format ed25519 key line (the blob names its own type).
+ED25519_LINE = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl root@w1"
+
+
+def test_a_well_formed_host_key_is_accepted(stack_config):
+    stack_config["ssh"]["hostKeys"] = {"w1": ED25519_LINE}
+    assert parse_cluster_config(stack_config).ssh.host_keys == {"w1": ED25519_LINE}
+
+
+@pytest.mark.parametrize("line, message", [
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJ", "is not valid base64"),
+    ("ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl", "is not a ssh-rsa key"),
+])
+def test_a_host_key_whose_data_does_not_decode_is_refused_naming_the_host(stack_config, line, message):
+    stack_config["ssh"]["hostKeys"] = {"w1": line}
+    with pytest.raises(ConfigError, match=rf"^kubeha:ssh.hostKeys.w1: .*{message}"):
+        parse_cluster_config(stack_config)
+
+
+def test_a_private_key_in_plain_text_in_the_stack_file_is_refused(stack_config):
+    config = {**stack_config, "sshPrivateKey": FAKE_PRIVATE_KEY}  # a plain config value, not a secret
+    error, registered = run_program_expecting_error(config)
+    assert str(error).startswith("kubeha:sshPrivateKey: is stored in plain text"), str(error)
+    assert registered == []
+
+
+@pytest.mark.parametrize("value", ["~/.ssh/id_ed25519", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA root@x"])
+def test_a_private_key_that_is_a_path_or_a_public_key_is_refused(stack_config, value):
+    error, registered = run_program_expecting_error(stack_config, {"sshPrivateKey": value})
+    assert str(error).startswith("kubeha:sshPrivateKey: must be a private key file's content"), str(error)
+    assert registered == []
+
+
+def test_a_private_key_file_that_holds_a_public_key_is_refused(stack_config, tmp_path):
+    public = tmp_path / "id_ed25519.pub"
+    public.write_text(ED25519_LINE + "\n")
+    stack_config["ssh"]["privateKeyPath"] = str(public)
+    error, registered = run_program_expecting_error(stack_config)
+    assert str(error).startswith(f"kubeha:ssh.privateKeyPath ({public}): must be a private key"), str(error)
+    assert registered == []

@@ -11,6 +11,7 @@ import yaml
 
 from components.config import ConfigError, parse_cluster_config
 from components.node_load_balancer import NodeLoadBalancing
+from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program, run_program_expecting_error, unsecret
 from tests.validators import (
     haproxy_check, heredoc, inner_script, keepalived_check, manifest_check, nginx_check, shellcheck,
@@ -275,7 +276,7 @@ def test_bad_input_per_mode_names_the_key_and_registers_nothing(stack_config, ca
     mode, settings, message = BAD_INPUTS[case]
     config = in_mode(stack_config, mode, **settings)
     config["loadBalancer"] = {key: value for key, value in config["loadBalancer"].items() if value is not None}
-    error, registrations = run_program_expecting_error(config, {"sshPrivateKey": "key"})
+    error, registrations = run_program_expecting_error(config, {"sshPrivateKey": FAKE_PRIVATE_KEY})
     assert isinstance(error, ConfigError)
     assert str(error).startswith(message), str(error)
     assert registrations == []
@@ -283,7 +284,7 @@ def test_bad_input_per_mode_names_the_key_and_registers_nothing(stack_config, ca
 
 def test_bad_image_repository_names_the_key(stack_config):
     stack_config["kubernetes"]["imageRepository"] = "https://registry.example"
-    error, _ = run_program_expecting_error(stack_config, {"sshPrivateKey": "key"})
+    error, _ = run_program_expecting_error(stack_config, {"sshPrivateKey": FAKE_PRIVATE_KEY})
     assert str(error).startswith("kubeha:kubernetes.imageRepository: must be a registry path"), str(error)
 
 

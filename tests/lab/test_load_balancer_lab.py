@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program
 
 pytestmark = pytest.mark.lab
@@ -22,7 +23,8 @@ def lb_commands():
                          "hosts": [{"name": "lb1", "address": "10.250.0.11"}, {"name": "lb2", "address": "10.250.0.12"}]},
         "controlPlanes": [{"name": f"cp{i}", "address": f"10.250.0.2{i}"} for i in (1, 2, 3)],
     }
-    deployment = run_program(config, {"sshPrivateKey": "unused: the lab's ssh client uses its own key"})
+    # The key is unused: the lab's ssh client has its own.
+    deployment = run_program(config, {"sshPrivateKey": FAKE_PRIVATE_KEY})
     return {r.name: r.inputs for r in deployment.of_type("command:remote:Command") if r.name.startswith("lb-")}
 
 
