@@ -61,9 +61,10 @@ class LocalProxy(str, Enum):
 # Well-known ports on a control plane (the seed's port table); a proxy that runs there must not
 # take one of them.
 CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 2380: "etcd peer",
-                       2381: "etcd metrics", 10248: "the kubelet's health endpoint", 10249: "kube-proxy metrics",
-                       10250: "kubelet", 10256: "kube-proxy's health endpoint", 10257: "kube-controller-manager",
-                       10259: "kube-scheduler"}
+                       10250: "kubelet", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
+# Local ports the node components also take (on 127.0.0.1), which a proxy there must not take either.
+NODE_LOCAL_PORTS = {2381: "etcd metrics", 10248: "the kubelet's health endpoint", 10249: "kube-proxy metrics",
+                    10256: "kube-proxy's health endpoint"}
 
 # Grammars of the strings that reach a host (scripts, configs, manifests): nothing in them can
 # close a quote, a heredoc or a YAML scalar, or start a command.
@@ -308,9 +309,10 @@ class LoadBalancerSettings(_Model):
             if port in seen:
                 raise ConfigKeyError(f"loadBalancer.{key}", f"{port} is also loadBalancer.{seen[port]}")
             seen[port] = key
-            if self.mode in _ON_CONTROL_PLANES and port in CONTROL_PLANE_PORTS:
+            taken = {**CONTROL_PLANE_PORTS, **NODE_LOCAL_PORTS}
+            if self.mode in _ON_CONTROL_PLANES and port in taken:
                 raise ConfigKeyError(
-                    f"loadBalancer.{key}", f"{port} is taken by {CONTROL_PLANE_PORTS[port]} on the control planes, "
+                    f"loadBalancer.{key}", f"{port} is taken by {taken[port]} on the control planes, "
                     f"where loadBalancer.mode {self.mode.value} runs its proxy; pick another (e.g. {_DEFAULT_PORT})")
 
     def interface_of(self, host: Host) -> str:

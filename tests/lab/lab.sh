@@ -216,19 +216,26 @@ up() {
 down() {
     # Only what this lab started: the hosts and the repository server by their recorded PIDs.
     # A host's pods outlive its nspawn process, so its PID 1 goes too (LAB-NOTES).
-    local pid_file name pid init
+    # Every host is asked to stop at once and gets the same 10 s to do so, side by side.
+    local pid_file name pid pids=() inits=() names=()
     for pid_file in "${LAB_DIR}"/*.pid; do
         [ -f "${pid_file}" ] || continue
         name="$(basename "${pid_file}" .pid)"
         pid="$(cat "${pid_file}")"
         if kill -0 "${pid}" 2>/dev/null; then
-            init="$(container_init "${pid}" || echo "${pid}")"
+            pids+=("${pid}")
+            inits+=("$(container_init "${pid}" || echo "${pid}")")
             kill -TERM "${pid}" 2>/dev/null || true
-            for _ in $(seq 1 20); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.5; done
-            kill -KILL "${pid}" "${init}" 2>/dev/null || true
-            for _ in $(seq 1 50); do kill -0 "${init}" 2>/dev/null || break; sleep 0.1; done
         fi
+        names+=("${name}")
         rm -f "${pid_file}"
+    done
+    if [ "${#pids[@]}" -gt 0 ]; then
+        wait_gone 20 0.5 "${pids[@]}"
+        kill -KILL "${pids[@]}" "${inits[@]}" 2>/dev/null || true
+        wait_gone 50 0.1 "${inits[@]}"
+    fi
+    for name in "${names[@]}"; do
         [ "${name}" = repository ] || remove_host_cgroups "${name}"
     done
     # The hosts' disks: every `up` copies a fresh one, and the machine's disk is the kubelets' (it
@@ -245,6 +252,17 @@ down() {
         rm -f "${LAB_DIR}/inotify-instances.saved"
     fi
     echo "lab down"
+}
+
+wait_gone() {  # $1 tries, $2 seconds between them, PIDs...: until none of the PIDs is alive
+    local tries="$1" interval="$2" pid alive
+    shift 2
+    for _ in $(seq 1 "${tries}"); do
+        alive=0
+        for pid in "$@"; do kill -0 "${pid}" 2>/dev/null && alive=1 && break; done
+        [ "${alive}" = 1 ] || return 0
+        sleep "${interval}"
+    done
 }
 
 container_init() {  # the container's PID 1 (as seen from here): a descendant of its nspawn process
