@@ -65,6 +65,7 @@ CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 23
 # Local ports the node components also take (on 127.0.0.1), which a proxy there must not take either.
 NODE_LOCAL_PORTS = {2381: "etcd metrics", 10248: "the kubelet's health endpoint", 10249: "kube-proxy metrics",
                     10256: "kube-proxy's health endpoint"}
+_TAKEN_ON_CONTROL_PLANES = {**CONTROL_PLANE_PORTS, **NODE_LOCAL_PORTS}
 
 # Grammars of the strings that reach a host (scripts, configs, manifests): nothing in them can
 # close a quote, a heredoc or a YAML scalar, or start a command.
@@ -309,10 +310,9 @@ class LoadBalancerSettings(_Model):
             if port in seen:
                 raise ConfigKeyError(f"loadBalancer.{key}", f"{port} is also loadBalancer.{seen[port]}")
             seen[port] = key
-            taken = {**CONTROL_PLANE_PORTS, **NODE_LOCAL_PORTS}
-            if self.mode in _ON_CONTROL_PLANES and port in taken:
+            if self.mode in _ON_CONTROL_PLANES and port in _TAKEN_ON_CONTROL_PLANES:
                 raise ConfigKeyError(
-                    f"loadBalancer.{key}", f"{port} is taken by {taken[port]} on the control planes, "
+                    f"loadBalancer.{key}", f"{port} is taken by {_TAKEN_ON_CONTROL_PLANES[port]} on the control planes, "
                     f"where loadBalancer.mode {self.mode.value} runs its proxy; pick another (e.g. {_DEFAULT_PORT})")
 
     def interface_of(self, host: Host) -> str:
@@ -805,7 +805,7 @@ def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
 
 
 def check_private_key(text: str, key: str) -> None:
-    """`text` is an unencrypted-looking private key file's content, not a path or a public key."""
+    """`text` is a private key file's content (PEM or OpenSSH), not a path or a public key."""
     if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
         raise ConfigError(f"{key}: must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
                           f"not a path or a public key; e.g. `pulumi config set --secret sshPrivateKey < KEYFILE`")
