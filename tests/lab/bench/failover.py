@@ -67,7 +67,7 @@ class Bench:
     ca_pem: str
     samples: list[Sample] = field(default_factory=list)
     stats_port: int = 9090  # the product's loadBalancer.statsPort, toggled by lb_rollout
-    apiserver_faults: int = 0  # so far: picks the next victim
+    apiserver_faults: dict[str, int] = field(default_factory=dict)  # so far, per fault: picks the next victim
 
     def prober(self, retries: int = 0, max_seconds: float = 90) -> Prober:
         # A short timeout keeps the timeline fine-grained: a probe into a dead VIP fails after 0.1 s
@@ -155,8 +155,10 @@ class Bench:
 
     def apiserver_fault(self, config: str, run: int, fault: str, kill: bool) -> None:
         holder = self.stack.vip_holders()[0]
-        victim = VICTIM_APISERVERS[self.apiserver_faults % len(VICTIM_APISERVERS)]
-        self.apiserver_faults += 1
+        # Per fault, so each kind's runs alternate (one counter for both would give every kill to cp3).
+        done = self.apiserver_faults.get(fault, 0)
+        victim = VICTIM_APISERVERS[done % len(VICTIM_APISERVERS)]
+        self.apiserver_faults[fault] = done + 1
         watcher = subprocess.Popen([str(LAB_SCRIPT), "ssh", holder, "python3", "-", victim],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         watcher.stdin.write(HAPROXY_WAIT_DOWN)
