@@ -93,16 +93,21 @@ def lab_clusters():
         _CLUSTERS.close()
 
 
+def _topology(request: pytest.FixtureRequest) -> str:
+    """The topology clusters.ORDER gives the requesting module."""
+    return TOPOLOGY_OF[request.module.__name__.rsplit(".", 1)[-1]]
+
+
 @pytest.fixture(scope="module")
 def lab_stack(request, lab_clusters: LabClusters) -> LabStack:
     """The cluster of the module's topology (clusters.ORDER), shared with the modules around it."""
-    return lab_clusters.cluster(TOPOLOGY_OF[request.module.__name__.rsplit(".", 1)[-1]])
+    return lab_clusters.cluster(_topology(request))
 
 
 @pytest.fixture(scope="module")
 def lab_hosts(request, lab_clusters: LabClusters) -> dict[str, LabHost]:
     """The bare hosts of the module's topology (clusters.ORDER)."""
-    return lab_clusters.bare_hosts(TOPOLOGY_OF[request.module.__name__.rsplit(".", 1)[-1]])
+    return lab_clusters.bare_hosts(_topology(request))
 
 
 @pytest.fixture(scope="module")
