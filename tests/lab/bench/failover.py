@@ -76,9 +76,10 @@ class Bench:
                       max_probes=6000, retries=retries).start()
 
     def record(self, config: str, fault: str, run: int, prober: Prober, fault_at: float,
-               seconds: float | None = None) -> Sample:
+               seconds: float | None = None, unobserved: str = "") -> Sample:
+        """`unobserved`: why the fault's end was not seen; the sample is then invalid (untimed)."""
         results = prober.stop()
-        if seconds is None and fault in FAULT_KEYS:  # from the fault until the VIP serves again
+        if seconds is None and fault in FAULT_KEYS and not unobserved:  # until the VIP serves again
             seconds = prober.served_again_after(fault_at)
         sample = Sample(config, fault, run, None if seconds is None else round(seconds, 3),
                         len(prober.failures), len(results),
@@ -87,7 +88,7 @@ class Bench:
         if fault not in FAULT_KEYS:
             timed = "counts failed requests"
         elif sample.seconds is None:
-            timed = "invalid: no outage observed"
+            timed = f"invalid: {unobserved or 'no outage observed'}"
         else:
             timed = f"{sample.seconds:7.3f} s"
         print(f"  {config:8} {fault:28} run {run}: {timed}, {sample.failed_requests} failed "
@@ -170,11 +171,15 @@ class Bench:
         self.stack.stop_apiserver(victim, kill=kill)
         down_at = watcher.stdout.readline().strip()
         watcher.wait(timeout=40)
-        if not down_at:
-            raise RuntimeError(f"haproxy on {holder} never marked {victim} DOWN")
-        out_of_rotation = float(down_at) - killed_at
         time.sleep(1)
-        self.record(config, fault, run, prober, fault_at, seconds=out_of_rotation)
+        if down_at:
+            self.record(config, fault, run, prober, fault_at, seconds=float(down_at) - killed_at)
+        else:
+            # A killed apiserver the kubelet restarts at once can be back before a slow check
+            # fails often enough (the seed's: every 2 s, 3 in a row): haproxy never takes it out
+            # of rotation, and there is no time to measure. Its failed requests still count.
+            self.record(config, fault, run, prober, fault_at,
+                        unobserved=f"haproxy on {holder} never marked {victim} DOWN within 30 s")
         self.stack.start_apiserver(victim)
         self.wait_stable()
 
@@ -273,7 +278,7 @@ def table(result: dict) -> str:
     for key in FAILED_KEYS.values():
         lines.append(f"{key:34} {product.get(key, '-'):>20} {seed.get(key, '-'):>20}")
     for key in sorted({k for k in (*product, *seed) if k.endswith("_invalid_samples")}):
-        lines.append(f"{key:34} {product.get(key, 0):>20} {seed.get(key, 0):>20}  (no outage seen: not timed)")
+        lines.append(f"{key:34} {product.get(key, 0):>20} {seed.get(key, 0):>20}  (its end not observed: not timed)")
     return "\n".join(lines)
 
 
