@@ -48,7 +48,7 @@ lab-kubernetes: lab-setup vendor-check  ## Build kubeadm, kubelet, kubectl, the 
 	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSIONS="$(UPGRADE_FROM_VERSION) $(LAB_RELEASE)" tests/lab/kubernetes/packages.sh
 
 lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules (tests/lab/clusters.py); ends with a table of the time per module and topology; tears the lab down.
-	$(PYTHON) -m pytest -m lab tests/lab
+	$(PYTHON) -m pytest -m lab --durations=20 tests/lab
 
 # The lab stack's settings: LB_MODE (keepalived-haproxy, static-pods, kube-vip, local-nginx), or
 # TOPOLOGY, one of the lab tests' topologies (tests/lab/clusters.py) exactly as they build it:
@@ -67,8 +67,9 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 	tests/lab/lab.sh down
 
 RUNS ?= 3
-bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running).
-	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS) $(if $(KEEP_LAB),--keep-lab)
+CONFIGS ?= product,seed
+bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running; CONFIGS=product: the product's only).
+	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS) --configs $(CONFIGS) $(if $(KEEP_LAB),--keep-lab)
 
 bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json, docs/upgrade-timeline.png.
 	$(PYTHON) -m tests.lab.bench.upgrade

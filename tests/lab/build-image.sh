@@ -9,9 +9,25 @@ CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 image="${CACHE_DIR}/lab/image-bookworm"
 mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 packages=systemd,systemd-sysv,dbus,iproute2,iputils-ping,openssh-server,sudo,ca-certificates,curl,gpg,openssl,procps,kmod,keepalived,haproxy,nginx,libnginx-mod-stream,containerd,iptables,nftables,conntrack,ethtool,socat,python3,python3-yaml,python3-cffi-backend,python3-cryptography
-# The marker holds the package list and the lab units: a change of either builds a new image.
-marker="${packages} $(cat "${here}"/host/* | sha256sum | cut -d' ' -f1)"
-if [ "$(cat "${image}/.kubeha-image-complete" 2>/dev/null)" = "${marker}" ]; then
+# Two stamps: the package list (a change debootstraps a new image, minutes) and the lab's own
+# host units (a change only reinstalls them into the image, seconds).
+marker="${packages}"
+units="$(cat "${here}"/host/* | sha256sum | cut -d' ' -f1)"
+
+install_host_units() {  # $1: an image root; what a kubelet needs inside a container here (LAB-NOTES)
+    install -D -m 0755 "${here}/host/kubeha-lab-early.sh" "$1/usr/local/lib/kubeha-lab/early.sh"
+    install -D -m 0755 "${here}/host/kubeha-lab-images.sh" "$1/usr/local/lib/kubeha-lab/images.sh"
+    install -m 0644 "${here}"/host/*.service "$1/etc/systemd/system/"
+    chroot "$1" systemctl enable kubeha-lab-early.service kubeha-lab-images.service >/dev/null
+    echo "${units}" > "$1/.kubeha-units"
+}
+
+# (Its first word: an image stamped before the units had their own stamp has them appended.)
+if [ "$(cut -d' ' -f1 "${image}/.kubeha-image-complete" 2>/dev/null)" = "${marker}" ]; then
+    if [ "$(cat "${image}/.kubeha-units" 2>/dev/null)" != "${units}" ]; then
+        install_host_units "${image}"
+        echo "lab image's host units updated: ${image}"
+    fi
     echo "lab image ready: ${image}"
     exit 0
 fi
@@ -35,11 +51,7 @@ chroot "${image}.partial" systemctl disable nginx >/dev/null 2>&1
 echo '# kubeha lab host: no Debian mirror is reachable; packages are pre-installed' \
     > "${image}.partial/etc/apt/sources.list"
 echo 'Acquire::Retries "0"; Acquire::http::Timeout "3";' > "${image}.partial/etc/apt/apt.conf.d/90kubeha-lab"
-# What a kubelet needs inside a container here (LAB-NOTES): see host/kubeha-lab-early.sh.
-install -D -m 0755 "${here}/host/kubeha-lab-early.sh" "${image}.partial/usr/local/lib/kubeha-lab/early.sh"
-install -D -m 0755 "${here}/host/kubeha-lab-images.sh" "${image}.partial/usr/local/lib/kubeha-lab/images.sh"
-install -m 0644 "${here}"/host/*.service "${image}.partial/etc/systemd/system/"
-chroot "${image}.partial" systemctl enable kubeha-lab-early.service kubeha-lab-images.service >/dev/null
+install_host_units "${image}.partial"
 echo "${marker}" > "${image}.partial/.kubeha-image-complete"
 rm -rf "${image}"
 mv "${image}.partial" "${image}"

@@ -58,12 +58,14 @@ class LabOptions:
     package_proxy: str = ""  # packages.proxy
     # kubernetes.version the cluster is built with: the lab's release, or UPGRADE_FROM_VERSION.
     kubernetes_version: str = KUBERNETES_VERSION
+    workers: tuple[str, ...] = ("w1", "w2")  # beside cp1-cp3
 
 
 def stack_settings(options: LabOptions) -> dict[str, str]:
     """The environment lab-stack.sh reads the stack's settings from."""
     return {"LAB_LB_MODE": options.mode, "LAB_SSH_USER": options.ssh_user, "LAB_FIREWALL": options.firewall,
-            "LAB_PACKAGE_PROXY": options.package_proxy, "LAB_KUBERNETES_VERSION": options.kubernetes_version}
+            "LAB_PACKAGE_PROXY": options.package_proxy, "LAB_KUBERNETES_VERSION": options.kubernetes_version,
+            "LAB_WORKERS": " ".join(options.workers)}
 
 
 def lab_environment(options: LabOptions = LabOptions()) -> dict[str, str]:

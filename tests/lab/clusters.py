@@ -30,15 +30,19 @@ class Topology:
     bare_hosts: tuple[str, ...] = ()  # with options None: the hosts to boot
 
 
+ONE_WORKER = ("w1",)
 TOPOLOGIES: dict[str, Topology] = {topology.name: topology for topology in (
     Topology("ha", "keepalived-haproxy on lb1/lb2, cp1-cp3, w1-w2, firewall.mode managed, built at "
              f"{UPGRADE_FROM_VERSION} (the upgrade module takes it to the lab's release)",
              LabOptions(firewall="managed", kubernetes_version=UPGRADE_FROM_VERSION)),
     Topology("lb-pair", "lb1 and lb2, bare: no cluster", bare_hosts=("lb1", "lb2")),
-    Topology("static-pods", "static-pods on cp1-cp3, w1-w2", LabOptions(mode="static-pods")),
-    Topology("kube-vip", "kube-vip on cp1-cp3, w1-w2", LabOptions(mode="kube-vip")),
-    Topology("local-nginx", "local-nginx on cp1-cp3, w1-w2, logged in as kubeha (sudo), packages through "
-             "the lab's recording proxy", LabOptions(mode="local-nginx", ssh_user="kubeha", package_proxy=PROXY_URL)),
+    # The modes that balance on the nodes themselves need three control planes (a VIP that moves,
+    # etcd that keeps quorum) and one worker: a second one only repeated what the first proved.
+    Topology("static-pods", "static-pods on cp1-cp3, w1", LabOptions(mode="static-pods", workers=ONE_WORKER)),
+    Topology("kube-vip", "kube-vip on cp1-cp3, w1", LabOptions(mode="kube-vip", workers=ONE_WORKER)),
+    Topology("local-nginx", "local-nginx on cp1-cp3, w1, logged in as kubeha (sudo), packages through "
+             "the lab's recording proxy", LabOptions(mode="local-nginx", ssh_user="kubeha", package_proxy=PROXY_URL,
+                                                     workers=ONE_WORKER)),
 )}
 
 

@@ -10,9 +10,9 @@
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
 # lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
 # sudo on every lab host). LAB_FIREWALL=managed: firewall.mode managed (unmanaged by default).
-# LAB_PACKAGE_PROXY=URL: packages.proxy. LAB_KUBERNETES_VERSION: kubernetes.version (1.34.4 by
-# default; another release built by `make lab-kubernetes` boots hosts with its images too, and the
-# upgrade test then sets 1.34.4).
+# LAB_PACKAGE_PROXY=URL: packages.proxy. LAB_WORKERS: the workers beside cp1-cp3 ("w1 w2" by
+# default). LAB_KUBERNETES_VERSION: kubernetes.version (1.34.4 by default; another release built
+# by `make lab-kubernetes` boots hosts with its images too, and the upgrade test then sets 1.34.4).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
@@ -25,9 +25,14 @@ if [ -n "${LAB_TOPOLOGY:-}" ]; then
     eval "${settings}"
 fi
 mode="${LAB_LB_MODE:-keepalived-haproxy}"
+workers="${LAB_WORKERS:-w1 w2}"
+if ! [[ "${workers}" =~ ^w[0-9]+( w[0-9]+)*$ ]]; then
+    echo "LAB_WORKERS ${workers}: worker names w1, w2, ... separated by spaces" >&2
+    exit 2
+fi
 case "${mode}" in
-    keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 w1 w2" ;;
-    static-pods|local-nginx|kube-vip) hosts="cp1 cp2 cp3 w1 w2" ;;
+    keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 ${workers}" ;;
+    static-pods|local-nginx|kube-vip) hosts="cp1 cp2 cp3 ${workers}" ;;
     *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy, static-pods, local-nginx or kube-vip" >&2
        exit 2 ;;
 esac
@@ -39,7 +44,7 @@ fi
 
 # What this stack is built with; a running lab built with anything else is not reused (its
 # `pulumi up` would be an edit, an upgrade or a refusal, not the cluster asked for).
-options="mode=${mode} user=${LAB_SSH_USER:-root} firewall=${LAB_FIREWALL:-unmanaged} proxy=${LAB_PACKAGE_PROXY:-} version=${version}"
+options="mode=${mode} user=${LAB_SSH_USER:-root} firewall=${LAB_FIREWALL:-unmanaged} proxy=${LAB_PACKAGE_PROXY:-} version=${version} workers=${workers}"
 
 lab_running() {  # exactly this mode's hosts run, built with these options (another lab does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted

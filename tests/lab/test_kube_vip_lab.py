@@ -12,10 +12,12 @@ import json
 import pytest
 
 from tests.lab.cluster import assert_readyz_through, kubectl, running_pod, wait_for
+from tests.lab.clusters import TOPOLOGIES
 
 pytestmark = pytest.mark.lab
 VIP = "10.250.0.100"
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
+WORKERS = TOPOLOGIES["kube-vip"].options.workers  # one: a second proved the same again
 MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"
 MANIFEST_AWAY = "/etc/kubernetes/kube-vip.yaml.stopped-by-test"
 
@@ -53,7 +55,7 @@ def test_the_lease_holder_holds_the_vip_and_serves_the_apiserver(lab_stack, kube
     assert_readyz_through(kubeconfig_file, f"{VIP}:6443")
 
 
-@pytest.mark.parametrize("node", ["w1", "w2"])  # control planes: their own apiserver (kubeadm >= 1.33)
+@pytest.mark.parametrize("node", WORKERS)  # control planes: their own apiserver (kubeadm >= 1.33)
 def test_nodes_joined_through_the_vip(lab_stack, node):
     kubelet_conf = lab_stack.hosts[node].run("cat /etc/kubernetes/kubelet.conf").stdout
     assert f"server: https://{VIP}:6443" in kubelet_conf

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.lab.cluster import LAB_DIR, LabStack, kubectl
-from tests.lab.clusters import LabClusters
+from tests.lab.clusters import TOPOLOGIES, LabClusters
 from tests.lab.hosts import LAB_SCRIPT
 from tests.lab.package_proxy import ADDRESS as PROXY_ADDRESS
 from tests.lab.package_proxy import PackageProxy, ProxiedRequest
@@ -24,7 +24,8 @@ from tests.lab.probe import __file__ as PROBE_MODULE
 
 pytestmark = pytest.mark.lab
 LOCAL_PORT = 8443
-NODES = ("cp1", "cp2", "cp3", "w1", "w2")
+WORKERS = TOPOLOGIES["local-nginx"].options.workers
+NODES = ("cp1", "cp2", "cp3", *WORKERS)
 VICTIM = "cp2"
 # Runs on the worker: the lab's Prober against 127.0.0.1 for a bounded time, one retry per
 # probe; prints "ready" once probing, then a JSON summary.
@@ -108,7 +109,7 @@ def test_no_vip_and_no_load_balancer_hosts(lab_stack):
 
 
 def test_workers_joined_through_their_local_proxy(lab_stack):
-    for node in ("w1", "w2"):
+    for node in WORKERS:
         kubelet_conf = lab_stack.hosts[node].run("cat /etc/kubernetes/kubelet.conf").stdout
         assert f"server: https://127.0.0.1:{LOCAL_PORT}" in kubelet_conf, node
 

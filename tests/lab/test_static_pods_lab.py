@@ -11,9 +11,11 @@ from __future__ import annotations
 import pytest
 
 from tests.lab.cluster import PORT, VIP, LabStack, assert_readyz_through, kubectl, running_pod, wait_for
+from tests.lab.clusters import TOPOLOGIES
 
 pytestmark = pytest.mark.lab
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
+WORKERS = TOPOLOGIES["static-pods"].options.workers  # one: a second proved the same again
 HAPROXY_MANIFEST = "/etc/kubernetes/manifests/haproxy.yaml"
 HAPROXY_AWAY = "/etc/kubernetes/haproxy.yaml.stopped-by-test"
 
@@ -34,7 +36,7 @@ def test_one_control_plane_holds_the_vip_and_it_serves_the_apiserver(lab_stack, 
     assert_readyz_through(kubeconfig_file, f"{VIP}:{PORT}")
 
 
-@pytest.mark.parametrize("node", ["w1", "w2"])  # control planes: their own apiserver (kubeadm >= 1.33)
+@pytest.mark.parametrize("node", WORKERS)  # control planes: their own apiserver (kubeadm >= 1.33)
 def test_nodes_joined_through_the_vip(lab_stack, node):
     kubelet_conf = lab_stack.hosts[node].run("cat /etc/kubernetes/kubelet.conf").stdout
     assert f"server: https://{VIP}:{PORT}" in kubelet_conf
