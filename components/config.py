@@ -18,6 +18,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from components.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
 from components.preflight_checks import CHECKS
 
 class ConfigError(pulumi.RunError):
@@ -344,18 +345,43 @@ class LoadBalancerSettings(_Model):
 _PAUSE_VERSIONS = {(1, 28): "3.9", (1, 29): "3.9", (1, 30): "3.9", (1, 31): "3.10", (1, 32): "3.10",
                    (1, 33): "3.10", (1, 34): "3.10.1"}
 _DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
-# KubeletConfiguration keys kubeha sets itself from other settings; giving them in
-# kubernetes.kubelet would make the two disagree.
-_KUBELET_KEYS_SET_BY_KUBEHA = {"cgroupDriver": "containerd.cgroupDriver"}
+# Configuration fields kubeha or kubeadm set from other settings, or that the rest of the design
+# depends on (the port table, the firewall, the static pod manifests): given in
+# kubernetes.kubelet or kubeProxy, the two would disagree. Each says where the value comes from.
+_KUBELET_KEYS_SET_BY_KUBEHA = {
+    "cgroupDriver": "is set from containerd.cgroupDriver; set it there",
+    "staticPodPath": "is kubeadm's /etc/kubernetes/manifests, where the control plane's and the "
+                     "load balancer's static pods are placed",
+    "clusterDNS": "is set by kubeadm from kubernetes.serviceSubnet; set that",
+    "clusterDomain": "is kubeadm's cluster.local, which kubeha keeps",
+    "authentication": "is set by kubeadm (the kubelet's TLS bootstrap and client CA)",
+    "authorization": "is set by kubeadm (Webhook authorization)",
+    "rotateCertificates": "is set by kubeadm (kubelet client certificates rotate)",
+    "port": "is the kubelet's 10250, in kubeha's port table and firewall rules",
+    "healthzPort": "is the kubelet's 10248, which kubeadm waits on and kubeha's port table holds",
+    "healthzBindAddress": "is set by kubeadm (127.0.0.1, which kubeadm waits on)",
+}
+_KUBE_PROXY_KEYS_SET_BY_KUBEHA = {
+    "clusterCIDR": "is set by kubeadm from kubernetes.podSubnet; set that",
+    "clientConnection": "is set by kubeadm (kube-proxy's kubeconfig)",
+    "hostnameOverride": "is each node's own name; one value for every node would make them one",
+    "healthzBindAddress": "is kube-proxy's :10256, in kubeha's port table and firewall rules",
+    "metricsBindAddress": "is kube-proxy's 127.0.0.1:10249, in kubeha's port table",
+}
 _COMPONENT_CONFIG_KEYS = {"apiVersion", "kind"}
 
 
-def _check_component_config(key: str, settings: dict[str, Any], set_by_kubeha: dict[str, str]) -> None:
+def _check_component_config(key: str, configuration: str, settings: dict[str, Any],
+                            set_by_kubeha: dict[str, str]) -> None:
     for name in sorted(settings):
         if name in _COMPONENT_CONFIG_KEYS:
             raise ConfigKeyError(f"kubernetes.{key}.{name}", "is set by kubeha; give only the configuration's fields")
         if name in set_by_kubeha:
-            raise ConfigKeyError(f"kubernetes.{key}.{name}", f"is set from {set_by_kubeha[name]}; set it there")
+            raise ConfigKeyError(f"kubernetes.{key}.{name}", set_by_kubeha[name])
+    problem = check_fields(configuration, settings)
+    if problem:
+        kind = configuration.rsplit("/", 1)[-1]
+        raise ConfigKeyError(f"kubernetes.{key}.{problem.path}", f"{problem.message} ({kind}, Kubernetes 1.34)")
 
 
 def release_tuple(version: str) -> tuple[int, int, int]:
@@ -389,8 +415,8 @@ class KubernetesSettings(_Model):
 
     @model_validator(mode="after")
     def _component_configs(self) -> "KubernetesSettings":
-        _check_component_config("kubelet", self.kubelet, _KUBELET_KEYS_SET_BY_KUBEHA)
-        _check_component_config("kubeProxy", self.kube_proxy, {})
+        _check_component_config("kubelet", KUBELET_CONFIGURATION, self.kubelet, _KUBELET_KEYS_SET_BY_KUBEHA)
+        _check_component_config("kubeProxy", KUBE_PROXY_CONFIGURATION, self.kube_proxy, _KUBE_PROXY_KEYS_SET_BY_KUBEHA)
         return self
 
     _mirror = field_validator("image_repository")(_check_registry_path)
@@ -617,6 +643,7 @@ class ClusterConfig(_Model):
         for key, host in self.all_hosts_with_keys():
             if self.load_balancer.vip is not None and host.address == self.load_balancer.vip:
                 raise ConfigKeyError("loadBalancer.vip", f"{self.load_balancer.vip} is also the address of {key}")
+        self._check_addresses()
         self._check_subnets()
         self._check_interfaces()
         self._check_node_networks()
@@ -647,9 +674,48 @@ class ClusterConfig(_Model):
                 raise ConfigKeyError("firewall.nodeNetworks", f"{', '.join(map(str, networks))} does not contain "
                                      f"{key} ({host.ip}); the firewall would shut that node out")
 
-    def _check_subnets(self) -> None:
+    def _check_addresses(self) -> None:
+        """Every host address and the VIP: a unicast address of the cluster's family."""
+        family = self.kubernetes.service_subnet.version
+        keyed: list[tuple[str, ipaddress.IPv4Address | ipaddress.IPv6Address]] = [
+            (f"{key}.address", host.address) for key, host in self.all_hosts_with_keys()]
+        if self.load_balancer.vip is not None:
+            keyed.append(("loadBalancer.vip", self.load_balancer.vip))
+        for key, address in keyed:
+            problem = _address_problem(address)
+            if problem:
+                raise ConfigKeyError(key, f"{address} {problem}")
+            if address.version != family:
+                raise ConfigKeyError(key, f"{address} is IPv{address.version}, but the cluster is IPv{family} "
+                                     f"(kubernetes.serviceSubnet {self.kubernetes.service_subnet}); kubeha builds "
+                                     "single-stack clusters, every address of one family")
+
+    def _check_subnet_sizes(self) -> None:
         pods, services = self.kubernetes.pod_subnet, self.kubernetes.service_subnet
-        if pods.version == services.version and pods.overlaps(services):
+        if pods.version != services.version:
+            raise ConfigKeyError("kubernetes.podSubnet", f"{pods} is IPv{pods.version} and kubernetes.serviceSubnet "
+                                 f"{services} IPv{services.version}; kubeha builds single-stack clusters")
+        largest, smallest = _SERVICE_SUBNET_PREFIXES[services.version]
+        if services.prefixlen < largest:
+            raise ConfigKeyError("kubernetes.serviceSubnet", f"{services} is too large: the apiserver takes at most a "
+                                 f"/{largest} for IPv{services.version}")
+        if services.prefixlen > smallest:
+            raise ConfigKeyError("kubernetes.serviceSubnet", f"{services} is too small: the kubernetes Service takes "
+                                 f"its first address and cluster DNS its tenth; use a /{smallest} or larger")
+        node_mask = _NODE_CIDR_MASK[pods.version]
+        if not 0 < node_mask - pods.prefixlen <= 16:
+            raise ConfigKeyError("kubernetes.podSubnet", f"{pods}: each node gets a /{node_mask} of it (the "
+                                 "controller manager's default), so it must be a "
+                                 f"/{node_mask - 16} to /{node_mask - 1}")
+        nodes = len(self.control_planes) + len(self.workers)
+        if 2 ** (node_mask - pods.prefixlen) < nodes:
+            raise ConfigKeyError("kubernetes.podSubnet", f"{pods} holds {2 ** (node_mask - pods.prefixlen)} node "
+                                 f"ranges of /{node_mask}, fewer than the {nodes} nodes")
+
+    def _check_subnets(self) -> None:
+        self._check_subnet_sizes()
+        pods, services = self.kubernetes.pod_subnet, self.kubernetes.service_subnet
+        if pods.overlaps(services):  # type: ignore[arg-type]  # one family: _check_subnet_sizes
             raise ConfigKeyError("kubernetes.podSubnet", f"{pods} overlaps kubernetes.serviceSubnet {services}")
         for subnet_key, subnet in (("kubernetes.podSubnet", pods), ("kubernetes.serviceSubnet", services)):
             for host_key, host in self.all_hosts_with_keys():
@@ -705,6 +771,26 @@ class ClusterConfig(_Model):
         if self.load_balancer.mode is LoadBalancerMode.LOCAL_NGINX:
             return f"https://{host_port(self.lead_control_plane.address, APISERVER_PORT)}"
         return f"https://{self.control_plane_endpoint}"
+
+
+# The apiserver's limits on its service range (largest prefix: 20 bits of addresses), and the
+# smallest range holding the kubernetes Service (first address) and cluster DNS (tenth).
+_SERVICE_SUBNET_PREFIXES = {4: (12, 28), 6: (108, 124)}
+# kube-controller-manager's --node-cidr-mask-size defaults (kubeadm keeps them): each node's pod range.
+_NODE_CIDR_MASK = {4: 24, 6: 64}
+
+
+def _address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Optional[str]:
+    """Why a host or VIP address cannot be one, or None."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return f"is an IPv4-mapped IPv6 address; write it as {address.ipv4_mapped}"
+    for problem, applies in (("is a loopback address", address.is_loopback),
+                             ("is the unspecified address", address.is_unspecified),
+                             ("is a multicast address", address.is_multicast),
+                             ("is a link-local address", address.is_link_local)):
+        if applies:
+            return f"{problem}; a host needs an address other hosts reach it at"
+    return None
 
 
 class ConfigKeyError(ValueError):

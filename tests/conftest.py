@@ -56,6 +56,19 @@ def stack_config(lb_hosts, control_plane_hosts, worker_hosts) -> dict[str, Any]:
 
 
 @pytest.fixture
+def ipv6_stack_config(stack_config) -> dict[str, Any]:
+    """The same cluster single-stack IPv6: every address 2001:db8::<its IPv4 last octet>, IPv6
+    subnets (kubeha builds clusters of one family)."""
+    config = copy.deepcopy(stack_config)
+    for group in (config["loadBalancer"]["hosts"], config["controlPlanes"], config["workers"]):
+        for host in group:
+            host["address"] = "2001:db8::" + host["address"].rsplit(".", 1)[1]
+    config["loadBalancer"]["vip"] = "2001:db8::100"
+    config["kubernetes"].update(podSubnet="fd00:10:244::/56", serviceSubnet="fd00:10:96::/112")
+    return config
+
+
+@pytest.fixture
 def deploy() -> Callable[[dict[str, Any]], Deployment]:
     """Run the program under mocks with a config (the SSH key given as a secret)."""
     def _deploy(config: dict[str, Any]) -> Deployment:

@@ -56,9 +56,9 @@ def test_the_pod_subnet_is_calicos_pool_with_vxlan_always(calico_config):
     assert config_map(calico_config)["calico_backend"] == "vxlan"
 
 
-def test_an_ipv6_pod_subnet_is_calicos_ipv6_pool(calico_config):
-    calico_config["kubernetes"].update(podSubnet="fd00:10:244::/56", serviceSubnet="fd00:10:96::/112")
-    env = node_env(calico_config)
+def test_an_ipv6_pod_subnet_is_calicos_ipv6_pool(ipv6_stack_config):
+    ipv6_stack_config["network"] = {"plugin": "calico"}
+    env = node_env(ipv6_stack_config)
     assert env["CALICO_IPV6POOL_CIDR"] == "fd00:10:244::/56"
     assert (env["IP"], env["IP6"]) == ("none", "autodetect")
 

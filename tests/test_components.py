@@ -365,11 +365,12 @@ def test_ipv4_hosts_get_no_ipv6_forwarding(deployment):
     assert "net.ipv6.conf.all.forwarding" not in deployment.named("w1-prepare").inputs["create"]
 
 
-def test_ipv6_addresses_turn_on_ipv6_forwarding(deploy, stack_config):
-    stack_config["workers"][0]["address"] = "2001:db8::31"
-    deployment = deploy(stack_config)
-    assert "net.ipv6.conf.all.forwarding        = 1" in deployment.named("w1-prepare").inputs["create"]
-    assert "net.ipv6.conf.all.forwarding" not in deployment.named("w2-prepare").inputs["create"]
+def test_ipv6_addresses_turn_on_ipv6_forwarding(deploy, ipv6_stack_config):
+    assert "net.ipv6.conf.all.forwarding        = 1" in deploy(ipv6_stack_config).named("w1-prepare").inputs["create"]
+
+
+def test_ipv4_addresses_leave_ipv6_forwarding_alone(deployment):
+    assert "net.ipv6.conf.all.forwarding" not in deployment.named("w1-prepare").inputs["create"]
 
 
 ED25519_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq0b3ZmYWtla2V5Zm9ydGVzdHNvbmx5MDEyMzQ1Njc4 root@cp2"

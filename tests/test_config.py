@@ -64,8 +64,8 @@ BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
                                "kubeha:containerd.snapshotter: is not a known key"),
     "subnets overlap": (_set("kubernetes.serviceSubnet", "10.244.128.0/20"),
                         "kubeha:kubernetes.podSubnet: 10.244.0.0/16 overlaps kubernetes.serviceSubnet"),
-    "pod subnet holds a host": (_set("kubernetes.podSubnet", "198.51.100.0/24"),
-                                "kubeha:kubernetes.podSubnet: 198.51.100.0/24 contains loadBalancer.hosts[0]"),
+    "pod subnet holds a host": (_set("kubernetes.podSubnet", "198.51.0.0/16"),
+                                "kubeha:kubernetes.podSubnet: 198.51.0.0/16 contains loadBalancer.hosts[0]"),
     "service subnet holds a host": (_set("kubernetes.serviceSubnet", "198.51.100.16/28"),
                                     "kubeha:kubernetes.serviceSubnet: 198.51.100.16/28 contains controlPlanes[0]"),
     "subnet not a network": (_set("kubernetes.podSubnet", "10.244.0.0/33"), "kubeha:kubernetes.podSubnet: must be a network"),
@@ -168,9 +168,49 @@ def test_defaults_fill_every_unlisted_key():
     assert config.apiserver_endpoint == "https://198.51.100.100:8443"
 
 
-def test_ipv6_vip_gets_brackets_in_the_endpoint(stack_config):
-    stack_config["loadBalancer"]["vip"] = "2001:db8::100"
-    assert parse_cluster_config(stack_config).apiserver_endpoint == "https://[2001:db8::100]:8443"
+def test_ipv6_vip_gets_brackets_in_the_endpoint(ipv6_stack_config):
+    assert parse_cluster_config(ipv6_stack_config).apiserver_endpoint == "https://[2001:db8::100]:8443"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("loadBalancer.vip", "2001:db8::100", "2001:db8::100 is IPv6, but the cluster is IPv4"),
+    ("workers.0.address", "2001:db8::31", "2001:db8::31 is IPv6, but the cluster is IPv4"),
+    ("workers.0.address", "::ffff:198.51.100.11", "is an IPv4-mapped IPv6 address; write it as 198.51.100.11"),
+    ("controlPlanes.1.address", "127.0.0.2", "127.0.0.2 is a loopback address"),
+    ("loadBalancer.vip", "0.0.0.0", "0.0.0.0 is the unspecified address"),
+    ("loadBalancer.vip", "224.0.0.18", "224.0.0.18 is a multicast address"),
+    ("workers.1.address", "169.254.0.7", "169.254.0.7 is a link-local address"),
+])
+def test_an_address_no_other_host_can_reach_or_of_another_family_is_refused(stack_config, key, value, message):
+    config = copy.deepcopy(stack_config)
+    _set(key, value)(config)
+    with pytest.raises(ConfigError, match=rf"^kubeha:{re.escape(key.replace('.0.', '[0].').replace('.1.', '[1].'))}: "
+                                          rf".*{re.escape(message)}"):
+        parse_cluster_config(config)
+
+
+@pytest.mark.parametrize("subnets, key, message", [
+    ({"podSubnet": "fd00:10:244::/56"}, "podSubnet", "fd00:10:244::/56 is IPv6 and kubernetes.serviceSubnet "
+                                                      "10.96.0.0/12 IPv4; kubeha builds single-stack clusters"),
+    ({"serviceSubnet": "10.96.0.0/11"}, "serviceSubnet", "10.96.0.0/11 is too large: the apiserver takes at most a /12"),
+    ({"serviceSubnet": "10.96.0.0/29"}, "serviceSubnet", "10.96.0.0/29 is too small"),
+    ({"podSubnet": "10.244.0.0/25"}, "podSubnet", "10.244.0.0/25: each node gets a /24 of it"),
+    ({"podSubnet": "10.0.0.0/7"}, "podSubnet", "10.0.0.0/7: each node gets a /24 of it (the controller manager's "
+                                               "default), so it must be a /8 to /23"),
+    ({"podSubnet": "10.244.0.0/23"}, "podSubnet", "10.244.0.0/23 holds 2 node ranges of /24, fewer than the 5 nodes"),
+])
+def test_a_subnet_of_the_wrong_size_or_family_is_refused(stack_config, subnets, key, message):
+    config = copy.deepcopy(stack_config)
+    config["kubernetes"] = {**config.get("kubernetes", {}), **subnets}
+    with pytest.raises(ConfigError, match=rf"^kubeha:kubernetes\.{key}: {re.escape(message)}"):
+        parse_cluster_config(config)
+
+
+def test_an_ipv6_pod_subnet_larger_than_sixteen_bits_of_node_ranges_is_refused(ipv6_stack_config):
+    config = ipv6_stack_config
+    config["kubernetes"]["podSubnet"] = "fd00:10::/40"
+    with pytest.raises(ConfigError, match=r"^kubeha:kubernetes\.podSubnet: fd00:10::/40: each node gets a /64 of it"):
+        parse_cluster_config(config)
 
 
 def test_config_error_is_a_clean_pulumi_run_error():
@@ -307,3 +347,52 @@ def test_a_private_key_file_that_holds_a_public_key_is_refused(stack_config, tmp
     error, registered = run_program_expecting_error(stack_config)
     assert str(error).startswith(f"kubeha:ssh.privateKeyPath ({public}): must be a private key"), str(error)
     assert registered == []
+
+
+# The lab's own settings (tests/lab/lab-stack.sh): every one a real field of its configuration.
+LAB_KUBELET = {"failCgroupV1": False, "imageGCHighThresholdPercent": 100, "imageGCLowThresholdPercent": 99,
+               "evictionHard": {"memory.available": "100Mi", "nodefs.available": "5%"}}
+LAB_KUBE_PROXY = {"mode": "iptables", "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s",
+                                                    "tcpCloseWaitTimeout": "0s"}}
+
+
+def _with_kubernetes(stack_config: dict[str, Any], **settings: Any) -> dict[str, Any]:
+    config = copy.deepcopy(stack_config)
+    config.setdefault("kubernetes", {}).update(settings)
+    return config
+
+
+def test_real_kubelet_and_kube_proxy_fields_are_accepted(stack_config):
+    config = parse_cluster_config(_with_kubernetes(stack_config, kubelet=LAB_KUBELET, kubeProxy=LAB_KUBE_PROXY))
+    assert config.kubernetes.kubelet == LAB_KUBELET
+
+
+@pytest.mark.parametrize("setting, fields, message", [
+    ("kubelet", {"failSwapon": False}, "kubelet.failSwapon: is not a field of this configuration; did you mean failSwapOn?"),
+    ("kubelet", {"failSwapOn": "false"}, "kubelet.failSwapOn: must be true or false (got 'false')"),
+    ("kubelet", {"maxPods": "110"}, "kubelet.maxPods: must be a whole number (got '110')"),
+    ("kubelet", {"shutdownGracePeriod": "30 seconds"}, "kubelet.shutdownGracePeriod: must be a duration"),
+    ("kubelet", {"systemReserved": {"memory": 512}}, "kubelet.systemReserved.memory: must be a string (got 512)"),
+    ("kubelet", {"registerWithTaints": [{"key": "a", "efect": "NoSchedule"}]},
+     "kubelet.registerWithTaints[0].efect: is not a field of this configuration; did you mean effect?"),
+    ("kubeProxy", {"conntrack": {"maxPerCore": 0, "tcpTimeout": "1h"}},
+     "kubeProxy.conntrack.tcpTimeout: is not a field of this configuration"),
+    ("kubeProxy", {"iptables": "masqueradeAll"}, "kubeProxy.iptables: must be a mapping of fields"),
+])
+def test_a_misspelt_or_mistyped_component_config_field_is_refused_naming_it(stack_config, setting, fields, message):
+    with pytest.raises(ConfigError, match=rf"^kubeha:kubernetes\.{re.escape(message)}"):
+        parse_cluster_config(_with_kubernetes(stack_config, **{setting: fields}))
+
+
+@pytest.mark.parametrize("setting, field, comes_from", [
+    ("kubelet", "staticPodPath", "kubeadm's /etc/kubernetes/manifests"),
+    ("kubelet", "clusterDNS", "kubernetes.serviceSubnet"),
+    ("kubelet", "healthzPort", "10248"),
+    ("kubeProxy", "clusterCIDR", "kubernetes.podSubnet"),
+    ("kubeProxy", "hostnameOverride", "each node's own name"),
+    ("kubeProxy", "metricsBindAddress", "10249"),
+])
+def test_a_component_config_field_kubeha_sets_is_refused_saying_where_it_comes_from(
+        stack_config, setting, field, comes_from):
+    with pytest.raises(ConfigError, match=rf"^kubeha:kubernetes\.{setting}\.{field}: .*{re.escape(comes_from)}"):
+        parse_cluster_config(_with_kubernetes(stack_config, **{setting: {field: "x"}}))

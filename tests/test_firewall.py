@@ -112,11 +112,10 @@ def test_the_pods_may_reach_the_kubelet(stack_config):
     assert "10.244.0.0/16" in nodes.v4
 
 
-def test_ipv6_hosts_go_in_the_ipv6_sets(stack_config):
-    stack_config["workers"][0]["address"] = "2001:db8::31"
-    config = parse_cluster_config(managed(stack_config))
+def test_ipv6_hosts_go_in_the_ipv6_sets(ipv6_stack_config):
+    config = parse_cluster_config(managed(ipv6_stack_config))
     nodes = next(source for source in host_firewall(config, config.workers[1]).sources if source.name == "nodes")
-    assert nodes.v6 == ["2001:db8::31/128"]
+    assert "2001:db8::31/128" in nodes.v6 and nodes.v4 == []
     nft_check(render_ruleset(host_firewall(config, config.workers[1])))
 
 

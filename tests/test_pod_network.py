@@ -42,9 +42,8 @@ def test_the_pod_subnet_is_flannels_network(stack_config):
     assert net_conf(stack_config)["Backend"] == {"Type": "vxlan"}
 
 
-def test_an_ipv6_pod_subnet_is_flannels_ipv6_network(stack_config):
-    stack_config["kubernetes"].update(podSubnet="fd00:10:244::/56", serviceSubnet="fd00:10:96::/112")
-    conf = net_conf(stack_config)
+def test_an_ipv6_pod_subnet_is_flannels_ipv6_network(ipv6_stack_config):
+    conf = net_conf(ipv6_stack_config)
     assert (conf["IPv6Network"], conf["EnableIPv6"], conf["EnableIPv4"]) == ("fd00:10:244::/56", True, False)
 
 
