@@ -9,6 +9,7 @@ import pytest
 
 from components import kubeadm_join, ssh_session
 from components.kubeadm_join import NOT_A_MEMBER, _KubeadmJoinProvider
+from components.render import TEMPLATES_DIR, render
 from components.ssh_session import RemoteScriptFailed, ScriptResult, SshTarget
 
 MATERIAL = "abcdef.0123456789abcdef " + "0f" * 32 + "\n"
@@ -91,3 +92,31 @@ def test_the_ssh_key_is_read_whatever_its_type(tmp_path, key_type, paramiko_type
 def test_an_unreadable_ssh_key_is_a_clear_error():
     with pytest.raises(RemoteScriptFailed, match="not an Ed25519, ECDSA or RSA key"):
         ssh_session._private_key("not a key")
+
+
+FAILED_JOIN_LOG = """[preflight] Running pre-flight checks
+I1204 08:00:00.000000    1234 join.go:400] [preflight] found token abcdef.0123456789abcdef in the flags
+error execution phase control-plane-prepare/download-certs: error downloading certs: the key {key} is invalid
+kubeadm join 10.0.0.100:8443 --token abcdef.0123456789abcdef --discovery-token-ca-cert-hash sha256:{key}
+[certs] Using certificateKey {key}
+To see the stack trace of this error execute with --v=5 or higher
+""".format(key="0f" * 32)
+
+
+def test_a_failed_joins_log_tail_leaves_every_secret_out(tmp_path):
+    log = tmp_path / "kubeadm-join.log"
+    log.write_text(FAILED_JOIN_LOG)
+    script = render("lib/kubeadm-log-tail.sh.j2") + f'kubeadm_log_tail "{log}"\n'
+    shown = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
+                           check=True).stdout
+    assert "0123456789abcdef" not in shown and "0f0f0f" not in shown, shown
+    assert "To see the stack trace of this error" in shown  # the rest of the tail is kept
+
+
+@pytest.mark.parametrize("template, context", [
+    ("node/kubeadm-join.sh.j2", "join"), ("control-plane/kubeadm-init.sh.j2", "init")])
+def test_both_kubeadm_scripts_show_their_log_through_the_secret_filter(template, context):
+    text = (TEMPLATES_DIR / template).read_text()
+    assert '{% include "lib/kubeadm-log-tail.sh.j2" %}' in text
+    assert f"kubeadm_log_tail /var/log/kubeha/kubeadm-{context}.log >&2" in text
+    assert "tail -n" not in text

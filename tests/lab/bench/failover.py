@@ -269,6 +269,12 @@ def summarise(samples: list[Sample], config: str, runs: int) -> dict[str, float 
 
 def table(result: dict) -> str:
     product, seed = result["product"], result["seed"]
+    if not seed.get("runs"):  # the product's configuration only (--configs product)
+        lines = [f"{'fault':34} {'product median/max':>20}"]
+        lines += [f"{key:34} {product.get(key, float('nan')):>9.3f} / "
+                  f"{product.get(key.removesuffix('_s') + '_max_s', float('nan')):<8.3f}" for key in FAULT_KEYS.values()]
+        lines += [f"{key:34} {product.get(key, '-'):>20}" for key in FAILED_KEYS.values()]
+        return "\n".join(lines)
     lines = [f"{'fault':34} {'product median/max':>20} {'seed median/max':>20} {'seed/product':>13}"]
     for key in FAULT_KEYS.values():
         worst = key.removesuffix("_s") + "_max_s"
