@@ -109,7 +109,7 @@ def test_a_string_that_would_break_out_where_it_lands_is_refused_naming_the_key(
 
 
 @pytest.mark.parametrize("key, value", [
-    ("packages.proxy", "http://10.250.0.1:3142"), ("packages.proxy", "http://user:p%40ss@proxy.example:3128/"),
+    ("packages.proxy", "http://10.250.0.1:3142"), ("packages.proxy", "http://proxy.example:3128/"),
     ("kubernetes.packageRepository", "http://10.250.0.1:8080/kubernetes"),
     ("kubernetes.clusterName", "prod.eu-1"), ("network.calico.interface", "ens[0-9]+"),
     ("network.flannel.interface", "host0"),
@@ -396,3 +396,11 @@ def test_a_component_config_field_kubeha_sets_is_refused_saying_where_it_comes_f
         stack_config, setting, field, comes_from):
     with pytest.raises(ConfigError, match=rf"^kubeha:kubernetes\.{setting}\.{field}: .*{re.escape(comes_from)}"):
         parse_cluster_config(_with_kubernetes(stack_config, **{setting: {field: "x"}}))
+
+
+def test_a_proxy_url_with_credentials_is_refused_as_it_would_be_stored_in_plain_text(stack_config):
+    config = copy.deepcopy(stack_config)
+    _set_nested(config, "packages.proxy", "http://user:p%40ss@proxy.example:3128/")
+    with pytest.raises(ConfigError, match=r"^kubeha:packages\.proxy: holds credentials \(user:password@\), which "
+                                          r"would be stored in plain text"):
+        parse_cluster_config(config)
