@@ -5,6 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import json
+import shlex
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -19,6 +21,12 @@ _environment = jinja2.Environment(
     comment_start_string="{##",
     comment_end_string="##}",
 )
+
+
+# Quoting for where a value lands, on top of the config's grammars (defence in depth): `sh` makes
+# one shell word of it (single quotes where needed), `yaml` a YAML scalar (JSON's string form).
+_environment.filters["sh"] = shlex.quote
+_environment.filters["yaml"] = json.dumps
 
 
 def render(template: str, **context: Any) -> str:

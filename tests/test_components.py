@@ -287,7 +287,8 @@ def test_package_proxy_reaches_host_scripts(deploy, stack_config):
     deployment = deploy(stack_config)
     for name in ("lb-lb1-install", "cp1-prepare", "w1-prepare"):
         create = deployment.named(name).inputs["create"]
-        assert 'Acquire::https::Proxy "%s";\\n\' "http://10.250.0.1:3142" "http://10.250.0.1:3142"' in create, name
+        assert "package_proxy=http://10.250.0.1:3142\n" in create, name
+        assert 'Acquire::https::Proxy "%s";\\n\' "${package_proxy}" "${package_proxy}"' in create, name
         # Before any apt call, not only when a package is missing.
         assert create.index("90kubeha-proxy") < create.index("apt-get update"), name
 
@@ -296,9 +297,10 @@ def test_package_proxy_reaches_the_repository_key_download_and_containerd(deploy
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
     deployment = deploy(stack_config)
     prepare = deployment.named("w1-prepare").inputs["create"]
-    assert 'curl -fsSL --proxy "http://10.250.0.1:3142" ' in deployment.named("w1-kubernetes-packages").inputs["create"]
-    assert '"Environment=HTTPS_PROXY=http://10.250.0.1:3142"' in prepare
-    assert '"Environment=NO_PROXY=localhost,127.0.0.1,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local"' in prepare
+    packages = deployment.named("w1-kubernetes-packages").inputs["create"]
+    assert "package_proxy=http://10.250.0.1:3142\n" in packages and 'curl -fsSL --proxy "${package_proxy}" ' in packages
+    assert "package_proxy=http://10.250.0.1:3142\n" in prepare and '"Environment=HTTPS_PROXY=${package_proxy}"' in prepare
+    assert '"Environment=NO_PROXY="localhost,127.0.0.1,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local' in prepare
 
 
 def test_without_a_proxy_no_proxy_setting_is_left_behind(deployment):

@@ -208,7 +208,7 @@ def test_the_drain_marks_what_kubeha_cordons_and_uses_the_drain_timeout(upgrade_
 
 def test_the_repository_check_reads_the_minor_releases_index(deployment):
     script = inner_script(deployment.named("cluster-settings").inputs["release_check"]["script"])
-    assert 'index_url="https://pkgs.k8s.io/core:/stable:/v1.34/deb/Packages"' in script
+    assert 'index_url=https://pkgs.k8s.io/core:/stable:/v1.34/deb/Packages\n' in script
     assert f"exit {RELEASE_MISSING}" in script
 
 
