@@ -169,7 +169,7 @@ def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
     # The kubeconfig output once every node has joined, so that a destroy revokes it before any
     # control plane is reset.
     credential = _admin_credential(config, cluster, records)
-    kubeconfig = pulumi.Output.secret(
+    kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
         credential.kubeconfig.apply(lambda text: with_server(text, cluster.kubeconfig_server)))
     # The pod network once every node has joined; then the wait for every node Ready.
     PodNetwork("network", PodNetworkArgs(

@@ -17,6 +17,7 @@ from typing import Any, Callable, ClassVar, Iterable, Optional
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_core import ErrorDetails
 
 from components.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
 from components.preflight_checks import CHECKS
@@ -728,7 +729,7 @@ class ClusterConfig(_Model):
     def _check_subnets(self) -> None:
         self._check_subnet_sizes()
         pods, services = self.kubernetes.pod_subnet, self.kubernetes.service_subnet
-        if pods.overlaps(services):  # type: ignore[arg-type]  # one family: _check_subnet_sizes
+        if pods.overlaps(services):  # one family: _check_subnet_sizes
             raise ConfigKeyError("kubernetes.podSubnet", f"{pods} overlaps kubernetes.serviceSubnet {services}")
         for subnet_key, subnet in (("kubernetes.podSubnet", pods), ("kubernetes.serviceSubnet", services)):
             for host_key, host in self.all_hosts_with_keys():
@@ -860,7 +861,7 @@ def parse_cluster_config(raw: dict[str, Any], project: str = "kubeha") -> Cluste
         raise ConfigError(f"{project}:{key}: {message}") from None
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: ErrorDetails) -> str:
     kind, message = error["type"], error["msg"]
     if kind == "missing":
         return "is required"

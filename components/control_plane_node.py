@@ -29,7 +29,7 @@ class ControlPlaneNode(pulumi.ComponentResource):
     prepared: remote.Command  # the last step before kubeadm runs here
     load_balancing_done: Optional[pulumi.Resource]
     joined: remote.Command  # the join; the next control plane's join waits for it
-    ready: remote.Command  # the membership record (the join, when decommissioned): its last step
+    ready: pulumi.Resource  # the membership record (the join, when decommissioned): its last step
 
     def __init__(self, name: str, args: ControlPlaneNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("kubeha:index:ControlPlaneNode", name, None, opts)
@@ -46,7 +46,7 @@ class ControlPlaneNode(pulumi.ComponentResource):
                                    prepared=self.prepared, parent=self)
         return self.joined
 
-    def record_membership(self, cluster_side_joined: pulumi.Resource) -> remote.Command:
+    def record_membership(self, cluster_side_joined: pulumi.Resource) -> pulumi.Resource:
         self.ready = record_membership(self._name, self._host, self._cluster, self._ticket.cluster_side,
                                        control_plane=True, joined=self.joined,
                                        cluster_side_joined=cluster_side_joined, parent=self)

@@ -3,7 +3,7 @@ static pods on the control planes, haproxy as the node-local proxy)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from components.config import APISERVER_PORT, Host, LoadBalancerSettings, host_port
 from components.render import render
@@ -21,19 +21,19 @@ class Backend:
     endpoint: str  # host:port, IPv6 in brackets
 
 
-def backends_for(control_planes: list[Host]) -> list[Backend]:
+def backends_for(control_planes: Sequence[Host]) -> list[Backend]:
     """The apiservers behind every proxy, derived from the one control-plane list."""
     return [Backend(host.name, host_port(host.address, APISERVER_PORT)) for host in control_planes]
 
 
-def render_haproxy_cfg(host: Host, settings: LoadBalancerSettings, control_planes: list[Host], *,
+def render_haproxy_cfg(host: Host, settings: LoadBalancerSettings, control_planes: Sequence[Host], *,
                        bind_address: str = "", in_static_pod: bool = False) -> str:
     return render("loadbalancer/haproxy.cfg.j2", host=host, port=settings.listen_port,
                   backends=backends_for(control_planes), health_port=settings.health_port,
                   stats_port=settings.stats_port, bind_address=bind_address, in_static_pod=in_static_pod)
 
 
-def render_keepalived_conf(host: Host, settings: LoadBalancerSettings, peers: list[Host], *,
+def render_keepalived_conf(host: Host, settings: LoadBalancerSettings, peers: Sequence[Host], *,
                            track_file: Optional[str]) -> str:
     """keepalived for one of `peers` (the hosts sharing the VIP, in priority order)."""
     assert settings.vip is not None

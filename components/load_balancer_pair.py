@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import pulumi
 from pulumi_command import remote
@@ -20,7 +21,7 @@ HAPROXY_TRACK_DROP_IN = "/etc/systemd/system/haproxy.service.d/kubeha-track.conf
 @dataclass(frozen=True)
 class LoadBalancerPairArgs:
     settings: LoadBalancerSettings
-    control_planes: list[Host]
+    control_planes: Sequence[Host]
     ssh: SshAccess
     packages: PackageSettings
 
@@ -30,7 +31,7 @@ def rollout_order(hosts: list[Host]) -> list[Host]:
     return [*hosts[1:], hosts[0]]
 
 
-def render_lb_files(settings: LoadBalancerSettings, host: Host, control_planes: list[Host]) -> dict[str, str]:
+def render_lb_files(settings: LoadBalancerSettings, host: Host, control_planes: Sequence[Host]) -> dict[str, str]:
     """The files one LB host gets, by their path on the host."""
     return {
         HAPROXY_TRACK_DROP_IN: render("loadbalancer/haproxy-track.conf.j2", track_dir=_TRACK_DIR,

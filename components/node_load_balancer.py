@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 from pulumi_command import remote
@@ -56,7 +56,7 @@ class NodeLoadBalancing:
 
     settings: LoadBalancerSettings
     kubernetes: KubernetesSettings
-    control_planes: list[Host]
+    control_planes: Sequence[Host]
     packages: PackageSettings
 
     @property

@@ -181,7 +181,7 @@ def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: Joi
 
 def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
                       joined: pulumi.Resource, cluster_side_joined: pulumi.Resource,
-                      parent: pulumi.Resource) -> remote.Command:
+                      parent: pulumi.Resource) -> pulumi.Resource:
     """The node's last step. Depends on its own join and on the cluster-side control plane's, so
     on removal or destroy it is deleted before either reset: drain, delete and (for a control
     plane) the etcd member's removal run on a control plane that is still a member. When the

@@ -38,7 +38,7 @@ class SshTarget:
 
     @classmethod
     def from_dict(cls, value: dict[str, object]) -> "SshTarget":
-        return cls(address=str(value["address"]), port=int(value["port"]), user=str(value["user"]),
+        return cls(address=str(value["address"]), port=int(str(value["port"])), user=str(value["user"]),
                    host_key=str(value["host_key"]) if value.get("host_key") else None)
 
 

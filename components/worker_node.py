@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
-from pulumi_command import remote
 
 from components.config import NodeHost
 from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node, record_membership
@@ -25,7 +24,7 @@ class WorkerNodeArgs:
 class WorkerNode(pulumi.ComponentResource):
     """One worker host. Workers join in parallel, each with its own fresh token."""
 
-    ready: remote.Command
+    ready: pulumi.Resource  # the membership record (the join, when decommissioned): its last step
     load_balancing_done: Optional[pulumi.Resource]
 
     def __init__(self, name: str, args: WorkerNodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:

@@ -12,7 +12,7 @@ import yaml
 from components.config import ConfigError, parse_cluster_config
 from components.node_load_balancer import NodeLoadBalancing
 from tests.conftest import FAKE_PRIVATE_KEY
-from tests.harness import run_program, run_program_expecting_error, unsecret
+from tests.harness import run_program_expecting_error, unsecret
 from tests.validators import (
     haproxy_check, heredoc, inner_script, keepalived_check, manifest_check, nginx_check, shellcheck,
 )
