@@ -34,7 +34,7 @@ class JoinScripts:
     member_check: str  # on the node: exit 0 a member, NOT_A_MEMBER not yet
     mint: str  # on the cluster side: prints the material
     join: str  # on the node: reads the material from stdin
-    forget: str  # on the cluster side: reads the material from stdin, deletes its token
+    forget: str  # on the cluster side: reads the token's ID from stdin, deletes the token
 
 
 class _KubeadmJoinProvider(dynamic.ResourceProvider):
@@ -51,7 +51,10 @@ class _KubeadmJoinProvider(dynamic.ResourceProvider):
         if check.status == NOT_A_MEMBER:
             material = run_over_ssh(cluster_side, key, props["mint"], label=f"{name}: join material on "
                                     f"{props['cluster_side_name']}").stdout
-            forget = {"target": cluster_side, "private_key": key, "command": props["forget"], "stdin": material,
+            # The removal needs only the token's ID, its public half: neither the secret half nor
+            # a control plane's certificate key goes to a step that does not need it.
+            token_id = material.split(maxsplit=1)[0].split(".", 1)[0] if material.strip() else ""
+            forget = {"target": cluster_side, "private_key": key, "command": props["forget"], "stdin": f"{token_id}\n",
                       "label": f"{name}: token removal on {props['cluster_side_name']}"}
             try:
                 run_over_ssh(node, key, props["join"], label=f"{name}: kubeadm join", stdin=material)
