@@ -77,22 +77,14 @@ def _check(shape: dict[str, Any], value: Any, path: str) -> Optional[FieldProble
             if problem:
                 return problem
         return None
-    if kind == "list":
-        if not isinstance(value, list):
+    if kind in ("list", "map"):
+        if not isinstance(value, list if kind == "list" else dict):
             return FieldProblem(path, f"must be {_kind_name(kind)} (got {value!r})")
-        for index, item in enumerate(value):
-            problem = _check(shape["items"], item, f"{path}[{index}]")
-            if problem:
-                return problem
-        return None
-    if kind == "map":
-        if not isinstance(value, dict):
-            return FieldProblem(path, f"must be {_kind_name(kind)} (got {value!r})")
-        for name in sorted(value):
-            problem = _check(shape["values"], value[name], _join(path, str(name)))
-            if problem:
-                return problem
-        return None
+        members = ([(f"{path}[{index}]", item) for index, item in enumerate(value)] if kind == "list"
+                   else [(_join(path, str(name)), value[name]) for name in sorted(value)])
+        element = shape["items" if kind == "list" else "values"]
+        return next((problem for member_path, member in members
+                     if (problem := _check(element, member, member_path))), None)
     if not _scalar_fits(kind, value):
         return FieldProblem(path, f"must be {_kind_name(kind)} (got {value!r})")
     return None
