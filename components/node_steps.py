@@ -188,9 +188,13 @@ def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluste
     cluster-side control plane changes (it left), the record moves with it (an update that
     re-runs the harmless create), so a later removal runs where the cluster still is.
     A decommissioned node gets none: the deletion of its old record removes it from the cluster,
-    and its own steps stay as they are (see run_script); its join is its last step."""
+    and its own steps stay as they are (see run_script). It gets a mark on the cluster side
+    instead, made before that deletion (Pulumi deletes last), so the removal does not drain it."""
     if host.decommission is not None:
-        return joined
+        return run_script(
+            f"{name}-unreachable", host=cluster_side, ssh=cluster.ssh,
+            create=render("control-plane/mark-unreachable.sh.j2", node=host.name, cluster_side=cluster_side.name),
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[cluster_side_joined]))
     return run_script(
         f"{name}-membership", host=cluster_side, ssh=cluster.ssh,
         create=render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name),

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import pytest
 
 from tests.harness import Deployment, run_program
+from tests.jail import make_jail
 
 FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
 
@@ -79,3 +80,9 @@ def deploy() -> Callable[[dict[str, Any]], Deployment]:
 @pytest.fixture
 def deployment(deploy, stack_config) -> Deployment:
     return deploy(stack_config)
+
+
+@pytest.fixture
+def jail(tmp_path) -> Any:
+    """A chroot with only bash in it, for running a rendered script for real (tests/jail.py)."""
+    return make_jail(tmp_path)

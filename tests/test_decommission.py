@@ -4,7 +4,9 @@ from __future__ import annotations
 import pytest
 
 from components.config import ConfigError, parse_cluster_config
+from components.render import render
 from tests.harness import unsecret
+from tests.jail import run_in_jail
 
 COMMAND = "command:remote:Command"
 
@@ -32,6 +34,35 @@ def test_every_step_on_the_host_is_kept_as_it_is_and_leaves_without_its_delete(d
 def test_its_membership_goes_so_its_removal_runs_on_a_control_plane(deploy, w2_unreachable):
     names = {r.name for r in deploy(w2_unreachable).registrations}
     assert "w2-membership" not in names and "w1-membership" in names
+
+
+def test_it_is_marked_unreachable_on_a_control_plane(deploy, w2_unreachable):
+    mark = deploy(w2_unreachable).named("w2-unreachable")
+    assert mark.target_host == "198.51.100.21"
+    assert "kubectl annotate node \"${node}\" kubeha.io/decommission=unreachable --overwrite" in mark.inputs["create"]
+
+
+def removal(jail, ready: str, marked: str) -> list[list[str]]:
+    """The commands the removal of w2 runs, against a cluster that answers as given."""
+    script = render("control-plane/remove-node.sh.j2", node="w2", control_plane=False, cluster_side="cp1",
+                    drain_timeout=180)
+    node = "kubectl get node w2 -o jsonpath="
+    return run_in_jail(jail, script, {"kubectl -n kube-system get configmap kubeha-teardown": ("", 1),  # no teardown
+                                      "mktemp": "/tmp/drain.log",
+                                      f"{node}{{.status.conditions": ready, f"{node}{{.metadata.annotations": marked})
+
+
+def test_a_node_marked_unreachable_is_deleted_without_a_drain_while_it_still_reports_ready(jail):
+    commands = removal(jail, ready="True", marked="unreachable")
+    assert not any(command[:2] == ["kubectl", "drain"] for command in commands), commands
+    assert ["kubectl", "delete", "pods", "--all-namespaces", "--field-selector", "spec.nodeName=w2", "--force",
+            "--grace-period=0", "--wait=false"] in commands
+    assert ["kubectl", "delete", "node", "w2", "--ignore-not-found"] in commands
+
+
+def test_a_ready_node_not_marked_is_drained(jail):
+    commands = removal(jail, ready="True", marked="")
+    assert any(command[:3] == ["kubectl", "drain", "w2"] for command in commands), commands
 
 
 def test_the_removal_deletes_a_node_that_is_not_ready_without_a_drain(deployment):

@@ -9,16 +9,13 @@ command it was meant for, or in the file it was meant for.
 """
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from components.config import ContainerdSettings, Host
 from components.render import render
+from tests.jail import an_argument_holds, run_in_jail
 
 CANARY = "touch"
 HOSTILE = {
@@ -29,65 +26,13 @@ HOSTILE = {
     "newline": "x\ntouch /tmp/kubeha-canary",
     "variable": "${PATH:+$(touch /tmp/kubeha-canary)}",
 }
-# Every external command is this: its arguments go to fd 3, one record each (\x1f between
-# arguments, \x1e after the record) written at once (the commands of a pipeline run side by side),
-# and it succeeds without doing anything.
-STUB = ("command_not_found_handle() { local record; printf -v record '%s\\x1f' \"$@\"; "
-        "printf '%s\\x1e' \"${record}\" >&3; return 0; }\n")
-# Folders the scripts write their files into (inside the jail).
-FOLDERS = ["etc/apt/apt.conf.d", "etc/apt/sources.list.d", "etc/apt/keyrings", "etc/containerd/certs.d",
-           "etc/systemd/system/containerd.service.d", "etc/modules-load.d", "etc/sysctl.d", "var/log/kubeha", "tmp"]
-
-
-def _libraries(binary: str) -> list[Path]:
-    listing = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
-    return [Path(path) for path in re.findall(r"(/\S+) \(0x", listing)]
-
-
-@pytest.fixture
-def jail(tmp_path: Path) -> Path:
-    """A root holding only bash and the libraries it links."""
-    root = tmp_path / "jail"
-    bash = shutil.which("bash")
-    assert bash
-    for source in (Path(bash).resolve(), *_libraries(bash)):
-        target = root / source.relative_to("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source, target)
-    (root / "bin").mkdir(exist_ok=True)
-    if not (root / "bin" / "bash").exists():
-        shutil.copy2(Path(bash).resolve(), root / "bin" / "bash")
-    for folder in FOLDERS:
-        (root / folder).mkdir(parents=True, exist_ok=True)
-    # A plain file stands in for the device (none can be made here): writes to it go nowhere that matters.
-    (root / "dev").mkdir()
-    (root / "dev" / "null").touch()
-    return root
-
-
-def run_in_jail(jail: Path, script: str) -> list[list[str]]:
-    """Run `script` in the jail (errexit off, so it goes as far as it can); the external commands
-    it ran, each as its argument list."""
-    # Off, so a stub's empty answer does not end the run before the lines under test.
-    body = script.replace("set -euo pipefail", "set -uo pipefail")
-    (jail / "run.sh").write_text(STUB + body)
-    result = subprocess.run(["unshare", "--user", "--map-root-user", "chroot", str(jail), "/bin/bash", "--norc",
-                             "-c", "PATH=/nonexistent; source /run.sh 3>&1 >/output 2>&1 </dev/null"],
-                            capture_output=True, text=True, timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    return [record.split("\x1f")[:-1] for record in result.stdout.split("\x1e") if record]
+HOST = Host(name="w1", address="198.51.100.31")
 
 
 def assert_nothing_broke_out(commands: list[list[str]]) -> None:
     ran = [command[0] for command in commands if command]
     assert CANARY not in ran, f"a hostile value ran a command: {ran}"
     assert ran, "the script ran no command at all: nothing was tested"
-
-
-def an_argument_holds(commands: list[list[str]], program: str, value: str) -> bool:
-    return any(command[0] == program and any(value in argument for argument in command[1:]) for command in commands)
-
-
-HOST = Host(name="w1", address="198.51.100.31")
 
 
 def package_context(**overrides: Any) -> dict[str, Any]:
