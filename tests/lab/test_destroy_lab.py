@@ -29,8 +29,10 @@ def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stac
 
 
 def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
+    nodes = [entry["name"] for entry in (*lab_stack.config_value("controlPlanes"), *lab_stack.config_value("workers"))
+             if "decommission" not in entry]
     lab_stack.pulumi("destroy", "--yes", "--skip-preview")
-    for name in ("cp1", "cp2", "cp3", "w1"):
+    for name in nodes:
         host = lab_stack.hosts[name]
         # kubeadm reset empties the PKI and etcd folders (it keeps the folders themselves).
         assert host.run("find /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf "

@@ -2,7 +2,8 @@
 a worker added (preflight refusals, a failed join and its retry first), a drain a disruption
 budget blocks, the worker removed; cp1, the control plane that initialised the cluster, removed
 under load and joined again as a new host; the kubeconfig reissued without it; certificates
-renewed by `up` while the cluster serves; an unreachable worker removed without touching it.
+renewed by `up` while the cluster serves; an unreachable worker removed without touching it;
+an unreachable control plane removed without a drain and replaced by cp5.
 
 The cluster runs kubeha's firewall (firewall.mode managed): a node's own firewall step,
 `firewall-<node>`, comes and goes with the node.
@@ -343,3 +344,25 @@ def test_an_unreachable_worker_is_removed_without_touching_it(lab_stack, kubecon
     steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
     assert {step["op"] for step in steps} == {"delete"}, steps
     lab_stack.pulumi("up", "--yes", "--skip-preview")
+
+
+def test_an_unreachable_control_plane_is_removed_without_a_drain_and_a_new_one_joins(lab_stack, kubeconfig_file):
+    """cp3 powered off and marked `decommission: unreachable` at once, while the cluster still
+    calls it Ready: the next `up` removes it without a drain (two etcd members left, the endpoint
+    serving). Then its entry goes and cp5, a new control plane, joins in the same `up`."""
+    entries = lab_stack.config_value("controlPlanes")
+    index = next(position for position, entry in enumerate(entries) if entry["name"] == "cp3")
+    lab("power-off", "cp3")
+    lab_stack.hosts.pop("cp3")
+    lab_stack.pulumi("config", "set", "--path", f"controlPlanes[{index}].decommission", "unreachable")
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview")
+    assert "cp3: marked decommission: unreachable; deleted without a drain" in result.stdout, result.stdout[-3000:]
+    assert "cp3: drained" not in result.stdout and "cp3: etcd member" in result.stdout
+    assert etcd_members(kubeconfig_file, on="cp2") == [("started", "cp1"), ("started", "cp2")]
+    assert kubectl(kubeconfig_file, "get", "--raw", "/readyz").returncode == 0
+    cp5 = lab_stack.add_host("cp5")
+    lab_stack.set_config_value("controlPlanes", [*(entry for entry in entries if entry["name"] != "cp3"),
+                                                 {"name": "cp5", "address": cp5.address}])
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
+    assert etcd_members(kubeconfig_file, on="cp2") == [("started", name) for name in ("cp1", "cp2", "cp5")]
+    assert "cp5" in ready_nodes(kubeconfig_file)
