@@ -8,7 +8,7 @@ import io
 import socket
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, cast
 
 import paramiko
 
@@ -38,7 +38,8 @@ class SshTarget:
 
     @classmethod
     def from_dict(cls, value: dict[str, object]) -> "SshTarget":
-        return cls(address=str(value["address"]), port=int(str(value["port"])), user=str(value["user"]),
+        # A dynamic provider's inputs come back through protobuf: the port as a float (22.0).
+        return cls(address=str(value["address"]), port=int(cast(float, value["port"])), user=str(value["user"]),
                    host_key=str(value["host_key"]) if value.get("host_key") else None)
 
 

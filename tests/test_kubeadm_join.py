@@ -120,3 +120,8 @@ def test_both_kubeadm_scripts_show_their_log_through_the_secret_filter(template,
     assert '{% include "lib/kubeadm-log-tail.sh.j2" %}' in text
     assert f"kubeadm_log_tail /var/log/kubeha/kubeadm-{context}.log >&2" in text
     assert "tail -n" not in text
+
+
+def test_a_target_read_back_from_a_dynamic_providers_inputs_takes_the_port_as_a_float():
+    target = SshTarget.from_dict({"address": "10.0.0.3", "port": 22.0, "user": "root", "host_key": None})
+    assert (target.port, type(target.port)) == (22, int)
