@@ -1,12 +1,12 @@
 """The one renderer: every file and script the program pushes comes from templates/ through here."""
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import json
-import shlex
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
