@@ -15,9 +15,9 @@ from pathlib import Path
 
 
 # Every external command is this: its arguments go to fd 3, one record each (\x1f between
-# arguments, \x1e after the record) written at once (the commands of a pipeline run side by side);
-# it prints the canned answer for its command line, if any, and exits with its status (0 unless
-# the answer says otherwise), having done nothing.
+# arguments, \x1e after the record, newlines as \x1d) written at once (the commands of a pipeline
+# run side by side); it prints the canned answer for its command line, if any, and exits with its
+# status (0 unless the answer says otherwise), having done nothing.
 Answer = str | tuple[str, int]  # what a command prints, or that and its exit status
 
 
@@ -27,7 +27,10 @@ def _stub(answers: dict[str, Answer]) -> str:
         output, status = (answer, 0) if isinstance(answer, str) else answer
         cases += f"        {shlex.quote(prefix)}*) printf '%s' {shlex.quote(output)}; return {status} ;;\n"
     return ("command_not_found_handle() {\n"
-            "    local record; printf -v record '%s\\x1f' \"$@\"; printf '%s\\x1e' \"${record}\" >&3\n"
+            # Newlines travel as \x1d: bash's printf writes up to each newline at once, which
+            # would let another command's record in between.
+            "    local record; printf -v record '%s\\x1f' \"$@\"; record=${record//$'\\n'/$'\\x1d'}\n"
+            "    printf '%s\\x1e' \"${record}\" >&3\n"
             f"    case \"$*\" in\n{cases}    esac\n"
             "    return 0\n}\n")
 
@@ -72,7 +75,7 @@ def run_in_jail(jail: Path, script: str, answers: dict[str, Answer] | None = Non
     result = subprocess.run(["unshare", "--user", "--map-root-user", "chroot", str(jail), "/bin/bash", "--norc",
                              "-c", "PATH=/nonexistent; source /run.sh 3>&1 >/output 2>&1 </dev/null"],
                             capture_output=True, text=True, timeout=60, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-    return [record.split("\x1f")[:-1] for record in result.stdout.split("\x1e") if record]
+    return [record.replace("\x1d", "\n").split("\x1f")[:-1] for record in result.stdout.split("\x1e") if record]
 
 
 def an_argument_holds(commands: list[list[str]], program: str, value: str) -> bool:
