@@ -268,23 +268,24 @@ def summarise(samples: list[Sample], config: str, runs: int) -> dict[str, float 
 
 
 def table(result: dict) -> str:
+    """One column per configuration that ran (the seed's only with --configs product,seed), and
+    the seed/product ratio when both did."""
+    configs = [config for config in ("product", "seed") if result[config].get("runs")]
+    both = len(configs) == 2
     product, seed = result["product"], result["seed"]
-    if not seed.get("runs"):  # the product's configuration only (--configs product)
-        lines = [f"{'fault':34} {'product median/max':>20}"]
-        lines += [f"{key:34} {product.get(key, float('nan')):>9.3f} / "
-                  f"{product.get(key.removesuffix('_s') + '_max_s', float('nan')):<8.3f}" for key in FAULT_KEYS.values()]
-        lines += [f"{key:34} {product.get(key, '-'):>20}" for key in FAILED_KEYS.values()]
-        return "\n".join(lines)
-    lines = [f"{'fault':34} {'product median/max':>20} {'seed median/max':>20} {'seed/product':>13}"]
+    lines = [f"{'fault':34}" + "".join(f" {config + ' median/max':>20}" for config in configs)
+             + (f" {'seed/product':>13}" if both else "")]
     for key in FAULT_KEYS.values():
         worst = key.removesuffix("_s") + "_max_s"
-        ratio = (f"{seed[key] / product[key]:.0f}x" if product.get(key) and key in seed else "-")
-        lines.append(f"{key:34} {product.get(key, float('nan')):>9.3f} / {product.get(worst, float('nan')):<8.3f} "
-                     f"{seed.get(key, float('nan')):>9.3f} / {seed.get(worst, float('nan')):<8.3f} {ratio:>13}")
+        cells = "".join(f" {result[config].get(key, float('nan')):>9.3f} / "
+                        f"{result[config].get(worst, float('nan')):<8.3f}" for config in configs)
+        ratio = f"{seed[key] / product[key]:.0f}x" if both and product.get(key) and key in seed else "-"
+        lines.append(f"{key:34}{cells}" + (f" {ratio:>13}" if both else ""))
     for key in FAILED_KEYS.values():
-        lines.append(f"{key:34} {product.get(key, '-'):>20} {seed.get(key, '-'):>20}")
-    for key in sorted({k for k in (*product, *seed) if k.endswith("_invalid_samples")}):
-        lines.append(f"{key:34} {product.get(key, 0):>20} {seed.get(key, 0):>20}  (its end not observed: not timed)")
+        lines.append(f"{key:34}" + "".join(f" {result[config].get(key, '-'):>20}" for config in configs))
+    for key in sorted({k for config in configs for k in result[config] if k.endswith("_invalid_samples")}):
+        lines.append(f"{key:34}" + "".join(f" {result[config].get(key, 0):>20}" for config in configs)
+                     + "  (its end not observed: not timed)")
     return "\n".join(lines)
 
 
