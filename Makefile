@@ -47,8 +47,8 @@ lab-kubernetes: lab-setup vendor-check  ## Build kubeadm, kubelet, kubectl, the 
 	    --components-only
 	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSIONS="$(UPGRADE_FROM_VERSION) $(LAB_RELEASE)" tests/lab/kubernetes/packages.sh
 
-lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules (tests/lab/clusters.py); ends with a table of the time per module and topology; tears the lab down.
-	$(PYTHON) -m pytest -m lab --durations=20 tests/lab
+lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py); ends with a table of the time per module and topology; tears the labs down.
+	$(PYTHON) -m tests.lab.run
 
 # The lab stack's settings: LB_MODE (keepalived-haproxy, static-pods, kube-vip, local-nginx), or
 # TOPOLOGY, one of the lab tests' topologies (tests/lab/clusters.py) exactly as they build it:

@@ -17,10 +17,9 @@ from typing import Callable
 
 import yaml
 
-from tests.lab.hosts import LabHost, lab, lab_down, lab_host
+from tests.lab.hosts import LAB_DIR, LAB_INSTANCE, VIP, LabHost, lab, lab_down, lab_host
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB_DIR = ROOT / "build" / "lab"
 STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
 ENGINE_DIR = os.environ.get("ENGINE_DIR", "/var/cache/kubeha/engine")
 # The lab's real Kubernetes (make lab-kubernetes): its kubectl runs the tests' queries.
@@ -28,7 +27,7 @@ KUBERNETES_VERSION = "1.34.4"
 UPGRADE_FROM_VERSION = "1.34.3"  # the Makefile's UPGRADE_FROM_VERSION: test_upgrade_lab builds at it
 KUBE_DIR = Path(os.environ.get("KUBE_DIR", f"/var/cache/kubeha/kubernetes/v{KUBERNETES_VERSION}"))
 KUBECTL = KUBE_DIR / "bin" / "kubectl"
-VIP, PORT = "10.250.0.100", 8443
+PORT = 8443
 LOAD_BALANCERS = ("lb1", "lb2")
 # `show stat` on haproxy's admin socket, through python3 (on every host).
 HAPROXY_SHOW_STAT = ("import socket; s = socket.socket(socket.AF_UNIX); s.connect('/run/haproxy/admin.sock'); "
@@ -70,7 +69,7 @@ def stack_settings(options: LabOptions) -> dict[str, str]:
 
 def lab_environment(options: LabOptions = LabOptions()) -> dict[str, str]:
     return {**os.environ, "KUBEHA_ROOT": str(ROOT), "ENGINE_DIR": ENGINE_DIR, "LAB_TOPOLOGY": "",
-            **stack_settings(options)}
+            "LAB_INSTANCE": str(LAB_INSTANCE), **stack_settings(options)}
 
 
 APISERVER_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
@@ -99,10 +98,10 @@ class LabStack:
 
     def pulumi(self, *args: str, cwd: Path = ROOT, stack: str | None = None, check: bool = True,
                timeout: float = 900) -> subprocess.CompletedProcess:
-        command = 'source build/lab/env 2>/dev/null && cd "$PULUMI_CWD" && pulumi "$@"'
+        command = 'source "$LAB_ENV" 2>/dev/null && cd "$PULUMI_CWD" && pulumi "$@"'
         stack_args = ["--stack", stack] if stack else []
         result = subprocess.run(["bash", "-c", command, "pulumi", *args, *stack_args, "--non-interactive"],
-                                cwd=ROOT, env={**lab_environment(), "PULUMI_CWD": str(cwd)},
+                                cwd=ROOT, env={**lab_environment(), "PULUMI_CWD": str(cwd), "LAB_ENV": str(LAB_DIR / "env")},
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
             raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")

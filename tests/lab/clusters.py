@@ -2,10 +2,14 @@
 
 Building a cluster from bare hosts takes minutes, so a cluster is an expensive session fixture:
 LabClusters boots a topology the first time a module asks for it, keeps it while the next modules
-use it, and tears it down only when a module asks for another one (the lab holds one at a time:
-one bridge, fixed addresses). ORDER is the one place the lab's order is written: the modules run
-in that order (tests/lab/conftest.py sorts them so), grouped by topology. A module that changes
-its cluster either restores what it changed, or runs after every module that needs it unchanged.
+use it, and tears it down only when a module asks for another one (a lab holds one at a time: one
+bridge, fixed addresses). ORDER is the one place the lab's order is written: the modules run in
+that order (tests/lab/conftest.py sorts them so), grouped by topology. A module that changes its
+cluster either restores what it changed, or runs after every module that needs it unchanged.
+
+Each topology also names its lab (tests/lab/lab.sh, LAB_INSTANCE): `make lab-test` runs lab 0's
+modules and lab 1's side by side, one pytest each (tests/lab/run.py). The `ha` modules take most of
+the time, so the small topologies boot and run in lab 1 meanwhile.
 
 CI's `make lab-up VERSION=<UPGRADE_FROM_VERSION>` builds the `ha` topology exactly (same lab stack
 settings); the test session then adopts that running cluster instead of building another.
@@ -28,6 +32,7 @@ class Topology:
     description: str
     options: LabOptions | None = None  # the lab stack's settings; None: bare hosts, no cluster
     bare_hosts: tuple[str, ...] = ()  # with options None: the hosts to boot
+    lab: int = 0  # the lab it runs in (LAB_INSTANCE) under `make lab-test`
 
 
 ONE_WORKER = ("w1",)
@@ -35,14 +40,14 @@ TOPOLOGIES: dict[str, Topology] = {topology.name: topology for topology in (
     Topology("ha", "keepalived-haproxy on lb1/lb2, cp1-cp3, w1-w2, firewall.mode managed, built at "
              f"{UPGRADE_FROM_VERSION} (the upgrade module takes it to the lab's release)",
              LabOptions(firewall="managed", kubernetes_version=UPGRADE_FROM_VERSION)),
-    Topology("lb-pair", "lb1 and lb2, bare: no cluster", bare_hosts=("lb1", "lb2")),
+    Topology("lb-pair", "lb1 and lb2, bare: no cluster", bare_hosts=("lb1", "lb2"), lab=1),
     # The modes that balance on the nodes themselves need three control planes (a VIP that moves,
     # etcd that keeps quorum) and one worker: a second one only repeated what the first proved.
-    Topology("static-pods", "static-pods on cp1-cp3, w1", LabOptions(mode="static-pods", workers=ONE_WORKER)),
-    Topology("kube-vip", "kube-vip on cp1-cp3, w1", LabOptions(mode="kube-vip", workers=ONE_WORKER)),
+    Topology("static-pods", "static-pods on cp1-cp3, w1", LabOptions(mode="static-pods", workers=ONE_WORKER), lab=1),
+    Topology("kube-vip", "kube-vip on cp1-cp3, w1", LabOptions(mode="kube-vip", workers=ONE_WORKER), lab=1),
     Topology("local-nginx", "local-nginx on cp1-cp3, w1, logged in as kubeha (sudo), packages through "
              "the lab's recording proxy", LabOptions(mode="local-nginx", ssh_user="kubeha", package_proxy=PROXY_URL,
-                                                     workers=ONE_WORKER)),
+                                                     workers=ONE_WORKER), lab=1),
 )}
 
 

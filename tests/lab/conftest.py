@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.cluster import LAB_DIR, LabStack
+from tests.lab.cluster import LabStack
 from tests.lab.clusters import RANK, TOPOLOGY_OF, LabClusters
-from tests.lab.hosts import LabHost, lab_unavailable_reason
+from tests.lab.hosts import LAB_DIR, LabHost, lab_unavailable_reason
 
 LAB_TESTS = Path(__file__).resolve().parent
 

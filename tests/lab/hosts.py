@@ -1,4 +1,8 @@
-"""Lab hosts: real Debian hosts in systemd-nspawn (tests/lab/lab.sh), reached over SSH. Needs root."""
+"""Lab hosts: real Debian hosts in systemd-nspawn (tests/lab/lab.sh), reached over SSH. Needs root.
+
+LAB_INSTANCE (0 by default) says which of the machine's labs this process works on: each has its
+own bridge, network 10.250.N.0/24 and folder (lab.sh). Every address a test names comes from here.
+"""
 from __future__ import annotations
 
 import os
@@ -8,6 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAB_SCRIPT = Path(__file__).resolve().parent / "lab.sh"
+LAB_INSTANCE = int(os.environ.get("LAB_INSTANCE", "0"))
+_NETWORK = f"10.250.{LAB_INSTANCE}"
+NETWORK = f"{_NETWORK}.0/24"
+BRIDGE_ADDRESS = f"{_NETWORK}.1"  # this machine, on the lab's bridge
+VIP = f"{_NETWORK}.100"  # the lab stack's loadBalancer.vip
+LAB_DIR = Path(__file__).resolve().parents[2] / "build" / f"lab{LAB_INSTANCE or ''}"
+
+
+def lab_address(last: int) -> str:
+    """An address in this lab's network by its last number (11: lb1, 21: cp1, 31: w1, as lab.sh)."""
+    return f"{_NETWORK}.{last}"
 
 
 def lab_unavailable_reason() -> str | None:

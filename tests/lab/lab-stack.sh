@@ -13,12 +13,19 @@
 # LAB_PACKAGE_PROXY=URL: packages.proxy. LAB_WORKERS: the workers beside cp1-cp3 ("w1 w2" by
 # default). LAB_KUBERNETES_VERSION: kubernetes.version (1.34.4 by default; another release built
 # by `make lab-kubernetes` boots hosts with its images too, and the upgrade test then sets 1.34.4).
+# LAB_INSTANCE=N: the stack of lab N (lab.sh): stack labN, Pulumi.labN.yaml, build/labN (N=0:
+# stack lab, Pulumi.lab.yaml, build/lab), on that lab's addresses.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="${KUBEHA_ROOT:-$(cd "${here}/../.." && pwd)}"
-lab_dir="${root}/build/lab"
+instance="${LAB_INSTANCE:-0}"
+suffix="${instance#0}"
+lab_dir="${root}/build/lab${suffix}"
 lab="${here}/lab.sh"
-stack=organization/kubeha/lab
+stack_name="lab${suffix}"
+stack="organization/kubeha/${stack_name}"
+stack_file="${root}/Pulumi.${stack_name}.yaml"
+network="10.250.${instance}"
 if [ -n "${LAB_TOPOLOGY:-}" ]; then
     # LAB_TOPOLOGY: one of the lab tests' topologies (tests/lab/clusters.py), with its settings.
     settings="$(cd "${root}" && python3 -m tests.lab.clusters env "${LAB_TOPOLOGY}")"
@@ -81,7 +88,7 @@ kubernetes_settings() {
     skip: [time-sync]
   kubeha:kubernetes:
     version: "'"${version}"'"
-    packageRepository: http://10.250.0.1:8080/kubernetes
+    packageRepository: http://'"${network}"'.1:8080/kubernetes
     kubelet:
       failCgroupV1: false
       evictionHard:
@@ -101,7 +108,7 @@ kubernetes_settings() {
     cgroupDriver: cgroupfs
     restrictOomScoreAdj: true
     registryMirrors:
-      registry.k8s.io: ["http://10.250.0.1:5000"]
+      registry.k8s.io: ["http://'"${network}"'.1:5000"]
   kubeha:network:
     flannel:
       interface: host0'
@@ -113,9 +120,9 @@ kubernetes_settings() {
     if [ "${LAB_FIREWALL:-unmanaged}" = managed ]; then
         # LAB_FIREWALL=managed: kubeha's nftables rules on every host (the failover tests and the
         # benchmark run with them); the lab's nodes are all in the bridge's network.
-        echo '  kubeha:firewall:
+        echo "  kubeha:firewall:
     mode: managed
-    nodeNetworks: [10.250.0.0/24]'
+    nodeNetworks: [${network}.0/24]"
     fi
 }
 
@@ -123,31 +130,31 @@ write_stack_config() {
     local load_balancer salt
     # The stack's secrets key is derived from the salt `pulumi stack init` wrote here; a stack
     # that is reused keeps it (a new salt would not open the state's secrets).
-    salt="$(grep '^encryptionsalt:' "${root}/Pulumi.lab.yaml" 2>/dev/null || true)"
+    salt="$(grep '^encryptionsalt:' "${stack_file}" 2>/dev/null || true)"
     if [ "${mode}" = local-nginx ]; then
         load_balancer="    mode: local-nginx"
     elif [ "${mode}" = kube-vip ]; then
         load_balancer="    mode: kube-vip
-    vip: 10.250.0.100
+    vip: ${network}.100
     interface: host0"
     elif [ "${mode}" = static-pods ]; then
         load_balancer="    mode: static-pods
-    vip: 10.250.0.100
+    vip: ${network}.100
     interface: host0
     virtualRouterId: 51"
     else
         load_balancer="    mode: ${mode}
-    vip: 10.250.0.100
+    vip: ${network}.100
     interface: host0
     virtualRouterId: 51
     hosts: $(host_list lb)"
     fi
-    cat > "${root}/Pulumi.lab.yaml" <<CONFIG
+    cat > "${stack_file}" <<CONFIG
 # Written by tests/lab/lab-stack.sh for the local lab (systemd-nspawn hosts); not for editing.
 config:
   kubeha:ssh:
     user: ${LAB_SSH_USER:-root}
-    privateKeyPath: build/lab/id_ed25519
+    privateKeyPath: build/lab${suffix}/id_ed25519
   kubeha:loadBalancer:
 ${load_balancer}
   kubeha:controlPlanes: $(host_list cp)
@@ -169,7 +176,7 @@ ENV
 up() {
     if ! lab_running; then
         "${lab}" down >/dev/null 2>&1 || true
-        rm -rf "${lab_dir}/state" "${root}/Pulumi.lab.yaml"   # fresh hosts: no state to keep
+        rm -rf "${lab_dir}/state" "${stack_file}"   # fresh hosts: no state to keep
         # shellcheck disable=SC2086 # word splitting of the host list is wanted
         "${lab}" up ${hosts}
         echo "${options}" > "${lab_dir}/options"
@@ -187,7 +194,7 @@ up() {
     pulumi up --yes --skip-preview --non-interactive
     awk -v now="${EPOCHREALTIME}" -v started="${started}" 'BEGIN {printf "%.1f\n", now - started}' \
         > "${lab_dir}/last-up.seconds"
-    echo "lab stack up in $(cat "${lab_dir}/last-up.seconds") s; run \`source build/lab/env\` to use pulumi against it"
+    echo "lab stack up in $(cat "${lab_dir}/last-up.seconds") s; run \`source build/lab${suffix}/env\` to use pulumi against it"
 }
 
 destroy() {
@@ -197,7 +204,7 @@ destroy() {
         cd "${root}"
         pulumi destroy --yes --skip-preview --non-interactive || echo "pulumi destroy failed; the hosts go anyway" >&2
     fi
-    rm -rf "${lab_dir}/state" "${lab_dir}/env" "${root}/Pulumi.lab.yaml"
+    rm -rf "${lab_dir}/state" "${lab_dir}/env" "${stack_file}"
 }
 
 case "${1:-}" in

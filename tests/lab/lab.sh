@@ -2,26 +2,39 @@
 # The lab: Debian hosts as systemd-nspawn containers (real systemd, sshd, keepalived, haproxy)
 # on a private bridge. Usage: lab.sh up [HOST...] | down | status | running
 #        | init-pid HOST | power-off HOST | power-on HOST | address HOST | ssh HOST CMD...
-# Addresses: bridge 10.250.0.1/24, hosts from 10.250.0.11, VIP 10.250.0.100. An `unreachable`
-# route covers 10.250.0.0/16 so nothing addressed to the lab can leave through the uplink.
+# LAB_INSTANCE=N (0 by default): one of several labs side by side on this machine, each with its
+# own bridge khlabN, addresses 10.250.N.0/24 (bridge .1, hosts from .11, VIP .100), folder
+# build/lab (N=0) or build/labN, host disks and cgroups. Lab 0 is `make lab-up`'s; the lab tests
+# run a second one beside it (tests/lab/clusters.py). An `unreachable` route covers 10.250.0.0/16
+# so nothing addressed to any lab can leave through the uplink.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+LAB_INSTANCE="${LAB_INSTANCE:-0}"
+[[ "${LAB_INSTANCE}" =~ ^[0-9]$ ]] || { echo "LAB_INSTANCE ${LAB_INSTANCE}: 0 to 9" >&2; exit 2; }
+suffix="${LAB_INSTANCE#0}"  # "" for lab 0, so its paths stay build/lab and its hosts cp1, w1, ...
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
-LAB_DIR="${LAB_DIR:-${here}/../../build/lab}"
-BRIDGE=khlab0
-BRIDGE_ADDRESS=10.250.0.1
+LAB_DIR="${LAB_DIR:-${here}/../../build/lab${suffix}}"
+BRIDGE="khlab${LAB_INSTANCE}"
+NETWORK="10.250.${LAB_INSTANCE}"
+BRIDGE_ADDRESS="${NETWORK}.1"
 LAB_RANGE=10.250.0.0/16
 DEFAULT_HOSTS="lb1 lb2 cp1 cp2 cp3 w1 w2"
-HOSTS_DIR="${CACHE_DIR}/lab/hosts"
+HOSTS_DIR="${CACHE_DIR}/lab/hosts${suffix}"
+# What every lab on this machine shares: the saved inotify limit, put back when the last lab goes.
+SHARED_DIR=/run/kubeha-lab
 # Built by tests/lab/kubernetes (make lab-kubernetes): images loaded into each host's containerd,
-# and the package repository served at http://10.250.0.1:8080/ while the lab is up.
+# and the package repository served at http://BRIDGE_ADDRESS:8080/ while the lab is up.
 KUBE_DIR="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v1.34.4}"
 # LAB_UPGRADE_FROM=VERSION: the hosts get that release's control-plane images too (built by
 # `make lab-kubernetes` as UPGRADE_FROM_VERSION), for a cluster built at it and then upgraded.
 LAB_UPGRADE_FROM="${LAB_UPGRADE_FROM:-}"
 REPOSITORY_DIR="${REPOSITORY_DIR:-${CACHE_DIR}/kubernetes/repository}"
 REPOSITORY_PORT=8080
-INOTIFY_INSTANCES=1024
+INOTIFY_INSTANCES=2048
+# LAB_CPU_SHARES: each host's weight in the cpu cgroup (1024 is the kernel's default). Lab 0's hosts
+# keep it; a lab beside it gets 128, so it runs on the CPU lab 0 leaves idle and lab 0's
+# timing-sensitive tests (probes with 1 s timeouts, failover times) see the CPU they would alone.
+if [ "${LAB_INSTANCE}" = 0 ]; then LAB_CPU_SHARES="${LAB_CPU_SHARES:-1024}"; else LAB_CPU_SHARES="${LAB_CPU_SHARES:-128}"; fi
 mkdir -p "${LAB_DIR}"
 LAB_DIR="$(cd "${LAB_DIR}" && pwd)"
 
@@ -31,7 +44,7 @@ address_of() {  # lb1 lb2 cp1 cp2 cp3 w1 w2 ... -> 10.250.0.11, .12, .21, .22, .
         lb*) base=10 ;; cp*) base=20 ;; w*) base=30 ;; *) echo "unknown lab host ${name}" >&2; return 1 ;;
     esac
     index="${name##*[a-z]}"
-    echo "10.250.0.$((base + index))"
+    echo "${NETWORK}.$((base + index))"
 }
 
 network_up() {
@@ -43,9 +56,10 @@ network_up() {
     ip link set "${BRIDGE}" up
     # Every systemd and kubelet in the lab takes inotify instances from one machine-wide budget
     # (128 by default): raised while the lab runs, the old value put back by `down` (LAB-NOTES).
-    if [ ! -f "${LAB_DIR}/inotify-instances.saved" ] \
+    mkdir -p "${SHARED_DIR}"
+    if [ ! -f "${SHARED_DIR}/inotify-instances.saved" ] \
         && [ "$(sysctl -n fs.inotify.max_user_instances)" -lt "${INOTIFY_INSTANCES}" ]; then
-        sysctl -n fs.inotify.max_user_instances > "${LAB_DIR}/inotify-instances.saved"
+        sysctl -n fs.inotify.max_user_instances > "${SHARED_DIR}/inotify-instances.saved"
         sysctl -qw fs.inotify.max_user_instances="${INOTIFY_INSTANCES}"
     fi
     # nspawn needs a private tmpfs here on a machine without systemd as PID 1 (LAB-NOTES).
@@ -100,8 +114,8 @@ host_cgroups() {  # a host's own cgroup in every hierarchy, so two kubelets neve
     for hierarchy in /sys/fs/cgroup/*/; do
         hierarchy="${hierarchy%/}"
         case "${hierarchy##*/}" in
-            memory) echo "${hierarchy}${memory_base%/}/kubeha-lab-${name}" ;;
-            *) echo "${hierarchy}/kubeha-lab-${name}" ;;
+            memory) echo "${hierarchy}${memory_base%/}/kubeha-lab${suffix}-${name}" ;;
+            *) echo "${hierarchy}/kubeha-lab${suffix}-${name}" ;;
         esac
     done
 }
@@ -114,6 +128,7 @@ boot_host() {
             cat /sys/fs/cgroup/cpuset/cpuset.cpus > "${cgroup}/cpuset.cpus"
             cat /sys/fs/cgroup/cpuset/cpuset.mems > "${cgroup}/cpuset.mems"
         fi
+        [[ "${cgroup}" != */cpu/* ]] || echo "${LAB_CPU_SHARES}" > "${cgroup}/cpu.shares"
     done
     # Kubernetes nodes get the images (load balancer hosts run no kubelet).
     local images_dir
@@ -125,7 +140,7 @@ boot_host() {
     # shellcheck disable=SC2016 # $$ and "$@" belong to the inner shell
     setsid bash -c 'for cgroup in $1; do echo $$ > "${cgroup}/cgroup.procs"; done; shift; exec "$@"' boot \
         "$(host_cgroups "${name}")" env SYSTEMD_NSPAWN_API_VFS_WRITABLE=network systemd-nspawn --quiet --directory="${HOSTS_DIR}/${name}" \
-        --machine="${name}" --boot --keep-unit --register=no --console=pipe --network-bridge="${BRIDGE}" \
+        --machine="${suffix:+lab${suffix}-}${name}" --hostname="${name}" --boot --keep-unit --register=no --console=pipe --network-bridge="${BRIDGE}" \
         --capability=all --private-users=no --system-call-filter="@keyring bpf" --bind=/dev/kmsg \
         --resolv-conf=off "${images[@]}" \
         < /dev/null > "${LAB_DIR}/${name}.console.log" 2>&1 &
@@ -252,11 +267,14 @@ down() {
         ip link delete "${veth}" 2>/dev/null || true
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
-    ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
     rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir" "${LAB_DIR}/options"
-    if [ -f "${LAB_DIR}/inotify-instances.saved" ]; then
-        sysctl -qw fs.inotify.max_user_instances="$(cat "${LAB_DIR}/inotify-instances.saved")"
-        rm -f "${LAB_DIR}/inotify-instances.saved"
+    # The last lab on this machine puts back what they all share.
+    if ! ip -o link show type bridge 2>/dev/null | grep -q ': khlab[0-9]:'; then
+        ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
+        if [ -f "${SHARED_DIR}/inotify-instances.saved" ]; then
+            sysctl -qw fs.inotify.max_user_instances="$(cat "${SHARED_DIR}/inotify-instances.saved")"
+            rm -f "${SHARED_DIR}/inotify-instances.saved"
+        fi
     fi
     echo "lab down"
 }

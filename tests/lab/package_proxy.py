@@ -14,8 +14,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Optional
 
-LAB_NETWORK = ipaddress.ip_network("10.250.0.0/24")
-ADDRESS = ("10.250.0.1", 3142)
+from tests.lab.hosts import BRIDGE_ADDRESS, NETWORK
+
+LAB_NETWORK = ipaddress.ip_network(NETWORK)
+ADDRESS = (BRIDGE_ADDRESS, 3142)
 URL = f"http://{ADDRESS[0]}:{ADDRESS[1]}"
 # Straight to the lab's repository, whatever the environment says about proxies.
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))

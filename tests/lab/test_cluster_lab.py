@@ -21,6 +21,7 @@ import yaml
 
 from tests.lab.cluster import (PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, resource_name,
                                wait_for)
+from tests.lab.hosts import BRIDGE_ADDRESS, lab_address
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -143,7 +144,7 @@ def test_a_pod_resolves_the_kubernetes_service_through_coredns(kubeconfig_file, 
     assert lookup.stdout.split()[0] == "10.96.0.1"
 
 
-MIRROR = ("10.250.0.1", 5000)  # the lab stack's containerd.registryMirrors for registry.k8s.io
+MIRROR = (BRIDGE_ADDRESS, 5000)  # the lab stack's containerd.registryMirrors for registry.k8s.io
 
 
 class _MirrorLog(http.server.BaseHTTPRequestHandler):
@@ -229,7 +230,7 @@ def refused_up(lab_stack: LabStack, key: str, value: str, built: str) -> tuple[s
     return result.stdout + result.stderr, {name: after[name] - before[name] - 1 for name in after}
 
 
-@pytest.mark.parametrize("key, value, built", [("loadBalancer.vip", "10.250.0.101", "10.250.0.100"),
+@pytest.mark.parametrize("key, value, built", [("loadBalancer.vip", lab_address(101), VIP),
                                                ("kubernetes.podSubnet", "10.200.0.0/16", "10.244.0.0/16")])
 def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_stack, key, value, built):
     output, sessions = refused_up(lab_stack, key, value, built)
@@ -249,7 +250,7 @@ def test_a_kubernetes_downgrade_is_refused_before_any_host(lab_stack):
 
 def test_an_upgrade_to_a_release_the_repository_lacks_is_refused_after_one_read_on_the_lead(lab_stack):
     output, sessions = refused_up(lab_stack, "kubernetes.version", "1.34.5", lab_stack.kubernetes_version)
-    assert ("kubeha:kubernetes.version: the package repository http://10.250.0.1:8080/kubernetes/v1.34 has no "
+    assert (f"kubeha:kubernetes.version: the package repository http://{BRIDGE_ADDRESS}:8080/kubernetes/v1.34 has no "
             "kubeadm kubelet kubectl 1.34.5") in output
     assert {name: count for name, count in sessions.items() if count} == {"cp1": 1}
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.lab.hosts import LAB_DIR
+
 pytestmark = pytest.mark.lab
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = Path(__file__).resolve().parent / "programs" / "ssh-smoke"
@@ -38,7 +40,7 @@ def pulumi(lab_hosts, tmp_path_factory):
     run("config", "set", "hostName", host.name)
     run("config", "set", "hostAddress", host.address)
     run("config", "set", "marker", "one")
-    run("config", "set", "--secret", "sshPrivateKey", stdin=(ROOT / "build/lab/id_ed25519").read_text())
+    run("config", "set", "--secret", "sshPrivateKey", stdin=(LAB_DIR / "id_ed25519").read_text())
     run("up", "--yes")
     return run
 

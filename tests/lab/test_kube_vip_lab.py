@@ -13,9 +13,9 @@ import pytest
 
 from tests.lab.cluster import assert_readyz_through, kubectl, running_pod, wait_for
 from tests.lab.clusters import TOPOLOGIES
+from tests.lab.hosts import VIP
 
 pytestmark = pytest.mark.lab
-VIP = "10.250.0.100"
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
 WORKERS = TOPOLOGIES["kube-vip"].options.workers  # one: a second proved the same again
 MANIFEST = "/etc/kubernetes/manifests/kube-vip.yaml"

@@ -11,17 +11,17 @@ import pytest
 
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program
+from tests.lab.hosts import VIP, lab_address
 
 pytestmark = pytest.mark.lab
-VIP = "10.250.0.100"
 
 
 @pytest.fixture(scope="module")
 def lb_commands():
     config = {
         "loadBalancer": {"vip": VIP, "interface": "host0", "virtualRouterId": 51,
-                         "hosts": [{"name": "lb1", "address": "10.250.0.11"}, {"name": "lb2", "address": "10.250.0.12"}]},
-        "controlPlanes": [{"name": f"cp{i}", "address": f"10.250.0.2{i}"} for i in (1, 2, 3)],
+                         "hosts": [{"name": "lb1", "address": lab_address(11)}, {"name": "lb2", "address": lab_address(12)}]},
+        "controlPlanes": [{"name": f"cp{i}", "address": lab_address(20 + i)} for i in (1, 2, 3)],
     }
     # The key is unused: the lab's ssh client has its own.
     deployment = run_program(config, {"sshPrivateKey": FAKE_PRIVATE_KEY})

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.lab.cluster import LAB_DIR, LabStack, kubectl
+from tests.lab.cluster import LabStack, kubectl
 from tests.lab.clusters import TOPOLOGIES, LabClusters
-from tests.lab.hosts import LAB_SCRIPT
+from tests.lab.hosts import LAB_DIR, LAB_SCRIPT, VIP, lab_address
 from tests.lab.package_proxy import ADDRESS as PROXY_ADDRESS
 from tests.lab.package_proxy import PackageProxy, ProxiedRequest
 from tests.lab.probe import __file__ as PROBE_MODULE
@@ -118,7 +118,7 @@ def test_a_control_planes_kubelet_talks_to_its_own_apiserver(lab_stack):
     """kubeadm 1.33+ (ControlPlaneKubeletLocalMode): a joined control plane's kubelet uses its
     local apiserver, not the endpoint; the join's discovery still went through the proxy."""
     kubelet_conf = lab_stack.hosts["cp2"].run("cat /etc/kubernetes/kubelet.conf").stdout
-    assert "server: https://10.250.0.22:6443" in kubelet_conf
+    assert f"server: https://{lab_address(22)}:6443" in kubelet_conf
 
 
 def test_a_worker_keeps_reaching_the_apiservers_while_one_is_stopped(lab_stack):
@@ -142,7 +142,7 @@ def test_a_worker_keeps_reaching_the_apiservers_while_one_is_stopped(lab_stack):
 def test_kubeconfig_output_reaches_the_lead_control_plane_directly(lab_stack, tmp_path):
     kubeconfig = tmp_path / "config"
     kubeconfig.write_text(lab_stack.kubeconfig())
-    assert "server: https://10.250.0.21:6443" in kubeconfig.read_text()
+    assert f"server: https://{lab_address(21)}:6443" in kubeconfig.read_text()
     result = kubectl(kubeconfig, "get", "--raw", "/readyz")  # TLS verified against the cluster CA
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
@@ -150,7 +150,7 @@ def test_kubeconfig_output_reaches_the_lead_control_plane_directly(lab_stack, tm
 
 def test_adding_a_control_plane_previews_an_update_of_every_nodes_proxy(lab_stack):
     lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].name", "cp4")
-    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].address", "10.250.0.24")
+    lab_stack.pulumi("config", "set", "--path", "controlPlanes[3].address", lab_address(24))
     try:
         steps = json.loads(lab_stack.pulumi("preview", "--json").stdout)["steps"]
     finally:
@@ -163,7 +163,7 @@ def test_adding_a_control_plane_previews_an_update_of_every_nodes_proxy(lab_stac
 def test_a_mode_change_is_refused_before_any_host_is_touched(lab_stack):
     sessions = lab_stack.ssh_sessions()
     lab_stack.pulumi("config", "set", "--path", "loadBalancer.mode", "static-pods")
-    lab_stack.pulumi("config", "set", "--path", "loadBalancer.vip", "10.250.0.100")
+    lab_stack.pulumi("config", "set", "--path", "loadBalancer.vip", VIP)
     lab_stack.pulumi("config", "set", "--path", "loadBalancer.virtualRouterId", "51")
     try:
         result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)

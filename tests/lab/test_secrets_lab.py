@@ -18,7 +18,8 @@ import json
 import pytest
 import yaml
 
-from tests.lab.cluster import LAB_DIR, LabStack
+from tests.lab.cluster import LabStack
+from tests.lab.hosts import LAB_DIR
 from tests.lab.clusters import LabClusters
 
 pytestmark = pytest.mark.lab

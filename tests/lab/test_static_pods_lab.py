@@ -12,6 +12,7 @@ import pytest
 
 from tests.lab.cluster import PORT, VIP, LabStack, assert_readyz_through, kubectl, running_pod, wait_for
 from tests.lab.clusters import TOPOLOGIES
+from tests.lab.hosts import lab_address
 
 pytestmark = pytest.mark.lab
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
@@ -45,7 +46,7 @@ def test_nodes_joined_through_the_vip(lab_stack, node):
 @pytest.mark.parametrize("node", CONTROL_PLANES)
 def test_every_haproxy_balances_over_the_three_apiservers(lab_stack, node):
     config = lab_stack.hosts[node].run("cat /etc/haproxy/haproxy.cfg").stdout
-    for address in ("10.250.0.21", "10.250.0.22", "10.250.0.23"):
+    for address in (lab_address(21), lab_address(22), lab_address(23)):
         assert f" {address}:6443\n" in config, (node, address)
 
 

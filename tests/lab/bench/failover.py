@@ -33,12 +33,12 @@ from tests.lab.cluster import (
     HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, tear_down_cluster, wait_for,
 )
 from tests.lab.clusters import TOPOLOGIES
-from tests.lab.hosts import LAB_SCRIPT, lab
+from tests.lab.hosts import LAB_SCRIPT, lab, lab_address
 from tests.lab.probe import Prober
 
 SEED_DIR = Path(__file__).resolve().parent / "seed"
 PRODUCT_FILES = ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/check_apiserver.sh"]
-CONTROL_PLANES = {"cp1": "10.250.0.21", "cp2": "10.250.0.22", "cp3": "10.250.0.23"}
+CONTROL_PLANES = {f"cp{index}": lab_address(20 + index) for index in (1, 2, 3)}
 # Not cp1: cp1 runs kubeha's cluster-side steps (tokens, membership). Taking turns: a kubelet
 # restarts a killed apiserver after a back-off that doubles with each restart (10 s ... 5 min).
 VICTIM_APISERVERS = ("cp2", "cp3")
