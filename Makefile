@@ -67,11 +67,11 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 	tests/lab/lab.sh down
 
 RUNS ?= 3
-CONFIGS ?= product,seed
-bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs seed LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running; CONFIGS=product: the product's only).
+CONFIGS ?= product,ha-guide
+bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs kubeadm HA guide LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running; CONFIGS=product: the product's only).
 	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS) --configs $(CONFIGS) $(if $(KEEP_LAB),--keep-lab)
 
-bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json, docs/upgrade-timeline.png.
+bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json and upgrade-timeline.png.
 	$(PYTHON) -m tests.lab.bench.upgrade
 
 # The program runs in ./venv, as Pulumi.yaml says; `pulumi install` makes it from requirements.txt.

@@ -47,7 +47,7 @@ def host_port(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int)
 
 
 class LoadBalancerMode(str, Enum):
-    """How the apiservers are fronted (the seed's four modes)."""
+    """How the apiservers are fronted (kubeadm-ha's four modes)."""
 
     KEEPALIVED_HAPROXY = "keepalived-haproxy"  # a dedicated pair of LB hosts holds the VIP
     STATIC_PODS = "static-pods"  # keepalived + haproxy as static pods on the control planes
@@ -60,7 +60,7 @@ class LocalProxy(str, Enum):
     HAPROXY = "haproxy"
 
 
-# Well-known ports on a control plane (the seed's port table); a proxy that runs there must not
+# Well-known ports on a control plane (kubeadm-ha's port table); a proxy that runs there must not
 # take one of them.
 CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 2380: "etcd peer",
                        10250: "kubelet", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
@@ -244,7 +244,7 @@ _KEYS_USED_BY: dict[str, set[LoadBalancerMode]] = {
 }
 # The modes whose proxy runs on the control planes, beside the apiserver.
 _ON_CONTROL_PLANES = {LoadBalancerMode.STATIC_PODS, LoadBalancerMode.LOCAL_NGINX}
-_DEFAULT_PORT = 8443  # the seed's port table
+_DEFAULT_PORT = 8443  # kubeadm-ha's port table
 # Node-local proxies listen here only: nothing off the node can use (or abuse) them.
 LOCAL_PROXY_ADDRESS = ipaddress.IPv4Address("127.0.0.1")
 
@@ -259,7 +259,7 @@ class LoadBalancerSettings(_Model):
     # segment take each other's VIP.
     virtual_router_id: Optional[int] = None
     hosts: list[Host] = []
-    # Local-only ports from the seed's port table: health (monitor-uri) and the stats page.
+    # Local-only ports from kubeadm-ha's port table: health (monitor-uri) and the stats page.
     health_port: int = 8081
     stats_port: int = 9090
     local_proxy: LocalProxy = LocalProxy.NGINX
@@ -780,7 +780,7 @@ class ClusterConfig(_Model):
 
     @property
     def apiserver_endpoint(self) -> str:
-        """What clients off the cluster use. local-nginx has no shared address (the seed's
+        """What clients off the cluster use. local-nginx has no shared address (kubeadm-ha's
         trade-off), so they get the lead control plane's apiserver: reachable, not HA."""
         if self.load_balancer.mode is LoadBalancerMode.LOCAL_NGINX:
             return f"https://{host_port(self.lead_control_plane.address, APISERVER_PORT)}"

@@ -1,5 +1,5 @@
 """Firewall: with `firewall.mode: managed`, kubeha's own nftables table on every host, guarding
-the cluster's ports by source (the seed's port table).
+the cluster's ports by source (kubeadm-ha's port table).
 
 Only the ports the cluster owns are guarded, and only kubeha's table (`inet kubeha`) is written:
 SSH, other services, kube-proxy's and the pod network's own rules and the site's tables stay as

@@ -19,7 +19,7 @@ from components.config import Host, KubernetesSettings, NetworkPlugin, NetworkSe
 from components.remote import SshAccess, run_script
 from components.render import render
 
-# flanneld's health endpoint on every node; not upstream's 8081, which is the seed's (and
+# flanneld's health endpoint on every node; not upstream's 8081, which is kubeadm-ha's health port (and
 # kubeha's) load-balancer health port on the same hosts.
 FLANNEL_HEALTHZ_PORT = 8475
 # Felix's (calico's) health endpoint on every node: upstream's, which nothing else here uses.

@@ -46,7 +46,7 @@ def _proxy_ports(config: ClusterConfig) -> tuple[int, ...]:
 
 
 def planned_hosts(config: ClusterConfig) -> list[PlannedHost]:
-    """Every host the cluster keeps, with the ports its role takes (the seed's port table);
+    """Every host the cluster keeps, with the ports its role takes (kubeadm-ha's port table);
     decommissioned hosts are left alone."""
     mode = config.load_balancer.mode
     control_plane_ports = sorted(CONTROL_PLANE_PORTS)

@@ -140,7 +140,7 @@ def roles(stack_config: dict) -> dict[str, PlannedHost]:
     return {host.name: host for host in planned_hosts(parse_cluster_config(stack_config))}
 
 
-def test_each_role_takes_the_seeds_ports(stack_config):
+def test_each_role_takes_the_port_tables_ports(stack_config):
     planned = roles(stack_config)
     assert planned["lb1"].ports == (8443, 8081, 9090)
     assert planned["cp1"].ports == (2379, 2380, 6443, 10250, 10257, 10259)

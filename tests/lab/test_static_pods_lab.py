@@ -1,6 +1,6 @@
 """loadBalancer.mode static-pods on the lab's real Kubernetes: haproxy and keepalived run as static
 pods on every control plane, placed before `kubeadm init`/`join`, under the image names the
-product pins (the lab's images hold Debian's haproxy and keepalived; see README).
+product pins (the lab's images hold Debian's haproxy and keepalived; see docs/lab.md).
 
 Real end to end: the kubelets start the pods before the apiservers exist, keepalived puts the
 VIP on one control plane, every node joins through VIP:8443, and when the holder's haproxy goes

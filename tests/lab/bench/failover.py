@@ -1,12 +1,12 @@
-"""Failover benchmark on the lab: the product's LB configuration against the seed's, same hosts.
+"""Failover benchmark on the lab: the product's LB configuration against kubeadm's HA guide's, same hosts.
 
     python3 -m tests.lab.bench.failover [--runs N]      (make bench-failover; needs root)
 
 Boots the lab and the product's cluster, the lab's shared `ha` topology (tests/lab/clusters.py;
 a running one built with the same settings, as CI's `make lab-up`, is reused), then injects each
 fault N times with
-the product's keepalived/haproxy configuration and N times with the seed's (keepalived.conf,
-check_apiserver.sh and haproxy.cfg exactly as in the seed document, placeholders filled in),
+the product's keepalived/haproxy configuration and N times with the HA guide's (keepalived.conf,
+check_apiserver.sh and haproxy.cfg exactly as in kubeadm's HA guide (ha-considerations), placeholders filled in),
 while a client probes https://VIP:8443/readyz every 20 ms (fresh TLS connection, bounded count
 and time) and timestamps every success and failure. Prints a table, writes
 build/bench/failover.json (medians, worst cases, every sample) and one timeline PNG per fault
@@ -36,7 +36,7 @@ from tests.lab.clusters import TOPOLOGIES
 from tests.lab.hosts import LAB_SCRIPT, lab, lab_address
 from tests.lab.probe import Prober
 
-SEED_DIR = Path(__file__).resolve().parent / "seed"
+HA_GUIDE_DIR = Path(__file__).resolve().parent / "ha-guide"
 PRODUCT_FILES = ["/etc/haproxy/haproxy.cfg", "/etc/keepalived/keepalived.conf", "/etc/keepalived/check_apiserver.sh"]
 CONTROL_PLANES = {f"cp{index}": lab_address(20 + index) for index in (1, 2, 3)}
 # Not cp1: cp1 runs kubeha's cluster-side steps (tokens, membership). Taking turns: a kubelet
@@ -176,7 +176,7 @@ class Bench:
             self.record(config, fault, run, prober, fault_at, seconds=float(down_at) - killed_at)
         else:
             # A killed apiserver the kubelet restarts at once can be back before a slow check
-            # fails often enough (the seed's: every 2 s, 3 in a row): haproxy never takes it out
+            # fails often enough (the HA guide's: every 2 s, 3 in a row): haproxy never takes it out
             # of rotation, and there is no time to measure. Its failed requests still count.
             self.record(config, fault, run, prober, fault_at,
                         unobserved=f"haproxy on {holder} never marked {victim} DOWN within 30 s")
@@ -208,8 +208,8 @@ class Bench:
                      "/root/bench-product/check_apiserver.sh /etc/keepalived/ && systemctl restart haproxy keepalived")
         self.wait_stable()
 
-    def apply_seed(self) -> None:
-        """The seed's three files on both LB hosts: lb1 MASTER/101, lb2 BACKUP/100, as the seed says."""
+    def apply_ha_guide(self) -> None:
+        """The HA guide's three files on both LB hosts: lb1 MASTER/101, lb2 BACKUP/100, as the guide says."""
         for index, lb in enumerate(LOAD_BALANCERS):
             values = {"STATE": "MASTER" if index == 0 else "BACKUP", "INTERFACE": "host0", "ROUTER_ID": "51",
                       "PRIORITY": str(101 - index), "AUTH_PASS": "42", "APISERVER_VIP": VIP,
@@ -219,19 +219,19 @@ class Bench:
                                  ("check_apiserver.sh", "/etc/keepalived/check_apiserver.sh"),
                                  ("haproxy.cfg", "/etc/haproxy/haproxy.cfg")):
                 # safe_substitute: the check script's own `$*` is shell, not a placeholder.
-                text = string.Template(seed_text(name)).safe_substitute(values)
-                assert "${" not in text, f"unfilled placeholder in the seed's {name}"
+                text = string.Template(ha_guide_text(name)).safe_substitute(values)
+                assert "${" not in text, f"unfilled placeholder in the HA guide's {name}"
                 if name == "haproxy.cfg":  # observation only: the bench reads server states here
                     text = text.replace("    daemon\n", "    daemon\n    stats socket /run/haproxy/admin.sock mode 600 level admin\n", 1)
-                host.run(f"cat > {target} <<'KUBEHA_BENCH_SEED'\n{text}\nKUBEHA_BENCH_SEED")
+                host.run(f"cat > {target} <<'KUBEHA_BENCH_HA_GUIDE'\n{text}\nKUBEHA_BENCH_HA_GUIDE")
             host.run("chmod 0755 /etc/keepalived/check_apiserver.sh && haproxy -c -q -f /etc/haproxy/haproxy.cfg "
                      "&& systemctl restart haproxy keepalived")
         self.wait_stable()
 
 
-def seed_text(name: str) -> str:
-    """A seed file; the seed's `server ... # [...]` line is repeated for every control plane."""
-    text = (SEED_DIR / name).read_text()
+def ha_guide_text(name: str) -> str:
+    """An HA guide file; its `server ... # [...]` line is repeated for every control plane."""
+    text = (HA_GUIDE_DIR / name).read_text()
     if name == "haproxy.cfg":
         template = "        server ${HOST1_ID} ${HOST1_ADDRESS}:${APISERVER_SRC_PORT} check\n        # [...]\n"
         servers = "".join(f"        server {cp} {address}:${{APISERVER_SRC_PORT}} check\n"
@@ -268,18 +268,18 @@ def summarise(samples: list[Sample], config: str, runs: int) -> dict[str, float 
 
 
 def table(result: dict) -> str:
-    """One column per configuration that ran (the seed's only with --configs product,seed), and
-    the seed/product ratio when both did."""
-    configs = [config for config in ("product", "seed") if result[config].get("runs")]
+    """One column per configuration that ran (the HA guide's only with --configs product,ha-guide), and
+    the ha-guide/product ratio when both did."""
+    configs = [config for config in ("product", "ha-guide") if result[config].get("runs")]
     both = len(configs) == 2
-    product, seed = result["product"], result["seed"]
+    product, guide = result["product"], result["ha-guide"]
     lines = [f"{'fault':34}" + "".join(f" {config + ' median/max':>20}" for config in configs)
-             + (f" {'seed/product':>13}" if both else "")]
+             + (f" {'guide/product':>13}" if both else "")]
     for key in FAULT_KEYS.values():
         worst = key.removesuffix("_s") + "_max_s"
         cells = "".join(f" {result[config].get(key, float('nan')):>9.3f} / "
                         f"{result[config].get(worst, float('nan')):<8.3f}" for config in configs)
-        ratio = f"{seed[key] / product[key]:.0f}x" if both and product.get(key) and key in seed else "-"
+        ratio = f"{guide[key] / product[key]:.0f}x" if both and product.get(key) and key in guide else "-"
         lines.append(f"{key:34}{cells}" + (f" {ratio:>13}" if both else ""))
     for key in FAILED_KEYS.values():
         lines.append(f"{key:34}" + "".join(f" {result[config].get(key, '-'):>20}" for config in configs))
@@ -296,7 +296,7 @@ def draw(samples: list[Sample], folder: Path) -> list[Path]:
     pictures = []
     for fault in ("vip_lb_poweroff", "vip_haproxy_death", "apiserver_death", "apiserver_kill", "holder_returns"):
         firsts = [next((s for s in samples if s.fault == fault and s.config == config), None)
-                  for config in ("product", "seed")]
+                  for config in ("product", "ha-guide")]
         firsts = [s for s in firsts if s is not None]
         if not firsts:
             continue
@@ -334,8 +334,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "failover.json")
     parser.add_argument("--pictures", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--keep-lab", action="store_true", help="leave the lab running afterwards")
-    parser.add_argument("--configs", default="product,seed", choices=["product,seed", "product"],
-                        help="product: the product's configuration only (CI: the seed's files never change, "
+    parser.add_argument("--configs", default="product,ha-guide", choices=["product,ha-guide", "product"],
+                        help="product: the product's configuration only (CI: the HA guide's files never change, "
                              "so its figures need no new sample on every commit)")
     args = parser.parse_args()
     # The shared cluster's settings, kubeha's firewall on every host among them: failover must hold
@@ -346,17 +346,17 @@ def main() -> int:
         bench.wait_stable()
         run_faults(bench, "product", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
                                                  bench.apiserver_death, bench.apiserver_kill, bench.lb_rollout])
-        if args.configs == "product,seed":
+        if args.configs == "product,ha-guide":
             bench.save_product_files()
-            bench.apply_seed()
-            run_faults(bench, "seed", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
+            bench.apply_ha_guide()
+            run_faults(bench, "ha-guide", args.runs, [bench.vip_holder_power_off, bench.vip_holder_haproxy_death,
                                                   bench.apiserver_death, bench.apiserver_kill])
             bench.restore_product_files()
     finally:
         if not args.keep_lab:
             tear_down_cluster()
     result = {"product": summarise(bench.samples, "product", args.runs),
-              "seed": summarise(bench.samples, "seed", args.runs if "seed" in args.configs else 0),
+              "ha-guide": summarise(bench.samples, "ha-guide", args.runs if "ha-guide" in args.configs else 0),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": f"{platform.node()} {platform.machine()} {platform.release()}",
               "samples": [asdict(sample) for sample in bench.samples]}

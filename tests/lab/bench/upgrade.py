@@ -6,7 +6,8 @@ Boots the lab and the product's cluster at UPGRADE_FROM_VERSION (1.34.3, as `mak
 LAB_KUBERNETES_VERSION), sets kubernetes.version to the lab's release (1.34.4) and runs `pulumi
 up`, while a client probes https://VIP:8443/readyz every 50 ms (20 Hz, fresh TLS connection,
 bounded count and time) and a watcher reads every node's kubelet release and cordon once a second.
-Prints a table, writes build/bench/upgrade.json and docs/upgrade-timeline.png. A run whose probe
+Prints a table, writes build/bench/upgrade.json and build/bench/upgrade-timeline.png (the docs' copy is
+refreshed on purpose: --picture docs/upgrade-timeline.png). A run whose probe
 saw nothing (no probe at all) or whose `up` failed is reported as invalid, never as a result.
 """
 from __future__ import annotations
@@ -144,7 +145,7 @@ def draw(result: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "upgrade.json")
-    parser.add_argument("--picture", type=Path, default=ROOT / "docs" / "upgrade-timeline.png")
+    parser.add_argument("--picture", type=Path, default=ROOT / "build" / "bench" / "upgrade-timeline.png")
     args = parser.parse_args()
     stack = boot_cluster(LabOptions(kubernetes_version=UPGRADE_FROM_VERSION))
     try:
