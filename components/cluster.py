@@ -66,7 +66,7 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     previous: list[pulumi.Resource] = after
     expiries: list[pulumi.Output[str]] = []
     for host in config.control_planes:
-        def wrapped(template: str, step: str) -> str:
+        def wrapped(template: str, step: str, host: Host = host) -> str:
             return ssh.command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT,
                                       package_proxy=config.packages.proxy), f"{host.name}-{step}")
         certificates = ControlPlaneCertificates(

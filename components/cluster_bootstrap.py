@@ -66,7 +66,8 @@ class ClusterBootstrap(pulumi.ComponentResource):
         self.initialised = run_script(
             f"{name}-init", host=host, ssh=cluster.ssh, create=self._init_script(host, cluster),
             opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[args.lead.prepared, *([args.load_balancer_ready] if args.load_balancer_ready else [])],
+                parent=self,
+                depends_on=[args.lead.prepared, *([args.load_balancer_ready] if args.load_balancer_ready else [])],
                 ignore_changes=RUNS_ONCE, aliases=carried_over("init")))
         self.ca_cert_hash = run_script(
             f"{name}-ca-cert-hash", host=host, ssh=cluster.ssh, create=render("control-plane/ca-cert-hash.sh.j2"),

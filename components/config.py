@@ -22,13 +22,15 @@ from pydantic_core import ErrorDetails
 from components.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
 from components.preflight_checks import CHECKS
 
+
 class ConfigError(pulumi.RunError):
     """Bad stack config. RunError makes Pulumi print only the message, no traceback."""
 
 
 class _Model(BaseModel):
     # camelCase keys in YAML, snake_case in Python; unknown keys are typos, so they fail.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
+                              use_attribute_docstrings=True)
 
 
 def _check_port(value: Optional[int]) -> Optional[int]:
@@ -98,9 +100,16 @@ _GRAMMARS = {
 
 class Host(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    """The host's name: its Kubernetes node name and how kubeha names its steps (lowercase letters,
+    digits and '-').
+    """
     address: ipaddress.IPv4Address | ipaddress.IPv6Address
+    """The address kubeha connects to over SSH; on nodes also the kubelet's node-ip."""
     # Where this host holds the VIP (keepalived, kube-vip), when it is not loadBalancer.interface.
     interface: Optional[str] = Field(default=None, pattern=INTERFACE_NAME)
+    """Where this host holds the VIP (LB hosts in keepalived-haproxy, control planes in static-pods
+    and kube-vip) when it is not loadBalancer.interface; refused on hosts that hold none.
+    """
 
     @property
     def ip(self) -> str:
@@ -117,6 +126,9 @@ class NodeHost(Host):
     """A control plane's or a worker's entry."""
 
     decommission: Optional[Decommission] = None
+    """`unreachable`: the host is dead or gone. The next `up` removes it from the cluster and etcd
+    from another control plane without connecting to it; delete the entry afterwards.
+    """
 
 
 # An OpenSSH public key line, as in known_hosts or /etc/ssh/ssh_host_*_key.pub: type, base64, comment.
@@ -126,11 +138,23 @@ _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A
 class SshSettings(_Model):
     # A POSIX login name (it lands in the SSH connection and in sudo's checks).
     user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    """The login on every host. Other than root, it needs passwordless sudo: every script then runs
+    through `sudo -n`.
+    """
     port: int = 22
+    """The SSH port of every host."""
     private_key_path: Optional[str] = None
+    """A file holding the SSH private key, instead of the secret `sshPrivateKey` (`pulumi config set
+    --secret sshPrivateKey < KEYFILE`).
+    """
     # Host name -> its SSH host key (OpenSSH public-key line). A pinned host whose key differs
     # fails its first connection, before anything is sent; an unpinned host's key is accepted.
     host_keys: dict[str, str] = {}
+    """Host name -> its SSH host key (an OpenSSH public-key line, e.g. from
+    /etc/ssh/ssh_host_ed25519_key.pub). A pinned host whose key differs fails its first
+    connection, before any login; unpinned hosts' keys are accepted as they come. Adding pins to
+    a built cluster runs those hosts' steps once more (each is idempotent).
+    """
 
     _port = field_validator("port")(_check_port)
 
@@ -187,8 +211,15 @@ class LoadBalancerImages(_Model):
     moved to kubernetes.imageRepository when that is set (a mirror in air-gapped sites)."""
 
     haproxy: Optional[str] = None
+    """The haproxy image (static-pods); a pinned tag or digest, never `latest`. Default
+    docker.io/library/haproxy:3.0.7.
+    """
     keepalived: Optional[str] = None
+    """The keepalived image (static-pods); it needs bash and curl for the health check. Default
+    docker.io/osixia/keepalived:2.0.20.
+    """
     kube_vip: Optional[str] = None
+    """The kube-vip image. Default ghcr.io/kube-vip/kube-vip:v1.2.3."""
 
     _pinned = field_validator("haproxy", "keepalived", "kube_vip")(_check_pinned_image)
 
@@ -218,8 +249,11 @@ class KubeVipSettings(_Model):
     lease runs out after at most 5 s, a live one renews every second."""
 
     lease_duration: int = 5
+    """kube-vip's leader lease, in seconds: a dead leader's VIP moves within it."""
     renew_deadline: int = 3
+    """How long, in seconds, the leader tries to renew its lease before it gives the VIP up."""
     retry_period: int = 1
+    """How often, in seconds, kube-vip tries to take or renew the lease."""
 
     @model_validator(mode="after")
     def _ordered(self) -> "KubeVipSettings":
@@ -230,8 +264,9 @@ class KubeVipSettings(_Model):
         return self
 
 
-# Which loadBalancer keys each mode uses; a key given for a mode that ignores it is a mistake.
-_KEYS_USED_BY: dict[str, set[LoadBalancerMode]] = {
+# Which loadBalancer keys each mode uses; a key given for a mode that ignores it is a mistake
+# (also the configuration reference's "modes" note, tools/config_reference.py).
+LOAD_BALANCER_KEYS_BY_MODE: dict[str, set[LoadBalancerMode]] = {
     "hosts": {LoadBalancerMode.KEEPALIVED_HAPROXY},
     "vip": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS, LoadBalancerMode.KUBE_VIP},
     "interface": {LoadBalancerMode.KEEPALIVED_HAPROXY, LoadBalancerMode.STATIC_PODS, LoadBalancerMode.KUBE_VIP},
@@ -251,20 +286,38 @@ LOCAL_PROXY_ADDRESS = ipaddress.IPv4Address("127.0.0.1")
 
 class LoadBalancerSettings(_Model):
     mode: LoadBalancerMode = LoadBalancerMode.KEEPALIVED_HAPROXY
+    """How the apiservers are fronted: `keepalived-haproxy` (an LB pair), `static-pods` (keepalived
+    and haproxy as static pods on the control planes), `kube-vip`, or `local-nginx` (a proxy on
+    every node). See docs/architecture.md.
+    """
     vip: Optional[ipaddress.IPv4Address | ipaddress.IPv6Address] = None
+    """The virtual IP clients use: a free address on the segment of the hosts that hold it."""
     # Unset: 8443; kube-vip serves the apiservers' own port 6443 on the VIP.
     port: Optional[int] = None
+    """The endpoint's port: 8443 when unset (kube-vip: 6443, the apiservers' own). Not 6443 where
+    haproxy shares a host with an apiserver.
+    """
     interface: str = Field("eth0", pattern=INTERFACE_NAME)
+    """The interface that holds the VIP (a host entry's `interface` overrides it)."""
     # No default: keepalived's own (51) is everyone's, and two VRRP instances with one id on a
     # segment take each other's VIP.
     virtual_router_id: Optional[int] = None
+    """The VRRP router id, 1-255, unique among the VRRP instances of the segment: two with one id
+    take each other's VIP, so there is no default.
+    """
     hosts: list[Host] = []
+    """The LB hosts, `{name, address}` each (two or more)."""
     # Local-only ports from kubeadm-ha's port table: health (monitor-uri) and the stats page.
     health_port: int = 8081
+    """The load balancer's own health endpoint, on loopback only."""
     stats_port: int = 9090
+    """haproxy's read-only stats page, on loopback only."""
     local_proxy: LocalProxy = LocalProxy.NGINX
+    """The proxy on every node in local-nginx mode: `nginx` or `haproxy`."""
     kube_vip: KubeVipSettings = KubeVipSettings()
+    """kube-vip's leader election (kube-vip mode)."""
     images: LoadBalancerImages = LoadBalancerImages()
+    """The static pods' images (static-pods, kube-vip)."""
 
     _ports = field_validator("port", "health_port", "stats_port")(_check_port)
 
@@ -287,14 +340,14 @@ class LoadBalancerSettings(_Model):
     def _fits_the_mode(self) -> "LoadBalancerSettings":
         mode = self.mode.value
         for name in sorted(self.model_fields_set):
-            if name in _KEYS_USED_BY and self.mode not in _KEYS_USED_BY[name]:
+            if name in LOAD_BALANCER_KEYS_BY_MODE and self.mode not in LOAD_BALANCER_KEYS_BY_MODE[name]:
                 raise ConfigKeyError(f"loadBalancer.{to_camel(name)}", f"is not used with loadBalancer.mode {mode}; "
                                      f"remove it")
-        if self.mode in _KEYS_USED_BY["vip"] and self.vip is None:
+        if self.mode in LOAD_BALANCER_KEYS_BY_MODE["vip"] and self.vip is None:
             raise ConfigKeyError("loadBalancer.vip", f"is required with loadBalancer.mode {mode}")
         if self.mode is LoadBalancerMode.KEEPALIVED_HAPROXY and len(self.hosts) < 2:
             raise ConfigKeyError("loadBalancer.hosts", f"needs at least two hosts for failover (got {len(self.hosts)})")
-        if self.mode in _KEYS_USED_BY["virtual_router_id"] and self.virtual_router_id is None:
+        if self.mode in LOAD_BALANCER_KEYS_BY_MODE["virtual_router_id"] and self.virtual_router_id is None:
             raise ConfigKeyError("loadBalancer.virtualRouterId", f"is required with loadBalancer.mode {mode}: a VRRP "
                                  f"router id (1-255) that no other VRRP instance on the segment uses (two with one "
                                  f"id take each other's VIP); clusters built before it was required use 51")
@@ -315,7 +368,8 @@ class LoadBalancerSettings(_Model):
             seen[port] = key
             if self.mode in _ON_CONTROL_PLANES and port in _TAKEN_ON_CONTROL_PLANES:
                 raise ConfigKeyError(
-                    f"loadBalancer.{key}", f"{port} is taken by {_TAKEN_ON_CONTROL_PLANES[port]} on the control planes, "
+                    f"loadBalancer.{key}",
+                    f"{port} is taken by {_TAKEN_ON_CONTROL_PLANES[port]} on the control planes, "
                     f"where loadBalancer.mode {self.mode.value} runs its proxy; pick another (e.g. {_DEFAULT_PORT})")
 
     def interface_of(self, host: Host) -> str:
@@ -394,26 +448,50 @@ def release_tuple(version: str) -> tuple[int, int, int]:
 
 class KubernetesSettings(_Model):
     version: str = "1.34.4"
+    """The Kubernetes release (1.28-1.34) of kubeadm, kubelet and kubectl. A higher one on a built
+    cluster upgrades it node by node, one minor at a time.
+    """
     pod_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.244.0.0/16")
+    """The pods' network (kubeadm's podSubnet; flannel's or calico's network)."""
     service_subnet: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("10.96.0.0/12")
+    """The Services' network (kubeadm's serviceSubnet), at most /12 (IPv6: /108)."""
     cluster_name: str = Field("kubernetes", pattern=CLUSTER_NAME)
+    """The cluster's name in its configuration and kubeconfigs."""
     # Where hosts fetch kubeadm/kubelet/kubectl packages (a mirror in air-gapped sites).
     package_repository: str = Field("https://pkgs.k8s.io/core:/stable:", pattern=REPOSITORY_URL)
+    """Where hosts get the Kubernetes packages: `<repository>/v1.34/deb/`, signed (`Release.key`),
+    as pkgs.k8s.io lays it out.
+    """
     # kubeadm's imageRepository (a mirror); also where the load balancer's default images come from.
     image_repository: Optional[str] = None
+    """kubeadm's imageRepository (a mirror of registry.k8s.io); containerd's sandbox image and the
+    load balancer's default images come from it too.
+    """
     # Fields of the kubelet's KubeletConfiguration (kubelet.config.k8s.io/v1beta1) and of
     # kube-proxy's KubeProxyConfiguration (kubeproxy.config.k8s.io/v1alpha1), passed to kubeadm
     # init as they are, for every node: e.g. {failCgroupV1: false} on cgroup v1 hosts.
     kubelet: dict[str, Any] = {}
+    """Fields of the kubelet's KubeletConfiguration (v1beta1), e.g. {maxPods: 50}, checked against
+    its Go type at preview. Fields kubeha sets are refused.
+    """
     kube_proxy: dict[str, Any] = {}
+    """Fields of kube-proxy's KubeProxyConfiguration (v1alpha1), e.g. {mode: iptables}, checked
+    against its Go type at preview. Fields kubeha sets are refused.
+    """
     # How long removing a node waits for its drain; a drain still blocked then (a
     # PodDisruptionBudget, a pod that will not stop) fails the removal and says so, rather than
     # hold `pulumi up` indefinitely.
     drain_timeout_seconds: int = Field(180, ge=10, le=3600)
+    """How long removing a node waits for its drain; still blocked then (a PodDisruptionBudget), the
+    removal fails saying so and the node stays cordoned.
+    """
     # How long the `kubeconfig` output's client certificate is valid (components/admin_credential);
     # `pulumi up` renews it past two thirds of that. A year, as kubeadm's own certificates, so that
     # nothing expires sooner than with kubeadm; shorter is safer where `pulumi up` runs often.
     kubeconfig_validity_hours: int = Field(8760, ge=1, le=5 * 8760)
+    """How long the `kubeconfig` output's client certificate is valid; `pulumi up` renews it past
+    two thirds of that.
+    """
 
     @model_validator(mode="after")
     def _component_configs(self) -> "KubernetesSettings":
@@ -465,13 +543,20 @@ class ContainerdSettings(_Model):
 
     # Used by containerd's runc and by the kubelet (they must agree).
     cgroup_driver: CgroupDriver = CgroupDriver.SYSTEMD
+    """`systemd` or `cgroupfs`, for containerd's runc and the kubelet alike."""
     # containerd's CRI `restrict_oom_score_adj`: for hosts without CAP_SYS_RESOURCE (unprivileged
     # containers, some LXC/nspawn hosts), where runc cannot lower a process's OOM score.
     restrict_oom_score_adj: bool = False
+    """containerd's CRI `restrict_oom_score_adj`, for hosts without CAP_SYS_RESOURCE (unprivileged
+    containers).
+    """
     # Pull-through mirrors per registry, tried in order before the registry itself, e.g.
     # {registry.k8s.io: [https://mirror.example:5000]}: one hosts.toml per registry under
     # /etc/containerd/certs.d (containerd reads them at each pull, no restart).
     registry_mirrors: dict[str, list[str]] = {}
+    """Pull-through mirrors per registry, tried in order before the registry itself, e.g.
+    {registry.k8s.io: [https://mirror.example:5000]}.
+    """
 
     @field_validator("registry_mirrors")
     @classmethod
@@ -517,28 +602,43 @@ class FlannelSettings(_Model):
     # Unset: flannel's own choice, the interface of the default route. Set it on hosts whose
     # nodes talk over another interface (several NICs, or no default route).
     interface: Optional[str] = Field(default=None, pattern=INTERFACE_NAME)
+    """The interface nodes talk over (flannel's --iface); needed without a default route or with
+    several NICs.
+    """
     # Unset: flannel derives it (the interface's MTU minus the 50 bytes of VXLAN).
     mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
+    """The VXLAN MTU; unset, derived from the interface."""
 
 
 class CalicoSettings(_Model):
     # Unset: calico's own choice (the first interface with an address). Set it on hosts whose
     # nodes talk over another interface (a regular expression over interface names).
     interface: Optional[str] = Field(default=None, pattern=INTERFACE_PATTERN)
+    """The interface nodes talk over, a regular expression over interface names
+    (IP_AUTODETECTION_METHOD=interface=...).
+    """
     # Unset: calico derives it from the interface (minus the 50 bytes of VXLAN).
     mtu: Optional[int] = Field(default=None, ge=1280, le=9000)
+    """The veth and VXLAN MTU; unset, derived from the interface."""
 
 
 class NetworkSettings(_Model):
     """The pod network kubeha deploys through the cluster's API (pulumi-kubernetes)."""
 
     plugin: NetworkPlugin = NetworkPlugin.FLANNEL
+    """The pod network kubeha deploys: `flannel`, `calico` (VXLAN, calico IPAM; not run in the lab),
+    or `none` (bring your own; nodes stay NotReady until you do).
+    """
     # A mirror for the network's images (same paths as upstream), like kubernetes.imageRepository.
     image_repository: Optional[str] = None
+    """A mirror for the pod network's images (same paths as upstream)."""
     flannel: FlannelSettings = FlannelSettings()
+    """flannel's settings (with plugin flannel)."""
     calico: CalicoSettings = CalicoSettings()
+    """calico's settings (with plugin calico)."""
     # How long `pulumi up` waits for every node to be Ready and CoreDNS available.
     ready_timeout_seconds: int = Field(default=300, ge=30, le=3600)
+    """How long `pulumi up` waits for every node Ready and CoreDNS available."""
 
     _mirror = field_validator("image_repository")(_check_registry_path)
 
@@ -565,6 +665,9 @@ class PackageSettings(_Model):
     # An HTTP proxy for every download on the hosts (apt, the repository key, containerd's image
     # pulls), e.g. an apt-cacher-ng or a site proxy; none by default.
     proxy: Optional[str] = Field(default=None, pattern=PROXY_URL)
+    """An HTTP proxy for every download on the hosts: apt, the repository key and containerd's image
+    pulls. No credentials in the URL.
+    """
 
     @field_validator("proxy")
     @classmethod
@@ -589,10 +692,16 @@ class FirewallMode(str, Enum):
 
 class FirewallSettings(_Model):
     mode: FirewallMode = FirewallMode.UNMANAGED
+    """`managed`: kubeha's own nftables table on every host guards the cluster's ports by source.
+    `unmanaged` (the default) leaves the hosts' firewalls to the site.
+    """
     # Networks the nodes' addresses are in (e.g. [10.0.0.0/24]): when set, the kubelet and the pod
     # network's VXLAN accept them (and the pod subnet) instead of each node's own address, so
     # adding or removing a worker changes no other host's rules. Empty: each node's address.
     node_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    """With `managed`: networks holding every node's address; the kubelet and VXLAN ports accept
+    them instead of each node's address, so adding a worker changes no other host.
+    """
 
 
 class CertificateSettings(_Model):
@@ -600,12 +709,18 @@ class CertificateSettings(_Model):
     # many days (components/certificates). kubeadm's certificates live a year; half of it at most,
     # so that a renewal is never due again right after it ran.
     renew_before_days: int = Field(30, ge=1, le=180)
+    """`pulumi up` renews a control plane's kubeadm certificates once the earliest expires within
+    this many days.
+    """
 
 
 class UpgradeSettings(_Model):
     # How many workers a Kubernetes upgrade drains and upgrades at once (components/upgrade):
     # control planes always go one at a time; workers in batches of this many.
     max_unavailable_workers: int = Field(1, ge=1, le=100)
+    """How many workers an upgrade drains and upgrades at once; control planes always go one at a
+    time.
+    """
 
 
 class PreflightSettings(_Model):
@@ -613,10 +728,16 @@ class PreflightSettings(_Model):
     # unique-product-uuid where VMs were cloned without a new one, or time-sync on containers
     # whose clock is their machine's.
     skip: list[str] = []
+    """Preflight checks a site accepts failing, by name, e.g. [unique-product-uuid] for VMs cloned
+    without a new one.
+    """
     # Also check new hosts in `pulumi preview` (and in the preview `pulumi up` shows first), so a
     # reviewer sees the problems before approving. Off by default: a preview then opens SSH
     # sessions to the new hosts, which some sites keep for the deploying run only.
     on_preview: bool = False
+    """Also run the preflight of new hosts in `pulumi preview`, so problems show before anyone
+    approves (a preview then opens SSH sessions).
+    """
 
     @field_validator("skip")
     @classmethod
@@ -629,19 +750,33 @@ class PreflightSettings(_Model):
 
 class ClusterConfig(_Model):
     ssh: SshSettings = SshSettings()
+    """How every host is reached."""
     load_balancer: LoadBalancerSettings
+    """The control-plane endpoint's load balancing."""
     # The entries as written, decommissioned ones included; `control_planes` and `workers` are the
     # cluster's members.
     control_plane_entries: list[NodeHost] = Field(alias="controlPlanes")
+    """The control planes, `{name, address}` each; their order means nothing. One for a test
+    cluster, three (or five) for HA.
+    """
     worker_entries: list[NodeHost] = Field(default=[], alias="workers")
+    """The workers, `{name, address}` each; their order means nothing."""
     kubernetes: KubernetesSettings = KubernetesSettings()
+    """The Kubernetes release and kubeadm's settings."""
     containerd: ContainerdSettings = ContainerdSettings()
+    """containerd on every node: its distribution's default config with these changes."""
     packages: PackageSettings = PackageSettings()
+    """How hosts download packages."""
     network: NetworkSettings = NetworkSettings()
+    """The pod network."""
     preflight: PreflightSettings = PreflightSettings()
+    """The checks of new hosts before any host is changed."""
     certificates: CertificateSettings = CertificateSettings()
+    """Renewal of the control planes' certificates."""
     firewall: FirewallSettings = FirewallSettings()
+    """The hosts' firewall."""
     upgrade: UpgradeSettings = UpgradeSettings()
+    """How a Kubernetes upgrade rolls."""
 
     @field_validator("control_plane_entries")
     @classmethod

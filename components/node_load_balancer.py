@@ -18,7 +18,13 @@ import pulumi
 from pulumi_command import remote
 
 from components.config import (
-    APISERVER_PORT, LOCAL_PROXY_ADDRESS, Host, KubernetesSettings, LoadBalancerMode, LoadBalancerSettings, LocalProxy,
+    APISERVER_PORT,
+    LOCAL_PROXY_ADDRESS,
+    Host,
+    KubernetesSettings,
+    LoadBalancerMode,
+    LoadBalancerSettings,
+    LocalProxy,
     PackageSettings,
 )
 from components.lb_files import backends_for, render_check_script, render_haproxy_cfg, render_keepalived_conf
@@ -114,7 +120,8 @@ class NodeLoadBalancing:
         vip = self.settings.vip
         assert vip is not None
         return render("static-pods/kube-vip.yaml.j2", host=host, image=self.image("kube_vip"), vip=vip,
-                      vip_prefix=vip.max_prefixlen, interface=self.settings.interface_of(host), apiserver_port=APISERVER_PORT,
+                      vip_prefix=vip.max_prefixlen, interface=self.settings.interface_of(host),
+                      apiserver_port=APISERVER_PORT,
                       kube_vip=self.settings.kube_vip)
 
     def _local_proxy_file(self, host: Host) -> NodeFile:
@@ -154,4 +161,5 @@ class NodeLoadBalancing:
                               package_proxy=self.packages.proxy),
                 opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared]))
         return run_script(f"{name}-load-balancing", host=host, ssh=ssh, create=script,
-                          opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared, *([after] if after else [])]))
+                          opts=pulumi.ResourceOptions(parent=parent,
+                                                      depends_on=[prepared, *([after] if after else [])]))

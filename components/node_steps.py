@@ -7,10 +7,17 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from components.config import (APISERVER_PORT, ClusterConfig, ContainerdSettings, Host, KubernetesSettings, NodeHost,
-                               PackageSettings)
-from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
+from components.config import (
+    APISERVER_PORT,
+    ClusterConfig,
+    ContainerdSettings,
+    Host,
+    KubernetesSettings,
+    NodeHost,
+    PackageSettings,
+)
 from components.kubeadm_join import NOT_A_MEMBER, JoinScripts, KubeadmJoin
+from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
 from components.remote import RUNS_ONCE, SshAccess, run_script
 from components.render import render
 
@@ -36,7 +43,8 @@ class ClusterContext:
 
     @classmethod
     def for_config(cls, config: ClusterConfig, ssh: SshAccess) -> "ClusterContext":
-        return cls(kubernetes=config.kubernetes, containerd=config.containerd, control_plane_endpoint=config.control_plane_endpoint,
+        return cls(kubernetes=config.kubernetes, containerd=config.containerd,
+                   control_plane_endpoint=config.control_plane_endpoint,
                    cert_sans=[str(config.load_balancer.endpoint_address)], ssh=ssh, packages=config.packages,
                    kubeconfig_server=config.apiserver_endpoint,
                    load_balancing=NodeLoadBalancing(settings=config.load_balancer, kubernetes=config.kubernetes,

@@ -17,7 +17,8 @@ MIN_CONTROL_PLANE_MEMORY_MB = 1700
 MAX_CLOCK_SKEW_S = 1.0
 NODE_PORT_RANGE = range(30000, 32768)
 # Check names, as `preflight.skip` takes them.
-CHECKS = ("ssh", "os", "swap", "cgroup", "ports", "cpu", "memory", "unique-hostname", "unique-mac", "unique-product-uuid",
+CHECKS = ("ssh", "os", "swap", "cgroup", "ports", "cpu", "memory", "unique-hostname", "unique-mac",
+          "unique-product-uuid",
           "time-sync", "clock-skew", "vip-free")
 
 
@@ -155,7 +156,8 @@ def findings(planned: list[PlannedHost], checked: set[str], survey: Survey, poli
         if spread > MAX_CLOCK_SKEW_S:
             for name in sorted(checked & offsets.keys()):
                 found.append(Finding(name, "clock-skew", f"{offsets[name]:+.2f} s from this machine "
-                                     f"({spread:.2f} s between hosts)", f"under {MAX_CLOCK_SKEW_S:.0f} s between hosts"))
+                                     f"({spread:.2f} s between hosts)",
+                                     f"under {MAX_CLOCK_SKEW_S:.0f} s between hosts"))
     if survey.vip_answering and policy.vip and not any(f.in_use_by_kubeha for f in facts.values()):
         found.append(Finding("(vip)", "vip-free", f"{policy.vip} answers already", "an address nothing uses yet"))
     # A uniqueness finding matters where it involves a host being added.

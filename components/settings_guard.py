@@ -3,10 +3,11 @@
 Some settings are fixed the moment `kubeadm init` runs: the control-plane endpoint (mode, VIP,
 port) is in every certificate and kubeconfig, the subnets and the cluster name are in the
 cluster's own configuration, and the kubelets keep their cgroup driver and component configuration.
-Applying such an edit node by node would split or break the cluster, and ignoring it would mislead. So the values are kept in a resource of their
-own, registered before anything else, and every remote command waits for it: its provider's
-`check` sees the values the cluster was built with (the old inputs) beside the new ones and
-fails on a difference, which stops `pulumi preview` and `pulumi up` before any host is touched.
+Applying such an edit node by node would split or break the cluster, and ignoring it would mislead.
+So the values are kept in a resource of their own, registered before anything else, and every
+remote command waits for it: its provider's `check` sees the values the cluster was built with (the
+old inputs) beside the new ones and fails on a difference, which stops `pulumi preview` and `pulumi
+up` before any host is touched.
 The values are stored when the guard is first created, which is before the first host step, so
 the guard also holds after a first `up` that failed half way.
 
@@ -55,6 +56,9 @@ _WHY_FIXED: dict[str, str] = {
     "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
                             "it out yet, so the edit would be silently ignored. Set it back to {old}",
 }
+
+# The keys a built cluster refuses a change of (also marked in docs/configuration.md).
+FIXED_KEYS: tuple[str, ...] = tuple(_WHY_FIXED)
 
 
 def fixed_settings(config: ClusterConfig) -> dict[str, str]:

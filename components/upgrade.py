@@ -11,7 +11,8 @@ Each run first reads where the cluster is (cluster-status.sh.j2) and plans only 
 an upgrade stopped half way (a host unreachable, a drain blocked) is finished by the next
 `pulumi up`. The settings guard refuses what kubeadm cannot do (a downgrade, a skipped minor
 release, nodes changed in the same run, and, asking the lead with repository-check.sh.j2, a
-release the package repository does not have), before it records the new release. `pulumi preview --diff` shows the plan per node (`plan`).
+release the package repository does not have), before it records the new release. `pulumi
+preview --diff` shows the plan per node (`plan`).
 """
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-
 # Every external command is this: its arguments go to fd 3, one record each (\x1f between
 # arguments, \x1e after the record, newlines as \x1d) written at once (the commands of a pipeline
 # run side by side); it prints the canned answer for its command line, if any, and exits with its

@@ -7,7 +7,6 @@ from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import COMMAND, DYNAMIC, FAKE_CA_HASH, FAKE_KUBECONFIG, unsecret
 
 
-
 def _commands(deployment, suffix: str) -> list[str]:
     return sorted(r.name for r in deployment.of_type(COMMAND) if r.name.endswith(suffix))
 

@@ -14,7 +14,13 @@ from components.node_load_balancer import NodeLoadBalancing
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program_expecting_error, unsecret
 from tests.validators import (
-    haproxy_check, heredoc, inner_script, keepalived_check, manifest_check, nginx_check, shellcheck,
+    haproxy_check,
+    heredoc,
+    inner_script,
+    keepalived_check,
+    manifest_check,
+    nginx_check,
+    shellcheck,
 )
 
 COMMAND = "command:remote:Command"
@@ -161,7 +167,7 @@ def test_the_mode_is_a_stack_output(deploy, stack_config, mode):
 def test_node_load_balancing_rolls_one_node_at_a_time_control_planes_first(deploy, stack_config):
     deployment = deploy(in_mode(stack_config, "local-nginx"))
     order = ["cp1", "cp2", "cp3", "w1", "w2"]
-    for earlier, later in zip(order, order[1:]):
+    for earlier, later in zip(order, order[1:], strict=False):
         assert deployment.depends_on(f"{later}-load-balancing", f"{earlier}-load-balancing")
 
 
@@ -326,7 +332,7 @@ def test_every_static_pod_manifest_validates_for_the_kubernetes_version(stack_co
     stack_config["kubernetes"]["version"] = version
     lb = load_balancing(in_mode(stack_config, mode))
     for host in lb.control_planes:
-        for name, manifest in lb.static_pod_manifests(host).items():
+        for manifest in lb.static_pod_manifests(host).values():
             manifest_check(manifest, version)
 
 

@@ -13,8 +13,15 @@ import pytest
 
 from components import preflight
 from components.config import ConfigError, parse_cluster_config
-from components.preflight import (CHECK_IN_PREVIEW, UNPINNED_KEYS, PreflightFailed, _PreflightProvider, planned_hosts,
-                                  policy_of, warn_unpinned)
+from components.preflight import (
+    CHECK_IN_PREVIEW,
+    UNPINNED_KEYS,
+    PreflightFailed,
+    _PreflightProvider,
+    planned_hosts,
+    policy_of,
+    warn_unpinned,
+)
 from components.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
 from components.ssh_session import RemoteScriptFailed, ScriptResult
 from tests.conftest import FAKE_PRIVATE_KEY
@@ -45,7 +52,10 @@ def facts(name: str, number: int = 1, offset: float = 0.0, **changes: Any) -> Ho
     return dataclasses.replace(recorded, **changes)
 
 
-def problems(survey: Survey, checked: set[str] = frozenset({"w3", "cp4"}), policy: Policy = Policy(),
+NO_POLICY = Policy()
+
+
+def problems(survey: Survey, checked: set[str] = frozenset({"w3", "cp4"}), policy: Policy = NO_POLICY,
              planned: tuple[PlannedHost, ...] = (WORKER, CONTROL_PLANE)) -> list[tuple[str, str]]:
     return [(finding.host, finding.check) for finding in findings(list(planned), set(checked), survey, policy)]
 

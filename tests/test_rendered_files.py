@@ -12,9 +12,6 @@ from components.node_steps import ClusterContext, render_join_config
 from tests.harness import FAKE_CA_HASH
 from tests.validators import haproxy_check, heredoc, inner_script, keepalived_check, kubeadm_validate, shellcheck
 
-
-
-
 MIRRORS = {"docker.io": ["https://mirror.example:5000", "http://10.250.0.1:5001"],
            "registry.k8s.io": ["https://mirror.example:5000/k8s"]}
 

@@ -7,10 +7,17 @@ from typing import Any
 import pytest
 
 from components import upgrade
-from components.ssh_session import RemoteScriptFailed, ScriptResult
 from components.settings_guard import SETTINGS, _GuardProvider
-from components.upgrade import (RELEASE_MISSING, ClusterStatus, StepKind, UpgradeStep, _UpgradeProvider, plan,
-                                planned_steps)
+from components.ssh_session import RemoteScriptFailed, ScriptResult
+from components.upgrade import (
+    RELEASE_MISSING,
+    ClusterStatus,
+    StepKind,
+    UpgradeStep,
+    _UpgradeProvider,
+    plan,
+    planned_steps,
+)
 from tests.validators import inner_script
 
 CONTROL_PLANES, WORKERS = ["cp1", "cp2", "cp3"], ["w1", "w2", "w3"]
@@ -100,10 +107,13 @@ def props(version: str = "1.34.4") -> dict[str, Any]:
             "status": "STATUS", "scripts": node_scripts}
 
 
+REPOSITORY_HAS_IT = ScriptResult(0, "", "")  # repository-check.sh: the release is there
+
+
 class FakeCluster:
     """Answers the upgrade's scripts as the cluster would; records (host, script) in order."""
 
-    def __init__(self, statuses: list[str], repository: ScriptResult = ScriptResult(0, "", "")) -> None:
+    def __init__(self, statuses: list[str], repository: ScriptResult = REPOSITORY_HAS_IT) -> None:
         self.statuses, self.repository = statuses, repository
         self.sessions: list[tuple[str, str]] = []
 

@@ -19,8 +19,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.lab.cluster import (PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, resource_name,
-                               wait_for)
+from tests.lab.cluster import (
+    PORT,
+    VIP,
+    LabStack,
+    changed_steps,
+    etcd_members,
+    kubectl,
+    ready_nodes,
+    resource_name,
+    wait_for,
+)
 from tests.lab.hosts import BRIDGE_ADDRESS, lab_address
 from tests.lab.probe import Prober
 

@@ -17,8 +17,17 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from tests.lab.cluster import (PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, resource_name,
-                               wait_for)
+from tests.lab.cluster import (
+    PORT,
+    VIP,
+    LabStack,
+    changed_steps,
+    etcd_members,
+    kubectl,
+    ready_nodes,
+    resource_name,
+    wait_for,
+)
 from tests.lab.hosts import lab
 from tests.lab.probe import Prober
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from tests.lab.cluster import LabStack
-from tests.lab.hosts import LAB_DIR
 from tests.lab.clusters import LabClusters
+from tests.lab.hosts import LAB_DIR
 
 pytestmark = pytest.mark.lab
 # Put ahead of the real kubeadm on cp1 (/usr/local/sbin comes first in PATH): it records every

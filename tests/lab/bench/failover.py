@@ -30,7 +30,15 @@ from pathlib import Path
 from typing import Callable
 
 from tests.lab.cluster import (
-    HAPROXY_WAIT_DOWN, LOAD_BALANCERS, PORT, ROOT, VIP, LabStack, boot_cluster, tear_down_cluster, wait_for,
+    HAPROXY_WAIT_DOWN,
+    LOAD_BALANCERS,
+    PORT,
+    ROOT,
+    VIP,
+    LabStack,
+    boot_cluster,
+    tear_down_cluster,
+    wait_for,
 )
 from tests.lab.clusters import TOPOLOGIES
 from tests.lab.hosts import LAB_SCRIPT, lab, lab_address
@@ -301,7 +309,7 @@ def draw(samples: list[Sample], folder: Path) -> list[Path]:
         if not firsts:
             continue
         figure, axes = plt.subplots(len(firsts), 1, figsize=(9, 2.2 * len(firsts)), sharex=True, squeeze=False)
-        for axis, sample in zip(axes[:, 0], firsts):
+        for axis, sample in zip(axes[:, 0], firsts, strict=True):
             ok = [t for t, good in sample.timeline if good]
             bad = [t for t, good in sample.timeline if not good]
             axis.scatter(ok, [1] * len(ok), s=4, color="tab:green", label="ok")

@@ -21,8 +21,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.lab.cluster import (KUBERNETES_VERSION, PORT, ROOT, UPGRADE_FROM_VERSION, VIP, LabOptions, LabStack,
-                               boot_cluster, kubectl, tear_down_cluster)
+from tests.lab.cluster import (
+    KUBERNETES_VERSION,
+    PORT,
+    ROOT,
+    UPGRADE_FROM_VERSION,
+    VIP,
+    LabOptions,
+    LabStack,
+    boot_cluster,
+    kubectl,
+    tear_down_cluster,
+)
 from tests.lab.probe import Prober
 
 WATCH_INTERVAL_S = 1.0
