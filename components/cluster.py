@@ -1,8 +1,13 @@
-"""Wires the components into one HA cluster and exports the stack outputs."""
+"""The root component: wires the gates, the load balancers, the nodes and the day-2 steps into one
+HA cluster (kubeha:index:Cluster) and returns the stack's outputs.
+
+Every resource of the stack is its descendant. Stacks built before it existed had these resources
+at the top level; each child it registers directly carries an alias to that old place (its
+descendants inherit it), so such a stack updates with no change."""
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Optional, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Optional, Sequence
 
 import pulumi
 
@@ -15,10 +20,19 @@ from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
 from components.pod_network import PodNetwork, PodNetworkArgs
+from components.preflight import Preflight, warn_unpinned
 from components.remote import SshAccess, run_script
 from components.render import render
-from components.upgrade import KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts, UpgradeScripts
+from components.settings_guard import SettingsGuard
+from components.upgrade import KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts, UpgradeScripts, release_check
 from components.worker_node import WorkerNode, WorkerNodeArgs
+
+
+def _top(parent: pulumi.Resource, opts: Optional[pulumi.ResourceOptions] = None) -> pulumi.ResourceOptions:
+    """Options of a child the root registers itself: under it, and known by its old place too
+    (the top of the stack, before the root existed)."""
+    return pulumi.ResourceOptions.merge(pulumi.ResourceOptions(
+        parent=parent, aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)]), opts)
 
 
 def _host_list(hosts: Sequence[Host]) -> list[dict[str, str]]:
@@ -35,7 +49,7 @@ def _join_order(config: ClusterConfig) -> list[NodeHost]:
     return [second, lead, *others] if second.name != lead.name else [lead, *others]
 
 
-def _admin_credential(config: ClusterConfig, cluster: ClusterContext,
+def _admin_credential(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,
                       after: list[pulumi.Resource]) -> AdminCredential:
     """The `kubeconfig` output's credential, issued on the lead or, failing that, the next control
     plane by name."""
@@ -55,7 +69,7 @@ def _admin_credential(config: ClusterConfig, cluster: ClusterContext,
         scripts=CredentialScripts(issue=wrapped("control-plane/admin-kubeconfig.sh.j2", "admin-kubeconfig"),
                                   revoke=wrapped("control-plane/revoke-admin-kubeconfig.sh.j2",
                                                  "revoke-admin-kubeconfig")),
-        opts=ssh.gated(pulumi.ResourceOptions(depends_on=after)))
+        opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
 
 def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes: dict[str, ControlPlaneNode],
@@ -80,7 +94,8 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     return pulumi.Output.all(*expiries).apply(lambda dates: min(dates) if dates else None)
 
 
-def _upgrade(config: ClusterConfig, cluster: ClusterContext, after: list[pulumi.Resource]) -> KubernetesUpgrade:
+def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,
+             after: list[pulumi.Resource]) -> KubernetesUpgrade:
     """The cluster at kubernetes.version: `kubeadm upgrade apply` on the lead, then the other
     control planes, then the kubelets (components/upgrade); cluster-side steps on the lead."""
     ssh, lead = cluster.ssh, config.lead_control_plane
@@ -109,84 +124,115 @@ def _upgrade(config: ClusterConfig, cluster: ClusterContext, after: list[pulumi.
         max_unavailable_workers=config.upgrade.max_unavailable_workers,
         targets={host.name: ssh.target(host).to_dict() for host in [*control_planes, *config.workers]},
         private_key=ssh.private_key, scripts=scripts),
-        opts=ssh.gated(pulumi.ResourceOptions(depends_on=after)))
+        opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
 
-def build_cluster(config: ClusterConfig, ssh: SshAccess) -> None:
-    # Every host's firewall first (firewall.mode managed): every other step waits for it. Unmanaged
-    # there is none (and going back to unmanaged deletes it, which removes kubeha's tables).
-    if config.firewall.mode is FirewallMode.MANAGED:
-        ssh = replace(ssh, gates=(*ssh.gates, Firewall("firewall", FirewallArgs(config=config, ssh=ssh))))
-    settings = config.load_balancer
-    load_balancer_ready: Optional[pulumi.Resource] = None
-    if settings.mode is LoadBalancerMode.KEEPALIVED_HAPROXY:
-        load_balancer_ready = LoadBalancerPair("lb", LoadBalancerPairArgs(
-            settings=settings, control_planes=config.control_planes, ssh=ssh, packages=config.packages)).ready
-    cluster = ClusterContext.for_config(config, ssh)
-    lead = config.lead_control_plane
+@dataclass(frozen=True)
+class ClusterArgs:
+    config: ClusterConfig
+    ssh: SshAccess  # the stack's login and key; the root adds its gates
+    project: str  # the config namespace, for the settings guard's messages (`kubeha:<key>`)
 
-    # Node-side load balancing rolls one node at a time, control planes first.
-    rolling: Optional[pulumi.Resource] = None
-    control_planes: dict[str, ControlPlaneNode] = {}
-    for host in config.control_plane_entries:
-        node = ControlPlaneNode(host.name, ControlPlaneNodeArgs(host=host, cluster=cluster,
-                                                                load_balancing_after=rolling))
-        control_planes[host.name], rolling = node, node.load_balancing_done
-    bootstrap = ClusterBootstrap("cluster", ClusterBootstrapArgs(
-        cluster=cluster, lead=control_planes[lead.name], lead_host=lead, load_balancer_ready=load_balancer_ready,
-        former_first=config.control_plane_entries[0].name))
 
-    # A node's cluster-side steps wait until their control plane is a member: the lead once the
-    # cluster is initialised (and, for every node but the one that makes the lead's own join
-    # material, once the lead has joined too, in case it is a new lead); any other once it joined.
-    member: dict[str, pulumi.Resource] = {lead.name: bootstrap.initialised}
-    previous: pulumi.Resource = bootstrap.initialised
-    for host in _join_order(config):
-        cluster_side = config.cluster_side_host(host)
-        joined = control_planes[host.name].join(JoinTicket(
-            bootstrap.ca_cert_hash, cluster_side=cluster_side, after=[previous, member[cluster_side.name]]))
-        previous, member[host.name] = joined, joined
-    # Membership records once every join exists: each waits for the join of the control plane it
-    # runs on too, so a destroy deletes it (a no-op then) before that control plane is reset.
-    records: list[pulumi.Resource] = [
-        control_planes[host.name].record_membership(member[config.cluster_side_host(host).name])
-        for host in config.control_plane_entries]
-    # Workers join in parallel, once the lead is a member.
-    for host in config.worker_entries:
-        worker = WorkerNode(host.name, WorkerNodeArgs(
-            host=host, cluster=cluster, join=JoinTicket(bootstrap.ca_cert_hash, cluster_side=lead,
-                                                        after=[member[lead.name]]),
-            cluster_side_joined=member[lead.name], load_balancing_after=rolling))
-        rolling = worker.load_balancing_done
-        records.append(worker.ready)
-    # Before any node leaves on `pulumi destroy`, the cluster is marked, so none is drained.
-    run_script("cluster-teardown", host=lead, ssh=ssh, create=render("control-plane/teardown-mark.sh.j2", mark=False),
-               delete=render("control-plane/teardown-mark.sh.j2", mark=True),
-               opts=pulumi.ResourceOptions(depends_on=records))
-    # A kubernetes.version change, once every node is a member; certificate renewals wait for it
-    # (both restart static pods, one control plane at a time each).
-    upgraded = _upgrade(config, cluster, records)
-    # The kubeconfig output once every node has joined, so that a destroy revokes it before any
-    # control plane is reset.
-    credential = _admin_credential(config, cluster, records)
-    kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
-        credential.kubeconfig.apply(lambda text: with_server(text, cluster.kubeconfig_server)))
-    # The pod network once every node has joined; then the wait for every node Ready.
-    PodNetwork("network", PodNetworkArgs(
-        settings=config.network, kubernetes=config.kubernetes, kubeconfig=kubeconfig,
-        nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=records))
+class Cluster(pulumi.ComponentResource):
+    """One HA kubeadm cluster on the hosts of the stack config; `outputs` are the stack's."""
 
-    pulumi.export("apiserverEndpoint", config.apiserver_endpoint)
-    pulumi.export("controlPlaneEndpoint", f"https://{config.control_plane_endpoint}")
-    pulumi.export("loadBalancerMode", settings.mode.value)
-    pulumi.export("vip", str(settings.vip) if settings.vip is not None else None)
-    pulumi.export("kubeconfig", kubeconfig)
-    pulumi.export("kubeconfigExpires", credential.not_after)
-    pulumi.export("certificatesExpire", _certificates(config, cluster, control_planes, [*records, upgraded]))
-    pulumi.export("caCertHash", bootstrap.ca_cert_hash)
-    pulumi.export("controlPlanes", _host_list(config.control_planes))
-    pulumi.export("workers", _host_list(config.workers))
-    pulumi.export("loadBalancers", _host_list(settings.hosts))
-    pulumi.export("kubernetesVersion", config.kubernetes.version)
-    pulumi.export("networkPlugin", config.network.plugin.value)
-    pulumi.export("networkVersion", config.network.version)
+    outputs: dict[str, Any]
+
+    def __init__(self, name: str, args: ClusterArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
+        super().__init__("kubeha:index:Cluster", name, None, opts)
+        config = args.config
+        # First, an edit the built cluster cannot take stops the run; then new hosts are checked;
+        # every host step waits for both.
+        guard = SettingsGuard("cluster-settings", config, args.project, release_check=release_check(config, args.ssh),
+                              private_key=args.ssh.private_key, opts=_top(self))
+        preflight = Preflight("cluster-preflight", config, args.ssh,
+                              opts=_top(self, pulumi.ResourceOptions(depends_on=[guard])))
+        preflight.unpinned_host_keys.apply(lambda offered: warn_unpinned(offered, config.ssh.host_keys))
+        self.outputs = self._build(config, replace(args.ssh, gates=(preflight,)))
+        self.register_outputs(self.outputs)
+
+    def _build(self, config: ClusterConfig, ssh: SshAccess) -> dict[str, Any]:
+        # Every host's firewall first (firewall.mode managed): every other step waits for it.
+        # Unmanaged there is none (and going back to unmanaged deletes it, which removes kubeha's tables).
+        if config.firewall.mode is FirewallMode.MANAGED:
+            ssh = replace(ssh, gates=(*ssh.gates, Firewall("firewall", FirewallArgs(config=config, ssh=ssh),
+                                                           opts=_top(self))))
+        settings = config.load_balancer
+        load_balancer_ready: Optional[pulumi.Resource] = None
+        if settings.mode is LoadBalancerMode.KEEPALIVED_HAPROXY:
+            load_balancer_ready = LoadBalancerPair("lb", LoadBalancerPairArgs(
+                settings=settings, control_planes=config.control_planes, ssh=ssh, packages=config.packages),
+                opts=_top(self)).ready
+        cluster = ClusterContext.for_config(config, ssh)
+        lead = config.lead_control_plane
+
+        # Node-side load balancing rolls one node at a time, control planes first.
+        rolling: Optional[pulumi.Resource] = None
+        control_planes: dict[str, ControlPlaneNode] = {}
+        for host in config.control_plane_entries:
+            node = ControlPlaneNode(host.name, ControlPlaneNodeArgs(host=host, cluster=cluster,
+                                                                    load_balancing_after=rolling), opts=_top(self))
+            control_planes[host.name], rolling = node, node.load_balancing_done
+        bootstrap = ClusterBootstrap("cluster", ClusterBootstrapArgs(
+            cluster=cluster, lead=control_planes[lead.name], lead_host=lead, load_balancer_ready=load_balancer_ready,
+            former_first=config.control_plane_entries[0].name), opts=_top(self))
+
+        # A node's cluster-side steps wait until their control plane is a member: the lead once the
+        # cluster is initialised (and, for every node but the one that makes the lead's own join
+        # material, once the lead has joined too, in case it is a new lead); any other once it joined.
+        member: dict[str, pulumi.Resource] = {lead.name: bootstrap.initialised}
+        previous: pulumi.Resource = bootstrap.initialised
+        for host in _join_order(config):
+            cluster_side = config.cluster_side_host(host)
+            joined = control_planes[host.name].join(JoinTicket(
+                bootstrap.ca_cert_hash, cluster_side=cluster_side, after=[previous, member[cluster_side.name]]))
+            previous, member[host.name] = joined, joined
+        # Membership records once every join exists: each waits for the join of the control plane it
+        # runs on too, so a destroy deletes it (a no-op then) before that control plane is reset.
+        records: list[pulumi.Resource] = [
+            control_planes[host.name].record_membership(member[config.cluster_side_host(host).name])
+            for host in config.control_plane_entries]
+        # Workers join in parallel, once the lead is a member.
+        for host in config.worker_entries:
+            worker = WorkerNode(host.name, WorkerNodeArgs(
+                host=host, cluster=cluster, join=JoinTicket(bootstrap.ca_cert_hash, cluster_side=lead,
+                                                            after=[member[lead.name]]),
+                cluster_side_joined=member[lead.name], load_balancing_after=rolling), opts=_top(self))
+            rolling = worker.load_balancing_done
+            records.append(worker.ready)
+        # Before any node leaves on `pulumi destroy`, the cluster is marked, so none is drained.
+        run_script("cluster-teardown", host=lead, ssh=ssh,
+                   create=render("control-plane/teardown-mark.sh.j2", mark=False),
+                   delete=render("control-plane/teardown-mark.sh.j2", mark=True),
+                   opts=_top(self, pulumi.ResourceOptions(depends_on=records)))
+        # A kubernetes.version change, once every node is a member; certificate renewals wait for it
+        # (both restart static pods, one control plane at a time each).
+        upgraded = _upgrade(self, config, cluster, records)
+        # The kubeconfig output once every node has joined, so that a destroy revokes it before any
+        # control plane is reset.
+        credential = _admin_credential(self, config, cluster, records)
+        kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
+            credential.kubeconfig.apply(lambda text: with_server(text, cluster.kubeconfig_server)))
+        # The pod network once every node has joined; then the wait for every node Ready.
+        PodNetwork("network", PodNetworkArgs(
+            settings=config.network, kubernetes=config.kubernetes, kubeconfig=kubeconfig,
+            nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=records),
+            opts=_top(self))
+
+        return {
+            "apiserverEndpoint": config.apiserver_endpoint,
+            "controlPlaneEndpoint": f"https://{config.control_plane_endpoint}",
+            "loadBalancerMode": settings.mode.value,
+            "vip": str(settings.vip) if settings.vip is not None else None,
+            "kubeconfig": kubeconfig,
+            "kubeconfigExpires": credential.not_after,
+            "certificatesExpire": _certificates(config, cluster, control_planes, [*records, upgraded]),
+            "caCertHash": bootstrap.ca_cert_hash,
+            "controlPlanes": _host_list(config.control_planes),
+            "workers": _host_list(config.workers),
+            "loadBalancers": _host_list(settings.hosts),
+            "kubernetesVersion": config.kubernetes.version,
+            "networkPlugin": config.network.plugin.value,
+            "networkVersion": config.network.version,
+        }

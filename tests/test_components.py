@@ -18,20 +18,36 @@ def test_one_component_per_host_role(deployment):
     assert len(deployment.of_type("kubeha:index:WorkerNode")) == 2
 
 
+def _parent_type(registration) -> str:
+    """The type of a registration's parent, from its URN (`...::a$b::name` -> `b`)."""
+    return registration.parent.split("::")[2].split("$")[-1] if registration.parent else ""
+
+
+def test_one_root_component_holds_every_resource(deployment):
+    roots = [r for r in deployment.registrations if not r.parent or r.parent.split("::")[2] == "pulumi:pulumi:Stack"]
+    assert [(r.type, r.name) for r in roots] == [("kubeha:index:Cluster", "kubeha")]
+
+
+def test_the_roots_own_children_carry_an_alias_to_the_top_of_the_stack(deployment):
+    children = [r for r in deployment.registrations if _parent_type(r) == "kubeha:index:Cluster"]
+    assert children and all(r.alias_specs for r in children), [r.name for r in children if not r.alias_specs]
+
+
 def test_only_commands_joins_and_certificates_below_the_node_components(deployment):
     below = {(r.type, r.name.split("-")[-1] if r.type == DYNAMIC else "") for r in deployment.registrations
-             if r.parent and "kubeha:index:" in r.parent and "kubeha:index:PodNetwork" not in r.parent}
+             if _parent_type(r).startswith("kubeha:index:")
+             and _parent_type(r) not in ("kubeha:index:Cluster", "kubeha:index:PodNetwork")}
     assert below == {(COMMAND, ""), (DYNAMIC, "join"), (DYNAMIC, "certificates")}
 
 
 def test_the_cluster_wide_resources_are_beside_the_components(deployment):
-    top_level = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
-                 and not (r.parent and "kubeha:index:" in r.parent)]
+    beside = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
+              and _parent_type(r) == "kubeha:index:Cluster"]
     # (Registered in whatever order their inputs resolve.)
-    assert {(r.type, r.name) for r in top_level} == {(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
-                                                     (COMMAND, "cluster-teardown"),
-                                                     (DYNAMIC, "cluster-admin-credential"),
-                                                     (DYNAMIC, "kubernetes-upgrade")}
+    assert {(r.type, r.name) for r in beside} == {(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
+                                                  (COMMAND, "cluster-teardown"),
+                                                  (DYNAMIC, "cluster-admin-credential"),
+                                                  (DYNAMIC, "kubernetes-upgrade")}
 
 
 def test_every_command_is_a_child_of_its_component(deployment):

@@ -47,7 +47,31 @@ address_of() {  # lb1 lb2 cp1 cp2 cp3 w1 w2 ... -> 10.250.0.11, .12, .21, .22, .
     echo "${NETWORK}.$((base + index))"
 }
 
+owner_file() { echo "${SHARED_DIR}/lab${LAB_INSTANCE}.owner"; }
+
+claim_lab() {  # this clone's LAB_DIR owns lab N, or it is refused: a lab in use by another clone is not touched
+    local owner pid_file
+    mkdir -p "${SHARED_DIR}"
+    owner="$(cat "$(owner_file)" 2>/dev/null || true)"
+    if [ -n "${owner}" ] && [ "${owner}" != "${LAB_DIR}" ]; then
+        for pid_file in "${owner}"/*.pid; do
+            if [ -f "${pid_file}" ] && kill -0 "$(cat "${pid_file}")" 2>/dev/null; then
+                echo "lab ${LAB_INSTANCE} is in use by ${owner} (its hosts run); stop it there, or use another LAB_INSTANCE" >&2
+                return 1
+            fi
+        done
+    fi
+    echo "${LAB_DIR}" > "$(owner_file)"
+}
+
+owns_lab() {  # no other clone owns lab N
+    local owner
+    owner="$(cat "$(owner_file)" 2>/dev/null || true)"
+    [ -z "${owner}" ] || [ "${owner}" = "${LAB_DIR}" ]
+}
+
 network_up() {
+    claim_lab
     ip route replace unreachable "${LAB_RANGE}"
     if ! ip link show "${BRIDGE}" >/dev/null 2>&1; then
         ip link add "${BRIDGE}" type bridge
@@ -235,6 +259,12 @@ up() {
 }
 
 down() {
+    # Another clone's lab of this number is not ours to take down: its hosts' disks, bridge and
+    # cgroups have the same names as ours would.
+    if ! owns_lab; then
+        echo "lab ${LAB_INSTANCE} belongs to $(cat "$(owner_file)"); not taking it down from ${LAB_DIR}" >&2
+        return 0
+    fi
     # Only what this lab started: the hosts and the repository server by their recorded PIDs.
     # The hosts are disposable (every `up` copies fresh disks), so each has its plug pulled as
     # power-off does: SIGKILL to its PID 1, which takes every process in it down, pods included
@@ -267,7 +297,7 @@ down() {
         ip link delete "${veth}" 2>/dev/null || true
     done
     ip link delete "${BRIDGE}" 2>/dev/null || true
-    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir" "${LAB_DIR}/options"
+    rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir" "${LAB_DIR}/options" "$(owner_file)"
     # The last lab on this machine puts back what they all share.
     if ! ip -o link show type bridge 2>/dev/null | grep -q ': khlab[0-9]:'; then
         ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
