@@ -32,10 +32,13 @@ from components.upgrade import ReleaseCheck, release_problem
 SETTINGS = "settings"
 _CONTROL_PLANES = "controlPlanes"  # the set of names: removals are limited, not forbidden
 _WORKERS = "workers"  # the set of names: recorded so an upgrade can be kept to a run of its own
+_LOAD_BALANCERS = "loadBalancer.hosts"  # the set of names: never all replaced at once (the VIP needs a holder)
 _VERSION = "kubernetes.version"
 _RELEASE_CHECK, _PRIVATE_KEY = "release_check", "private_key"
 _ENDPOINT = ("would move the control-plane endpoint that every certificate and kubeconfig carries; set it back "
              "to {old}, or build a new stack with the new value and move the workloads")
+_MTU = ("is the MTU of every pod's interface, set when the pod starts; pods and nodes would be left on two MTUs, "
+        "which drops large packets between them. Set it back to {old}")
 # Why each setting is fixed once the cluster is built, and what to do instead of editing it.
 _WHY_FIXED: dict[str, str] = {
     "loadBalancer.mode": _ENDPOINT,
@@ -55,10 +58,26 @@ _WHY_FIXED: dict[str, str] = {
                       "new stack and move the workloads",
     "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
                             "it out yet, so the edit would be silently ignored. Set it back to {old}",
+    "loadBalancer.virtualRouterId": "is the VRRP router id every keepalived of the cluster uses; the change rolls "
+                                    "one host at a time, and hosts with two ids each claim the VIP (two holders "
+                                    "at once). Set it back to {old}",
+    "network.flannel.mtu": _MTU,
+    "network.calico.mtu": _MTU,
 }
 
 # The keys a built cluster refuses a change of (also marked in docs/configuration.md).
 FIXED_KEYS: tuple[str, ...] = tuple(_WHY_FIXED)
+
+
+def _text(value: object) -> str:
+    return "(unset)" if value is None else str(value)
+
+
+def _network_mtu(config: ClusterConfig) -> dict[str, str]:
+    """The MTU setting of the pod network in use (none for `none`)."""
+    plugin = config.network.plugin.value
+    settings = getattr(config.network, plugin, None)
+    return {} if settings is None else {f"network.{plugin}.mtu": _text(settings.mtu)}
 
 
 def fixed_settings(config: ClusterConfig) -> dict[str, str]:
@@ -76,6 +95,9 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
         "network.plugin": config.network.plugin.value,
+        **_network_mtu(config),
+        "loadBalancer.virtualRouterId": _text(balancer.virtual_router_id),
+        _LOAD_BALANCERS: ",".join(sorted(host.name for host in balancer.hosts)),
         _CONTROL_PLANES: ",".join(sorted(host.name for host in config.control_planes)),
         _WORKERS: ",".join(sorted(host.name for host in config.workers)),
     }
@@ -114,6 +136,14 @@ def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> lis
                 f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
                 for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
     messages.extend(_version_refusals(project, built, wanted))
+    old_balancers, new_balancers = (set(filter(None, settings.get(_LOAD_BALANCERS, "").split(",")))
+                                    for settings in (built, wanted))
+    if old_balancers and new_balancers and not old_balancers & new_balancers:
+        messages.append(
+            f"{project}:loadBalancer.hosts: this change replaces every LB host at once "
+            f"({', '.join(sorted(old_balancers))} by {', '.join(sorted(new_balancers))}); the VIP would have no "
+            f"holder until a new host is up. Keep one host of the pair, run `pulumi up`, then replace it. Refused; "
+            f"nothing was changed.")
     if _CONTROL_PLANES in built and _CONTROL_PLANES in wanted:
         removed = sorted(set(built[_CONTROL_PLANES].split(",")) - set(wanted[_CONTROL_PLANES].split(",")))
         if len(removed) > 1:
@@ -148,7 +178,10 @@ class _GuardProvider(dynamic.ResourceProvider):
         return dynamic.CheckResult(news, [dynamic.CheckFailure(SETTINGS, message) for message in messages])
 
     def diff(self, _id: str, _olds: dict[str, Any], _news: dict[str, Any]) -> dynamic.DiffResult:
-        return dynamic.DiffResult(changes=_olds.get(SETTINGS) != _news.get(SETTINGS))
+        # A key this guard never recorded (a stack built by an older kubeha) is recorded with the
+        # next change, not as a change of its own: a new kubeha previews no change on a stack.
+        built, wanted = _olds.get(SETTINGS) or {}, _news.get(SETTINGS) or {}
+        return dynamic.DiffResult(changes=any(wanted.get(key) != value for key, value in built.items()))
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         return dynamic.CreateResult(id_="settings", outs=props)

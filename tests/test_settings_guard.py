@@ -48,6 +48,8 @@ def test_a_first_deployment_has_nothing_to_compare_with(built):
     ("containerd.cgroupDriver", lambda c: c.update(containerd={"cgroupDriver": "cgroupfs"}), "systemd",
      "cgroupfs"),
     ("kubernetes.kubelet", lambda c: c["kubernetes"].update(kubelet={"maxPods": 50}), "{}", '{"maxPods": 50}'),
+    ("loadBalancer.virtualRouterId", lambda c: c["loadBalancer"].update(virtualRouterId=52), "51", "52"),
+    ("network.flannel.mtu", lambda c: c.update(network={"flannel": {"mtu": 1400}}), "(unset)", "1400"),
 ])
 def test_a_fixed_setting_change_is_refused_naming_key_and_values(stack_config, built, key, edit, old, new):
     [message] = check(built, settings_after(stack_config, edit))
@@ -75,6 +77,26 @@ def test_settings_that_may_change_pass(stack_config, built):
 def test_a_setting_the_guard_never_recorded_is_recorded_not_refused(built):
     older = {key: value for key, value in built.items() if key != "kubernetes.kubeProxy"}
     assert check(older, built) == []
+
+
+def test_a_setting_the_guard_never_recorded_previews_no_change(built):
+    older = {key: value for key, value in built.items() if key != "loadBalancer.virtualRouterId"}
+    assert not _GuardProvider("kubeha").diff("settings", {SETTINGS: older}, {SETTINGS: built}).changes
+
+
+def test_replacing_every_load_balancer_host_at_once_is_refused(stack_config, built):
+    def new_pair(config):
+        config["loadBalancer"]["hosts"] = [{"name": "lb3", "address": "198.51.100.13"},
+                                           {"name": "lb4", "address": "198.51.100.14"}]
+    [message] = check(built, settings_after(stack_config, new_pair))
+    assert message.startswith("kubeha:loadBalancer.hosts: this change replaces every LB host at once (lb1, lb2 by "
+                              "lb3, lb4)")
+
+
+def test_replacing_one_load_balancer_host_passes(stack_config, built):
+    def one_new(config):
+        config["loadBalancer"]["hosts"][1] = {"name": "lb3", "address": "198.51.100.13"}
+    assert check(built, settings_after(stack_config, one_new)) == []
 
 
 def test_an_unchanged_guard_previews_no_change(built):
