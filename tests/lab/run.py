@@ -63,7 +63,7 @@ def start(run: LabRun, pytest_args: list[str]) -> None:
 def finish(run: LabRun) -> int:
     assert run.process is not None
     status = run.process.wait()
-    run.seconds = time.monotonic() - run.started
+    run.seconds = run.seconds or time.monotonic() - run.started
     if run.log is not None:
         run.log.close()
         print(f"\n===== lab {run.lab} ({', '.join(run.modules)}): {run.log_path}", flush=True)
@@ -77,7 +77,13 @@ def main(pytest_args: list[str]) -> int:
         start(run, pytest_args)
     statuses: dict[int, int] = {}
     try:
-        # Lab 0 streams; the others are printed in lab order after it.
+        # Each run's own wall time: polled, as the runs end in any order.
+        while any(run.process is not None and run.process.poll() is None for run in runs):
+            time.sleep(1)
+            for run in runs:
+                if run.seconds == 0.0 and run.process is not None and run.process.poll() is not None:
+                    run.seconds = time.monotonic() - run.started
+        # Lab 0 streamed; the others are printed in lab order after it.
         for run in runs:
             statuses[run.lab] = finish(run)
     finally:
