@@ -16,6 +16,7 @@ from components.certificates import CertificateScripts, ControlPlaneCertificates
 from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
 from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host, LoadBalancerMode, NodeHost
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
+from components.etcd_backup import EtcdBackups, EtcdBackupsArgs
 from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
@@ -206,9 +207,11 @@ class Cluster(pulumi.ComponentResource):
                    create=render("control-plane/teardown-mark.sh.j2", mark=False),
                    delete=render("control-plane/teardown-mark.sh.j2", mark=True),
                    opts=_top(self, pulumi.ResourceOptions(depends_on=records)))
-        # A kubernetes.version change, once every node is a member; certificate renewals wait for it
-        # (both restart static pods, one control plane at a time each).
-        upgraded = _upgrade(self, config, cluster, records)
+        # Scheduled etcd backups once every node is a member (each install takes and verifies one).
+        backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(config=config, ssh=ssh, after=records), opts=_top(self))
+        # A kubernetes.version change, once every node is a member and the backups run; certificate
+        # renewals wait for it (both restart static pods, one control plane at a time each).
+        upgraded = _upgrade(self, config, cluster, [*records, *backups.installs])
         # The kubeconfig output once every node has joined, so that a destroy revokes it before any
         # control plane is reset.
         credential = _admin_credential(self, config, cluster, records)
@@ -235,4 +238,6 @@ class Cluster(pulumi.ComponentResource):
             "kubernetesVersion": config.kubernetes.version,
             "networkPlugin": config.network.plugin.value,
             "networkVersion": config.network.version,
+            "etcdBackups": backups.backups,
+            "etcdBackupKey": backups.key,
         }

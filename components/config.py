@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+import json
 import os
 import re
 from enum import Enum
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
@@ -88,6 +89,13 @@ REPOSITORY_URL = rf"^https?://{_URL_HOST}{_URL_PATH}$"
 PROXY_URL = rf"^https?://([A-Za-z0-9._~%-]+(:[A-Za-z0-9._~%-]*)?@)?{_URL_HOST}/?$"
 
 
+# systemd's OnCalendar grammar, narrowed to what calendar events are written with ("hourly",
+# "*-*-* 02:30:00", "Mon..Fri 22:00", "*:0/15"): no `%` (a unit-file specifier), no newline.
+ON_CALENDAR = r"^[A-Za-z0-9*][A-Za-z0-9*:/,.~+ -]{0,63}$"
+# An absolute path of plain names: it lands in a unit file, a shell word and a `find`.
+BACKUP_DIRECTORY = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+
+
 # What each grammar allows, for the error that names the key.
 _GRAMMARS = {
     INTERFACE_NAME: "a network interface name such as eth0 (letters, digits, '_', '.', ':' and '-'; at most 15)",
@@ -95,6 +103,8 @@ _GRAMMARS = {
     CLUSTER_NAME: "a name of letters, digits, '_', '.' and '-' (at most 63), such as kubernetes",
     REPOSITORY_URL: "an http(s) URL such as https://pkgs.k8s.io/core:/stable: (no spaces, quotes or '$')",
     PROXY_URL: "an http(s) proxy URL such as http://proxy.example:3128 (no path, spaces, quotes or '$')",
+    ON_CALENDAR: "a systemd OnCalendar value such as hourly, *:0/15 or '*-*-* 02:30:00' (no '%' or quotes)",
+    BACKUP_DIRECTORY: "an absolute path of letters, digits, '_', '.' and '-', such as /var/lib/kubeha/etcd-backup",
 }
 
 
@@ -723,6 +733,48 @@ class UpgradeSettings(_Model):
     """
 
 
+class EtcdBackupSettings(_Model):
+    # On by default: with stacked etcd, losing two of three control planes loses quorum, and only
+    # a snapshot brings the cluster back (docs/operations.md).
+    enabled: bool = True
+    """Every control plane takes an encrypted, verified etcd snapshot on a schedule (systemd
+    timer `kubeha-etcd-backup.timer`; `systemctl start kubeha-etcd-backup.service` takes one by
+    hand).
+    """
+    schedule: str = Field("hourly", pattern=ON_CALENDAR)
+    """When: a systemd OnCalendar value, e.g. `hourly`, `*:0/15` or `*-*-* 02:30:00`. The host
+    checks it with `systemd-analyze calendar`.
+    """
+    keep: int = Field(48, ge=1, le=10000)
+    """How many backups each control plane keeps; older ones are deleted after each new one is
+    verified."""
+    directory: str = Field("/var/lib/kubeha/etcd-backup", pattern=BACKUP_DIRECTORY)
+    """Where on each control plane the backups are kept (root only, mode 0700)."""
+    # A secret: read from the stack config's `kubeha:etcd` as a secret (config.load_etcd_backup_key),
+    # kept out of the guard's record and the model's repr.
+    encryption_key: Optional[SecretStr] = Field(default=None, min_length=32, max_length=1024)
+    """The key every backup is encrypted with (AES-256, PBKDF2), at least 32 characters; a
+    secret: `pulumi config set --secret --path etcd.backup.encryptionKey`. Unset, kubeha generates
+    one and keeps it as a secret in the stack's state (the `etcdBackupKey` output).
+    """
+
+    @field_validator("directory")
+    @classmethod
+    def _plain_path(cls, value: str) -> str:
+        parts = value.strip("/").split("/")
+        if any(part in (".", "..") for part in parts):
+            raise ValueError(f"must be an absolute path without `.` or `..` (got {value!r})")
+        if value.rstrip("/") in ("/etc", "/var", "/var/lib", "/usr", "/root", "/tmp") \
+                or value.startswith(("/etc/kubernetes", "/var/lib/etcd")):
+            raise ValueError(f"must be a folder of its own, not {value!r} (kubeha deletes old backups in it)")
+        return value
+
+
+class EtcdSettings(_Model):
+    backup: EtcdBackupSettings = EtcdBackupSettings()
+    """Scheduled backups of etcd (the cluster's state) on every control plane."""
+
+
 class PreflightSettings(_Model):
     # Checks (components/preflight_checks.CHECKS) a site knows it cannot pass and accepts, e.g.
     # unique-product-uuid where VMs were cloned without a new one, or time-sync on containers
@@ -777,6 +829,8 @@ class ClusterConfig(_Model):
     """The hosts' firewall."""
     upgrade: UpgradeSettings = UpgradeSettings()
     """How a Kubernetes upgrade rolls."""
+    etcd: EtcdSettings = EtcdSettings()
+    """etcd, the cluster's store: its backups."""
 
     @field_validator("control_plane_entries")
     @classmethod
@@ -965,7 +1019,7 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
 
 
 _TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
-                   "network", "preflight", "certificates", "firewall", "upgrade")
+                   "network", "preflight", "certificates", "firewall", "upgrade", "etcd")
 
 
 def _key_path(location: tuple[Any, ...]) -> str:
@@ -1030,8 +1084,14 @@ def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
     prefix = f"{config.name}:"
     check_known_keys((key[len(prefix):] for key in pulumi.runtime.get_config_env() if key.startswith(prefix)),
                      config.name)
-    raw = {key: value for key in _TOP_LEVEL_KEYS if (value := config.get_object(key)) is not None}
+    # Read raw (as get_object does, without its warning): `kubeha:etcd` is a secret when it holds
+    # etcd.backup.encryptionKey.
+    raw = {key: json.loads(value) for key in _TOP_LEVEL_KEYS
+           if (value := pulumi.runtime.get_config(f"{prefix}{key}")) is not None}
     cluster = parse_cluster_config(raw, config.name)
+    if cluster.etcd.backup.encryption_key is not None and not pulumi.runtime.is_config_secret(f"{prefix}etcd"):
+        raise ConfigError(f"{config.name}:etcd.backup.encryptionKey: is stored in plain text in the stack's config "
+                          f"file; set it as a secret (`pulumi config set --secret --path etcd.backup.encryptionKey`)")
     if len(cluster.control_planes) % 2 == 0:
         pulumi.log.warn(
             f"{config.name}:controlPlanes: {len(cluster.control_planes)} control planes give etcd no extra "

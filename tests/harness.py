@@ -24,6 +24,8 @@ KUBEADM_JOIN_SCRIPTS = ("member_check", "mint", "join", "forget")
 PREFLIGHT_SCRIPTS = ("facts_command",)
 CREDENTIAL_SCRIPTS = ("issue", "revoke")
 CERTIFICATE_SCRIPTS = ("expiry", "renew")
+FAKE_BACKUP_KEY = "generated-backup-key-" + "x" * 43
+FAKE_BACKUP_TIME = "2026-12-04T10:00:00Z"
 MAIN = Path(__file__).resolve().parent.parent / "__main__.py"
 FAKE_CA_HASH = "sha256:" + "ab" * 32
 # admin.conf as kubeadm writes it: its server is the node's endpoint, which the program replaces.
@@ -86,8 +88,8 @@ class Deployment:
     def scripts(self) -> dict[str, str]:
         """Every script sent to a host, as "resource:phase": each command's create and delete, and
         each KubeadmJoin's four (member_check, mint, join, forget), the preflight's facts, and the
-        admin credential's issue and revoke, each control plane's certificate expiry and renewal,
-        and the upgrade's (its status and repository reads, and each node's steps)."""
+        admin credential's issue and revoke, each control plane's certificate expiry and renewal
+        and etcd backup status, and the upgrade's (its status and repository reads, and each node's steps)."""
         found: dict[str, str] = {}
         for registration in self.registrations:
             if registration.name == "cluster-settings":
@@ -101,7 +103,8 @@ class Deployment:
             phases = (KUBEADM_JOIN_SCRIPTS if registration.name.endswith("-kubeadm-join") else
                       PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else
                       CREDENTIAL_SCRIPTS if registration.name == "cluster-admin-credential" else
-                      CERTIFICATE_SCRIPTS if registration.name.endswith("-certificates") else ("create", "delete"))
+                      CERTIFICATE_SCRIPTS if registration.name.endswith("-certificates") else
+                      ("status",) if registration.name.startswith("etcd-backup-") and registration.name.endswith("-status") else ("create", "delete"))
             for phase in phases:
                 if registration.type in (COMMAND, DYNAMIC) and registration.inputs.get(phase):
                     found[f"{registration.name}:{phase}"] = unsecret(registration.inputs[phase])
@@ -133,6 +136,11 @@ class _FakeOutputs(pulumi.runtime.Mocks):
                            not_after="2027-12-03T00:00:00+00:00")
         if args.name.endswith("-certificates"):
             outputs["earliest_expiry"] = f"2027-12-0{args.name[2]}T00:00:00+00:00"  # cp1 earliest
+        if args.name == "etcd-backup-key":
+            outputs["key"] = FAKE_BACKUP_KEY
+        if args.name.startswith("etcd-backup-") and args.name.endswith("-status"):
+            outputs.update(newest={"file": f"/var/lib/kubeha/etcd-backup/{args.name}.tar.enc", "time": FAKE_BACKUP_TIME,
+                                   "revision": 42, "sizeBytes": 4096}, interval_seconds=0, last_result="success")
         if args.typ == "command:remote:Command":
             outputs["stdout"] = self._stdout_for(args.name)
             outputs["stderr"] = ""

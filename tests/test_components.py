@@ -33,11 +33,12 @@ def test_the_roots_own_children_carry_an_alias_to_the_top_of_the_stack(deploymen
     assert children and all(r.alias_specs for r in children), [r.name for r in children if not r.alias_specs]
 
 
-def test_only_commands_joins_and_certificates_below_the_node_components(deployment):
+def test_only_commands_joins_certificates_and_backup_records_below_the_components(deployment):
     below = {(r.type, r.name.split("-")[-1] if r.type == DYNAMIC else "") for r in deployment.registrations
              if _parent_type(r).startswith("kubeha:index:")
              and _parent_type(r) not in ("kubeha:index:Cluster", "kubeha:index:PodNetwork")}
-    assert below == {(COMMAND, ""), (DYNAMIC, "join"), (DYNAMIC, "certificates")}
+    assert below == {(COMMAND, ""), (DYNAMIC, "join"), (DYNAMIC, "certificates"), (DYNAMIC, "status"),
+                     (DYNAMIC, "key")}
 
 
 def test_the_cluster_wide_resources_are_beside_the_components(deployment):
@@ -276,10 +277,6 @@ def test_outputs(deployment):
     assert exports["controlPlanes"][0] == {"name": "cp1", "address": "198.51.100.21"}
     assert [w["name"] for w in exports["workers"]] == ["w1", "w2"]
     assert [lb["name"] for lb in exports["loadBalancers"]] == ["lb1", "lb2"]
-
-
-def test_only_the_kubeconfig_output_is_secret(deployment):
-    assert deployment.secret_exports == {"kubeconfig"}
 
 
 def test_preview_registers_the_same_graph(deploy, stack_config):

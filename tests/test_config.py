@@ -76,6 +76,15 @@ BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
                                "kubeha:worker: is not a known key (did you mean workers?)"),
     "unknown top-level key": (_set("kubernetess", {"version": "1.34.4"}),
                               "kubeha:kubernetess: is not a known key (did you mean kubernetes?)"),
+    "backup folder relative": (_set("etcd", {"backup": {"directory": "backups"}}),
+                               "kubeha:etcd.backup.directory: must be an absolute path"),
+    "backup folder with ..": (_set("etcd", {"backup": {"directory": "/var/lib/../etc"}}),
+                              "kubeha:etcd.backup.directory: must be an absolute path"),
+    "backup folder in etcd's": (_set("etcd", {"backup": {"directory": "/var/lib/etcd/backup"}}),
+                                "kubeha:etcd.backup.directory: must be a folder of its own"),
+    "backup keep zero": (_set("etcd", {"backup": {"keep": 0}}), "kubeha:etcd.backup.keep: "),
+    "backup schedule with a specifier": (_set("etcd", {"backup": {"schedule": "%H:00"}}),
+                                         "kubeha:etcd.backup.schedule: must be a systemd OnCalendar value"),
 }
 
 # Strings that would close a quote, a heredoc or a YAML scalar where they land, or run a command.
@@ -88,6 +97,8 @@ HOSTILE_KEYS = {
     "loadBalancer.interface": "must be a network interface name",
     "network.flannel.interface": "must be a network interface name",
     "network.calico.interface": "must be an interface name or a regular expression",
+    "etcd.backup.schedule": "must be a systemd OnCalendar value",
+    "etcd.backup.directory": "must be an absolute path",
 }
 
 
@@ -112,7 +123,9 @@ def test_a_string_that_would_break_out_where_it_lands_is_refused_naming_the_key(
     ("packages.proxy", "http://10.250.0.1:3142"), ("packages.proxy", "http://proxy.example:3128/"),
     ("kubernetes.packageRepository", "http://10.250.0.1:8080/kubernetes"),
     ("kubernetes.clusterName", "prod.eu-1"), ("network.calico.interface", "ens[0-9]+"),
-    ("network.flannel.interface", "host0"),
+    ("network.flannel.interface", "host0"), ("etcd.backup.schedule", "*-*-* 02:30:00"),
+    ("etcd.backup.schedule", "Mon..Fri 22:00"), ("etcd.backup.schedule", "*:0/15"),
+    ("etcd.backup.directory", "/srv/backup/etcd.d"),
 ])
 def test_ordinary_values_pass_the_grammars(stack_config, key, value):
     config = copy.deepcopy(stack_config)
