@@ -71,6 +71,8 @@ ORDER: tuple[Step, ...] = (
     Step("test_static_pods_lab", "static-pods", "the VIP moved once"),
     Step("test_kube_vip_lab", "kube-vip", "the VIP moved once"),
     Step("test_local_nginx_lab", "local-nginx", "nothing"),
+    Step("test_etcd_backup_lab", "local-nginx", "backups taken by hand, one run failed on purpose, "
+         "etcd.backup.keep set to 2"),
 )
 RANK = {step.module: index for index, step in enumerate(ORDER)}
 TOPOLOGY_OF = {step.module: step.topology for step in ORDER}

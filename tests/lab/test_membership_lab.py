@@ -35,8 +35,9 @@ pytestmark = pytest.mark.lab
 
 
 def own_resource(name: str, node: str) -> bool:
-    """A resource of the node's own: its component, its steps, its firewall."""
-    return name in (node, f"firewall-{node}") or name.startswith(f"{node}-")
+    """A resource of the node's own: its component, its steps, its firewall, its etcd backups."""
+    return name in (node, f"firewall-{node}", f"etcd-backup-{node}", f"etcd-backup-{node}-status") \
+        or name.startswith(f"{node}-")
 
 
 def test_adding_a_worker_previews_only_the_new_workers_resources(lab_stack):

@@ -71,6 +71,7 @@ def secrets_that_exist(stack: LabStack) -> dict[str, str]:
     client_key = base64.b64decode(user["client-key-data"]).decode().splitlines()
     found.update({f"kubeconfig client key line {number}": line for number, line in enumerate(client_key[1:-1])})
     found["kubeconfig client-key-data"] = user["client-key-data"]
+    found["etcd backup key"] = str(stack.output("etcdBackupKey", show_secrets=True))
     return found
 
 

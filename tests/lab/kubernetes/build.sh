@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build, once, the real Kubernetes the lab runs, from the Go module proxy, into the cache outside
 # the clone: $KUBE_DIR/bin holds kubeadm, kubelet, kubectl, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kube-proxy (k8s.io/kubernetes), etcd, etcdctl, crictl, coredns, pause and, in cni/, the
+# kube-scheduler, kube-proxy (k8s.io/kubernetes), etcd, etcdctl, etcdutl, crictl, coredns, pause and, in cni/, the
 # reference CNI plugins (github.com/containernetworking/plugins), flanneld (github.com/flannel-io/flannel)
 # and flannel's CNI plugin (snapshot), and kube-vip (from its unmodified
 # source snapshot in ../shared/vendor, VENDOR_DIR; the image of the kube-vip mode). Later runs
@@ -99,6 +99,7 @@ for binary in ${KUBERNETES_BINARIES}; do
 done
 build etcd etcd "v${ETCD_VERSION}" go.etcd.io/etcd/server/v3 "-s -w"
 build etcdctl etcd "v${ETCD_VERSION}" go.etcd.io/etcd/etcdctl/v3 "-s -w"
+build etcdutl etcd "v${ETCD_VERSION}" go.etcd.io/etcd/etcdutl/v3 "-s -w"
 build crictl cri-tools "v${CRICTL_VERSION}" sigs.k8s.io/cri-tools/cmd/crictl \
     "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=v${CRICTL_VERSION}"
 build coredns coredns "v${COREDNS_VERSION}" github.com/coredns/coredns "-s -w"

@@ -171,9 +171,10 @@ def image_for(reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec
     if name == "coredns":
         layer.file(bin_dir / "coredns", "/coredns")
         return ImageSpec(reference, "/coredns"), layer
-    if name == "etcd":  # the official image carries etcdctl too; kubeha runs it in the pod
+    if name == "etcd":  # the official image carries etcdctl and etcdutl too; kubeha runs them from it
         layer.directory("var/lib/etcd")
         layer.file(bin_dir / "etcdctl", "/usr/local/bin/etcdctl")
+        layer.file(bin_dir / "etcdutl", "/usr/local/bin/etcdutl")
     if name == "kube-proxy":
         add_iptables(layer, host_root)
     layer.file(bin_dir / name, f"/usr/local/bin/{name}")

@@ -1,0 +1,119 @@
+"""Scheduled etcd backups (etcd.backup) on the lab's real Kubernetes: the local-nginx cluster,
+logged in as `kubeha` through sudo, so the key travels on stdin through `sudo -n`.
+
+Real etcd 3.6 (its etcdctl and etcdutl, run by containerd's `ctr` in etcd's own image), real
+systemd timers and units, real OpenSSL. The cluster's build took one backup per control plane;
+these tests read them, decrypt one with the key from the stack's state, take more by hand and
+through `pulumi up`, check that `keep` holds, and break a run on purpose.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tests.lab.cluster import LabStack, changed_steps, kubectl
+
+pytestmark = pytest.mark.lab
+CONTROL_PLANES = ("cp1", "cp2", "cp3")
+DIRECTORY = "/var/lib/kubeha/etcd-backup"
+SERVICE = "kubeha-etcd-backup.service"
+KEY_FILE = "/etc/kubeha/etcd-backup.key"
+DECRYPT = f"openssl enc -d -aes-256-cbc -pbkdf2 -iter 200000 -md sha256 -pass file:{KEY_FILE}"
+
+
+def latest(stack: LabStack, node: str) -> dict:
+    return json.loads(stack.hosts[node].run(f"cat {DIRECTORY}/latest.json").stdout)
+
+
+def backup_files(stack: LabStack, node: str) -> list[str]:
+    listing = stack.hosts[node].run(f"find {DIRECTORY} -maxdepth 1 -name 'kubeha-etcd-*.tar.enc' | sort").stdout
+    return listing.split()
+
+
+def test_the_build_left_a_verified_backup_on_every_control_plane(lab_stack):
+    listed = {entry["host"]: entry for entry in lab_stack.output("etcdBackups")}
+    assert sorted(listed) == list(CONTROL_PLANES)
+    for node in CONTROL_PLANES:
+        record = latest(lab_stack, node)
+        assert record["verified"] is True and record["revision"] > 0, node
+        assert listed[node]["path"] == record["file"] and listed[node]["revision"] == record["revision"], node
+        assert backup_files(lab_stack, node) == [record["file"]], node
+
+
+def test_the_timer_runs_on_the_schedule(lab_stack):
+    for node in CONTROL_PLANES:
+        host = lab_stack.hosts[node]
+        assert host.run("systemctl is-enabled kubeha-etcd-backup.timer").stdout.strip() == "enabled", node
+        assert host.run("systemctl is-active kubeha-etcd-backup.timer").stdout.strip() == "active", node
+        calendar = host.run("systemctl show -p TimersCalendar --value kubeha-etcd-backup.timer").stdout
+        assert "OnCalendar=*-*-* *:00:00" in calendar, (node, calendar)  # hourly, the default
+
+
+def test_only_root_can_read_the_backups_and_the_key(lab_stack):
+    host = lab_stack.hosts["cp1"]
+    record = latest(lab_stack, "cp1")
+    modes = host.run(f"stat -c '%a %U' {DIRECTORY} {record['file']} {KEY_FILE}").stdout.split("\n")
+    assert modes[:3] == ["700 root", "600 root", "600 root"]
+
+
+def test_a_backup_file_holds_no_plaintext_and_decrypts_with_the_stacks_key(lab_stack):
+    host = lab_stack.hosts["cp1"]
+    record = latest(lab_stack, "cp1")
+    key = str(lab_stack.output("etcdBackupKey", show_secrets=True))
+    assert host.run(f"sha256sum < {KEY_FILE}").stdout.split()[0] == hashlib.sha256(key.encode()).hexdigest()
+    assert host.run(f"grep -ac 'PRIVATE KEY' {record['file']} || true").stdout.strip() == "0"
+    members = host.run(f"{DECRYPT} -in {record['file']} | tar -tf -").stdout.split()
+    assert sorted(members) == sorted(["manifest.json", "snapshot.db", "pki/ca.crt", "pki/ca.key", "pki/sa.key",
+                                      "pki/sa.pub", "pki/front-proxy-ca.crt", "pki/front-proxy-ca.key",
+                                      "pki/etcd/ca.crt", "pki/etcd/ca.key"])
+    manifest = json.loads(host.run(f"{DECRYPT} -in {record['file']} | tar -xOf - manifest.json").stdout)
+    assert manifest["caCertHash"] == lab_stack.output("caCertHash")
+    assert manifest["revision"] == record["revision"] and manifest["host"] == "cp1"
+    snapshot_sha256 = host.run(f"{DECRYPT} -in {record['file']} | tar -xOf - snapshot.db | sha256sum").stdout.split()[0]
+    assert snapshot_sha256 == manifest["snapshotSha256"]
+
+
+def test_a_backup_started_by_hand_holds_what_was_written_before_it(lab_stack, kubeconfig_file):
+    before = latest(lab_stack, "cp2")
+    created = kubectl(kubeconfig_file, "create", "configmap", "kubeha-backup-marker", "--from-literal=a=b")
+    assert created.returncode == 0, created.stderr
+    lab_stack.hosts["cp2"].run(f"systemctl start {SERVICE}")
+    after = latest(lab_stack, "cp2")
+    assert after["file"] != before["file"] and after["revision"] > before["revision"]
+    assert backup_files(lab_stack, "cp2") == sorted([before["file"], after["file"]])
+
+
+def test_a_failed_backup_fails_its_unit_and_leaves_nothing_behind(lab_stack):
+    host = lab_stack.hosts["cp3"]
+    before = latest(lab_stack, "cp3")
+    host.run(f"mv {KEY_FILE} {KEY_FILE}.away")  # openssl cannot encrypt: the run fails after the snapshot
+    try:
+        result = host.run(f"systemctl start {SERVICE}", check=False)
+        state = host.run(f"systemctl show -p Result --value {SERVICE}").stdout.strip()
+        leftovers = host.run(f"ls -A {DIRECTORY}; ctr -n k8s.io containers ls -q | grep kubeha-etcd-backup || true").stdout
+    finally:
+        host.run(f"mv {KEY_FILE}.away {KEY_FILE}")
+    assert result.returncode != 0 and state == "exit-code"
+    assert latest(lab_stack, "cp3") == before  # the newest verified backup is still the one before
+    assert sorted(leftovers.split()) == sorted([".lock", "latest.json", before["file"].rsplit("/", 1)[1]])
+    host.run(f"systemctl start {SERVICE}")  # and the next run works again
+
+
+def test_a_keep_change_rolls_out_takes_a_backup_and_prunes(lab_stack):
+    lab_stack.pulumi("config", "set", "--path", "etcd.backup.keep", "2")
+    steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
+    assert {(step["op"], step["urn"].rsplit("::", 1)[1]) for step in steps} == {
+        *(("update", f"etcd-backup-{node}") for node in CONTROL_PLANES),
+        *(("update", f"etcd-backup-{node}-status") for node in CONTROL_PLANES)}
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
+    listed = {entry["host"]: entry for entry in lab_stack.output("etcdBackups")}
+    for node in CONTROL_PLANES:
+        files = backup_files(lab_stack, node)
+        assert len(files) == 2, (node, files)  # cp2 and cp3 had three
+        assert listed[node]["path"] == files[-1] == latest(lab_stack, node)["file"], node
+
+
+def test_a_no_op_preview_reads_no_backup_status(lab_stack):
+    assert changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout) == []
