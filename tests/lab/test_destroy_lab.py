@@ -38,6 +38,9 @@ def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
         assert host.run("find /etc/kubernetes/pki /var/lib/etcd /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf "
                         "-type f 2>/dev/null || true").stdout.strip() == "", name
         assert host.run("pgrep -x 'kube-apiserver|etcd|kubelet'", check=False).returncode != 0, name
+        # The backup timer and its key went with the control plane (the backups taken stay).
+        assert host.run("test -e /etc/systemd/system/kubeha-etcd-backup.timer -o -e /etc/kubeha/etcd-backup.key",
+                        check=False).returncode != 0, name
     for name in ("lb1", "lb2"):
         host = lab_stack.hosts[name]
         assert not host.holds(VIP), name
