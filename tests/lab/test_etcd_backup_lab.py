@@ -14,6 +14,7 @@ import json
 import pytest
 
 from tests.lab.cluster import LabStack, changed_steps, kubectl
+from tests.lab.hosts import LAB_DIR
 
 pytestmark = pytest.mark.lab
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
@@ -40,6 +41,9 @@ def test_the_build_left_a_verified_backup_on_every_control_plane(lab_stack):
         assert record["verified"] is True and record["revision"] > 0, node
         assert listed[node]["path"] == record["file"] and listed[node]["revision"] == record["revision"], node
         assert backup_files(lab_stack, node) == [record["file"]], node
+    # What each took and weighs, for docs/benchmarks.md (the lab's own record; no assertion on it).
+    (LAB_DIR / "etcd-backups.json").write_text(json.dumps({node: latest(lab_stack, node) for node in CONTROL_PLANES},
+                                                          indent=2) + "\n")
 
 
 def test_the_timer_runs_on_the_schedule(lab_stack):
