@@ -207,21 +207,24 @@ class Cluster(pulumi.ComponentResource):
                    create=render("control-plane/teardown-mark.sh.j2", mark=False),
                    delete=render("control-plane/teardown-mark.sh.j2", mark=True),
                    opts=_top(self, pulumi.ResourceOptions(depends_on=records)))
-        # Scheduled etcd backups once every node is a member (each install takes and verifies one).
-        backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(config=config, ssh=ssh, after=records), opts=_top(self))
-        # A kubernetes.version change, once every node is a member and the backups run; certificate
-        # renewals wait for it (both restart static pods, one control plane at a time each).
-        upgraded = _upgrade(self, config, cluster, [*records, *backups.installs])
         # The kubeconfig output once every node has joined, so that a destroy revokes it before any
         # control plane is reset.
         credential = _admin_credential(self, config, cluster, records)
         kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             credential.kubeconfig.apply(lambda text: with_server(text, cluster.kubeconfig_server)))
         # The pod network once every node has joined; then the wait for every node Ready.
-        PodNetwork("network", PodNetworkArgs(
+        network = PodNetwork("network", PodNetworkArgs(
             settings=config.network, kubernetes=config.kubernetes, kubeconfig=kubeconfig,
             nodes=[*config.control_planes, *config.workers], control_plane=lead, ssh=ssh, joined=records),
             opts=_top(self))
+        # Scheduled etcd backups once the cluster is settled (every node Ready): each install takes
+        # and verifies a first backup, one control plane at a time, so no two snapshots load the
+        # control planes at once.
+        backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(
+            config=config, ssh=ssh, after=[*records, *([network.ready] if network.ready else [])]), opts=_top(self))
+        # A kubernetes.version change, once every node is a member and the backups run; certificate
+        # renewals wait for it (both restart static pods, one control plane at a time each).
+        upgraded = _upgrade(self, config, cluster, [*records, *backups.installs])
 
         return {
             "apiserverEndpoint": config.apiserver_endpoint,

@@ -146,7 +146,7 @@ def stale_warning(host: str, record: dict[str, Any], now: float) -> Optional[str
 class EtcdBackupsArgs:
     config: ClusterConfig
     ssh: SshAccess
-    after: list[pulumi.Resource]  # every node a member
+    after: list[pulumi.Resource]  # every node a member and Ready
 
 
 class EtcdBackups(pulumi.ComponentResource):
@@ -169,7 +169,7 @@ class EtcdBackups(pulumi.ComponentResource):
                     f"{name}-{host.name}", host=host, ssh=ssh, stdin=self.key,
                     create=_install_script(args.config, host),
                     delete=render("etcd-backup/remove-etcd-backup.sh.j2", host=host, directory=settings.directory),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=args.after))
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.after, *self.installs[-1:]]))
                 self.installs.append(install)
                 if host.decommission is None:
                     entries.append(self._status(name, host, settings, ssh, install.stdout))

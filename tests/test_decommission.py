@@ -49,6 +49,7 @@ def removal(jail, ready: str, marked: str) -> list[list[str]]:
     node = "kubectl get node w2 -o jsonpath="
     return run_in_jail(jail, script, {"kubectl -n kube-system get configmap kubeha-teardown": ("", 1),  # no teardown
                                       "mktemp": "/tmp/drain.log",
+                                      "kubectl get node w2 --ignore-not-found -o name": "node/w2",
                                       f"{node}{{.status.conditions": ready, f"{node}{{.metadata.annotations": marked})
 
 

@@ -104,7 +104,10 @@ class LabStack:
                                 cwd=ROOT, env={**lab_environment(), "PULUMI_CWD": str(cwd), "LAB_ENV": str(LAB_DIR / "env")},
                                 capture_output=True, text=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+            # The diagnostics (each failed step's error), not the outputs after them.
+            start = result.stdout.find("Diagnostics:")
+            shown = result.stdout[start:start + 8000] if start >= 0 else result.stdout[-4000:]
+            raise AssertionError(f"pulumi {' '.join(args)} failed:\n{shown}\n{result.stderr[-4000:]}")
         return result
 
     def output(self, name: str, show_secrets: bool = False) -> object:
