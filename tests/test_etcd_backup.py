@@ -2,6 +2,7 @@
 reaches each control plane, the key's secrecy, the order, and the staleness the output warns of."""
 from __future__ import annotations
 
+import datetime
 import json
 import shutil
 import subprocess
@@ -132,7 +133,6 @@ def test_parse_status_reads_the_hosts_answer():
 
 def _record(hours_old: float, interval: float = HOUR) -> dict:
     now = 1_800_000_000.0
-    import datetime
     taken = datetime.datetime.fromtimestamp(now - hours_old * HOUR, datetime.timezone.utc)
     return {"newest": {"time": taken.strftime("%Y-%m-%dT%H:%M:%SZ")}, "interval_seconds": interval,
             "last_result": "success", "now": now}
