@@ -110,6 +110,19 @@ def kubernetes_type(manifest_object: dict[str, Any]) -> str:
     return f"kubernetes:{api_version if '/' in api_version else f'core/{api_version}'}:{manifest_object['kind']}"
 
 
+# kubeha owns every object it applies. Each attempt to create one applies it (server-side) under a
+# new field manager, so after a create that reached the cluster but not the state (a connection
+# reset half way, an interrupted `up`), the next attempt would conflict with the first one's fields.
+PATCH_FORCE = {"pulumi.com/patchForce": "true"}
+
+
+def owned_by_kubeha(manifest_object: dict[str, Any]) -> dict[str, Any]:
+    """The object with the annotation that makes its server-side apply take over conflicting fields."""
+    metadata = manifest_object["metadata"]
+    return {**manifest_object, "metadata": {**metadata, "annotations": {**metadata.get("annotations", {}),
+                                                                         **PATCH_FORCE}}}
+
+
 class PodNetwork(pulumi.ComponentResource):
     """The pod network (flannel, calico, or none) and the wait until the cluster runs pods."""
 
@@ -149,7 +162,8 @@ class PodNetwork(pulumi.ComponentResource):
             waits_for = [*joined, *([namespace] if namespace else [])]
             resource = pulumi.CustomResource(
                 kubernetes_type(manifest_object), f"{name}-{manifest_object['kind'].lower()}-{metadata['name']}",
-                manifest_object, opts=pulumi.ResourceOptions(parent=self, provider=cluster, depends_on=waits_for))
+                owned_by_kubeha(manifest_object),
+                opts=pulumi.ResourceOptions(parent=self, provider=cluster, depends_on=waits_for))
             if manifest_object["kind"] == "Namespace":
                 namespaces[metadata["name"]] = resource
             created.append(resource)

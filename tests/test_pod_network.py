@@ -122,3 +122,8 @@ def test_the_objects_wait_for_every_node_so_a_destroy_removes_them_first(deploym
              if name in ("cp2-membership", "cp3-membership", "w1-membership", "w2-membership")}
     for manifest_object in (r for r in deployment.registrations if r.type.startswith("kubernetes:")):
         assert joins <= set(manifest_object.dependencies), manifest_object.name
+
+
+def test_every_object_takes_over_the_fields_of_an_earlier_interrupted_create(deployment):
+    for manifest_object in (r for r in deployment.registrations if r.type.startswith("kubernetes:")):
+        assert manifest_object.inputs["metadata"]["annotations"]["pulumi.com/patchForce"] == "true", manifest_object.name

@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -122,6 +123,22 @@ class LabStack:
         """Replace a structured stack config value as a whole."""
         entry = {"value": json.dumps(value), "objectValue": value, "secret": False}
         self.pulumi("config", "set-all", "--json", json.dumps({f"kubeha:{key}": entry}))
+
+    def forget(self, name: str) -> None:
+        """Take a resource out of the stack's state, and out of every dependency on it, leaving what
+        it made in place: as after a create that reached its target but not the state."""
+        exported = json.loads(self.pulumi("stack", "export").stdout)
+        resources = exported["deployment"]["resources"]
+        [urn] = [resource["urn"] for resource in resources if resource_name(resource["urn"]) == name]
+        for resource in resources:
+            resource["dependencies"] = [other for other in resource.get("dependencies", []) if other != urn]
+            for key, urns in resource.get("propertyDependencies", {}).items():
+                resource["propertyDependencies"][key] = [other for other in urns if other != urn]
+        exported["deployment"]["resources"] = [resource for resource in resources if resource["urn"] != urn]
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as state:
+            json.dump(exported, state)
+            state.flush()
+            self.pulumi("stack", "import", "--file", state.name)
 
     def add_host(self, name: str) -> LabHost:
         lab("up", name)

@@ -70,6 +70,7 @@ ORDER: tuple[Step, ...] = (
     Step("test_load_balancer_lab", "lb-pair", "keepalived and haproxy removed again"),
     Step("test_static_pods_lab", "static-pods", "the VIP moved once"),
     Step("test_kube_vip_lab", "kube-vip", "the VIP moved once"),
+    Step("test_pod_network_lab", "kube-vip", "flannel's DaemonSet created again over a label another manager set"),
     Step("test_local_nginx_lab", "local-nginx", "nothing"),
     Step("test_etcd_backup_lab", "local-nginx", "backups taken by hand, one run failed on purpose, "
          "etcd.backup.keep set to 2"),
