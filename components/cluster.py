@@ -14,9 +14,10 @@ import pulumi
 from components.admin_credential import AdminCredential, CredentialScripts, with_server
 from components.certificates import CertificateScripts, ControlPlaneCertificates
 from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
-from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host, LoadBalancerMode, NodeHost
+from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host, LoadBalancerMode, NodeHost, host_port
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.etcd_backup import EtcdBackups, EtcdBackupsArgs
+from components.etcd_restore import EtcdRestore, RestoreScripts
 from components.firewall import Firewall, FirewallArgs
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
@@ -128,6 +129,22 @@ def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterCon
         opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
 
+def _restore(parent: pulumi.Resource, config: ClusterConfig, args: ClusterArgs, key: pulumi.Output[str],
+             after: list[pulumi.Resource]) -> EtcdRestore:
+    """etcd.restore on its control plane, after the checks of new hosts (components/etcd_restore)."""
+    restore, ssh = config.etcd.restore, args.ssh
+    assert restore is not None
+    host = next(host for host in config.control_planes if host.name == restore.on)
+    values = {"host": host, "backup": restore.backup, "cri_socket": CRI_SOCKET, "apiserver_port": APISERVER_PORT,
+              "peer_url": f"https://{host_port(host.address, 2380)}"}
+    scripts = RestoreScripts(
+        check=ssh.command(render("etcd-backup/etcd-restore-check.sh.j2", **values), f"{host.name}-etcd-restore-check"),
+        restore=ssh.command(render("etcd-backup/restore-etcd.sh.j2", **values), f"{host.name}-etcd-restore"))
+    return EtcdRestore("etcd-restore", project=args.project, backup=restore.backup, on=restore.on, force=restore.force,
+                       node=ssh.target(host).to_dict(), private_key=ssh.private_key, key=key, scripts=scripts,
+                       opts=_top(parent, pulumi.ResourceOptions(depends_on=after)))
+
+
 @dataclass(frozen=True)
 class ClusterArgs:
     config: ClusterConfig
@@ -150,10 +167,18 @@ class Cluster(pulumi.ComponentResource):
         preflight = Preflight("cluster-preflight", config, args.ssh,
                               opts=_top(self, pulumi.ResourceOptions(depends_on=[guard])))
         preflight.unpinned_host_keys.apply(lambda offered: warn_unpinned(offered, config.ssh.host_keys))
-        self.outputs = self._build(config, replace(args.ssh, gates=(preflight,)))
+        # The backup key first: a restore (etcd.restore) needs it, and is itself a gate, since no
+        # host step can reach a cluster whose etcd lost its quorum.
+        backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(config=config), opts=_top(self))
+        gates: tuple[pulumi.Resource, ...] = (preflight,)
+        restored: Optional[pulumi.Output[str]] = None
+        if config.etcd.restore is not None and backups.key is not None:
+            restore = _restore(self, config, args, backups.key, after=[preflight])
+            gates, restored = (preflight, restore), restore.report
+        self.outputs = {**self._build(config, replace(args.ssh, gates=gates), backups), "etcdRestore": restored}
         self.register_outputs(self.outputs)
 
-    def _build(self, config: ClusterConfig, ssh: SshAccess) -> dict[str, Any]:
+    def _build(self, config: ClusterConfig, ssh: SshAccess, backups: EtcdBackups) -> dict[str, Any]:
         # Every host's firewall first (firewall.mode managed): every other step waits for it.
         # Unmanaged there is none (and going back to unmanaged deletes it, which removes kubeha's tables).
         if config.firewall.mode is FirewallMode.MANAGED:
@@ -220,11 +245,10 @@ class Cluster(pulumi.ComponentResource):
         # Scheduled etcd backups once the cluster is settled (every node Ready): each install takes
         # and verifies a first backup, one control plane at a time, so no two snapshots load the
         # control planes at once.
-        backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(
-            config=config, ssh=ssh, after=[*records, *([network.ready] if network.ready else [])]), opts=_top(self))
+        installs = backups.schedule(ssh, [*records, *([network.ready] if network.ready else [])])
         # A kubernetes.version change, once every node is a member and the backups run; certificate
         # renewals wait for it (both restart static pods, one control plane at a time each).
-        upgraded = _upgrade(self, config, cluster, [*records, *backups.installs])
+        upgraded = _upgrade(self, config, cluster, [*records, *installs])
 
         return {
             "apiserverEndpoint": config.apiserver_endpoint,

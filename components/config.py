@@ -94,6 +94,8 @@ PROXY_URL = rf"^https?://([A-Za-z0-9._~%-]+(:[A-Za-z0-9._~%-]*)?@)?{_URL_HOST}/?
 ON_CALENDAR = r"^[A-Za-z0-9*][A-Za-z0-9*:/,.~+ -]{0,63}$"
 # An absolute path of plain names: it lands in a unit file, a shell word and a `find`.
 BACKUP_DIRECTORY = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+# A backup file's path: plain names, ending in the name the backups get.
+BACKUP_FILE = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)*/kubeha-etcd-[0-9]{8}T[0-9]{6}Z-[a-z0-9-]+\.tar\.enc$"
 
 
 # What each grammar allows, for the error that names the key.
@@ -105,6 +107,8 @@ _GRAMMARS = {
     PROXY_URL: "an http(s) proxy URL such as http://proxy.example:3128 (no path, spaces, quotes or '$')",
     ON_CALENDAR: "a systemd OnCalendar value such as hourly, *:0/15 or '*-*-* 02:30:00' (no '%' or quotes)",
     BACKUP_DIRECTORY: "an absolute path of letters, digits, '_', '.' and '-', such as /var/lib/kubeha/etcd-backup",
+    BACKUP_FILE: "the absolute path of a kubeha backup file, such as "
+                 "/var/lib/kubeha/etcd-backup/kubeha-etcd-20261204T100000Z-cp1.tar.enc",
 }
 
 
@@ -768,9 +772,25 @@ class EtcdBackupSettings(_Model):
         return value
 
 
+class EtcdRestoreSettings(_Model):
+    backup: str = Field(pattern=BACKUP_FILE)
+    """The backup file to restore from, on the control plane `on` (a path in etcd.backup.directory,
+    as the `etcdBackups` output lists them)."""
+    on: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
+    """The control plane that becomes the restored cluster's one etcd member; the others join it
+    again as new control planes."""
+    # A restore rewinds the cluster to the snapshot: refused while etcd has a quorum, so a healthy
+    # cluster is never rewound by mistake.
+    force: bool = False
+    """Restore even though etcd still has a quorum (everything written since the backup is lost)."""
+
+
 class EtcdSettings(_Model):
     backup: EtcdBackupSettings = EtcdBackupSettings()
     """Scheduled backups of etcd (the cluster's state) on every control plane."""
+    restore: Optional[EtcdRestoreSettings] = None
+    """Bring the cluster back from a backup after etcd lost its quorum (docs/operations.md). Done
+    once per backup file; left in place it changes nothing more."""
 
 
 class PreflightSettings(_Model):
@@ -848,6 +868,7 @@ class ClusterConfig(_Model):
         self._check_subnets()
         self._check_interfaces()
         self._check_node_networks()
+        self._check_restore()
         names = {host.name for _, host in self.all_hosts_with_keys()}
         for name in self.ssh.host_keys:
             if name not in names:
@@ -865,6 +886,17 @@ class ClusterConfig(_Model):
             if host.interface is not None and not key.startswith(f"{vip_holders}["):
                 raise ConfigKeyError(f"{key}.interface", f"is not used: with loadBalancer.mode {mode.value} "
                                      + (f"only {vip_holders} hold the VIP" if vip_holders else "no host holds a VIP"))
+
+    def _check_restore(self) -> None:
+        restore = self.etcd.restore
+        if restore is None:
+            return
+        if restore.on not in {host.name for host in self.control_planes}:
+            raise ConfigKeyError("etcd.restore.on", f"{restore.on!r} is not a control plane of the cluster that is not "
+                                 "decommissioned; name the control plane that holds the backup")
+        if self.etcd.backup.encryption_key is None and not self.etcd.backup.enabled:
+            raise ConfigKeyError("etcd.restore", "needs the backup key: keep etcd.backup.enabled (its generated key "
+                                 "is in the stack's state) or set etcd.backup.encryptionKey")
 
     def _check_node_networks(self) -> None:
         networks = self.firewall.node_networks

@@ -145,13 +145,13 @@ def stale_warning(host: str, record: dict[str, Any], now: float) -> Optional[str
 @dataclass(frozen=True)
 class EtcdBackupsArgs:
     config: ClusterConfig
-    ssh: SshAccess
-    after: list[pulumi.Resource]  # every node a member and Ready
 
 
 class EtcdBackups(pulumi.ComponentResource):
-    """Scheduled backups on every control plane (etcd.backup.enabled); `backups` is the
-    `etcdBackups` output, `key` the backup key (a secret; None when backups are off)."""
+    """Scheduled backups on every control plane (etcd.backup.enabled), in two steps: constructed,
+    it has the backup `key` (a secret; None when backups are off and no key is set), which a
+    restore needs before any host step; `schedule()` adds each control plane's timer once every
+    node is a member. `backups` is the `etcdBackups` output."""
 
     backups: pulumi.Output[list[dict[str, Any]]]
     key: Optional[pulumi.Output[str]]
@@ -159,22 +159,30 @@ class EtcdBackups(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: EtcdBackupsArgs, opts: Optional[pulumi.ResourceOptions] = None) -> None:
         super().__init__("kubeha:index:EtcdBackups", name, None, opts)
-        settings, ssh = args.config.etcd.backup, args.ssh
-        self.installs, self.key = [], None
+        self._name, self._config = name, args.config
+        settings = args.config.etcd.backup
+        self.key = self._key(name, settings) if settings.enabled or settings.encryption_key else None
+
+    def schedule(self, ssh: SshAccess, after: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """Each control plane's timer, after `after` (every node a member); returns the installs."""
+        name, settings = self._name, self._config.etcd.backup
+        self.installs = []
         entries: list[pulumi.Output[Optional[dict[str, Any]]]] = []
-        if settings.enabled:
-            self.key = self._key(name, settings)
-            for host in args.config.control_plane_entries:
+        if settings.enabled and self.key is not None:
+            previous: list[pulumi.Resource] = []
+            for host in self._config.control_plane_entries:
                 install = run_script(
                     f"{name}-{host.name}", host=host, ssh=ssh, stdin=self.key,
-                    create=_install_script(args.config, host),
+                    create=_install_script(self._config, host),
                     delete=render("etcd-backup/remove-etcd-backup.sh.j2", host=host, directory=settings.directory),
-                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*args.after, *self.installs[-1:]]))
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *previous]))
+                previous = [install]
                 self.installs.append(install)
                 if host.decommission is None:
                     entries.append(self._status(name, host, settings, ssh, install.stdout))
         self.backups = pulumi.Output.all(*entries).apply(lambda items: [item for item in items if item])
         self.register_outputs({"backups": self.backups})
+        return self.installs
 
     def _key(self, name: str, settings: EtcdBackupSettings) -> pulumi.Output[str]:
         if settings.encryption_key is not None:

@@ -32,6 +32,7 @@ from components.upgrade import ReleaseCheck, release_problem
 SETTINGS = "settings"
 _CONTROL_PLANES = "controlPlanes"  # the set of names: removals are limited, not forbidden
 _WORKERS = "workers"  # the set of names: recorded so an upgrade can be kept to a run of its own
+_RESTORE = "etcd.restore"  # the backup a restore brings back: etcd starts again from one member
 _LOAD_BALANCERS = "loadBalancer.hosts"  # the set of names: never all replaced at once (the VIP needs a holder)
 _VERSION = "kubernetes.version"
 _RELEASE_CHECK, _PRIVATE_KEY = "release_check", "private_key"
@@ -100,6 +101,7 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         _LOAD_BALANCERS: ",".join(sorted(host.name for host in balancer.hosts)),
         _CONTROL_PLANES: ",".join(sorted(host.name for host in config.control_planes)),
         _WORKERS: ",".join(sorted(host.name for host in config.workers)),
+        _RESTORE: config.etcd.restore.backup if config.etcd.restore is not None else "(none)",
     }
 
 
@@ -144,7 +146,8 @@ def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> lis
             f"({', '.join(sorted(old_balancers))} by {', '.join(sorted(new_balancers))}); the VIP would have no "
             f"holder until a new host is up. Keep one host of the pair, run `pulumi up`, then replace it. Refused; "
             f"nothing was changed.")
-    if _CONTROL_PLANES in built and _CONTROL_PLANES in wanted:
+    # With a restore, etcd starts again as one member: the control planes it lost go in the same run.
+    if _CONTROL_PLANES in built and _CONTROL_PLANES in wanted and wanted.get(_RESTORE, "(none)") == "(none)":
         removed = sorted(set(built[_CONTROL_PLANES].split(",")) - set(wanted[_CONTROL_PLANES].split(",")))
         if len(removed) > 1:
             messages.append(

@@ -104,7 +104,8 @@ class Deployment:
                       PREFLIGHT_SCRIPTS if registration.name == "cluster-preflight" else
                       CREDENTIAL_SCRIPTS if registration.name == "cluster-admin-credential" else
                       CERTIFICATE_SCRIPTS if registration.name.endswith("-certificates") else
-                      ("status",) if registration.name.startswith("etcd-backup-") and registration.name.endswith("-status") else ("create", "delete"))
+                      ("status",) if registration.name.startswith("etcd-backup-") and registration.name.endswith("-status") else
+                      ("check", "restore") if registration.name == "etcd-restore" else ("create", "delete"))
             for phase in phases:
                 if registration.type in (COMMAND, DYNAMIC) and registration.inputs.get(phase):
                     found[f"{registration.name}:{phase}"] = unsecret(registration.inputs[phase])

@@ -69,6 +69,8 @@ ORDER: tuple[Step, ...] = (
     Step("test_engine_lab", "lb-pair", "nothing (its program's file on lb1 is deleted by its destroy)"),
     Step("test_load_balancer_lab", "lb-pair", "keepalived and haproxy removed again"),
     Step("test_static_pods_lab", "static-pods", "the VIP moved once"),
+    Step("test_etcd_restore_lab", "static-pods", "etcd lost its quorum and was restored from a backup on cp1; "
+         "cp2 and cp3 powered off and gone, cp4 and cp5 joined"),
     Step("test_kube_vip_lab", "kube-vip", "the VIP moved once"),
     Step("test_pod_network_lab", "kube-vip", "flannel's DaemonSet created again over a label another manager set"),
     Step("test_local_nginx_lab", "local-nginx", "nothing"),
