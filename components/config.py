@@ -21,7 +21,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import ErrorDetails
 
 from components.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
-from components.preflight_checks import CHECKS
+from components.preflight_checks import CHECKS, NODE_PORT_RANGE
 
 
 class ConfigError(pulumi.RunError):
@@ -71,6 +71,10 @@ CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 23
 NODE_LOCAL_PORTS = {2381: "etcd metrics", 10248: "the kubelet's health endpoint", 10249: "kube-proxy metrics",
                     10256: "kube-proxy's health endpoint"}
 _TAKEN_ON_CONTROL_PLANES = {**CONTROL_PLANE_PORTS, **NODE_LOCAL_PORTS}
+# The pod network's health endpoint on every node (host network). flannel's is not upstream's 8081,
+# which is kubeadm-ha's (and kubeha's) load-balancer health port; calico's is upstream's.
+FLANNEL_HEALTHZ_PORT = 8475
+CALICO_HEALTHZ_PORT = 9099
 
 # Grammars of the strings that reach a host (scripts, configs, manifests): nothing in them can
 # close a quote, a heredoc or a YAML scalar, or start a command.
@@ -869,6 +873,7 @@ class ClusterConfig(_Model):
         self._check_interfaces()
         self._check_node_networks()
         self._check_restore()
+        self._check_ports_beside_the_nodes()
         names = {host.name for _, host in self.all_hosts_with_keys()}
         for name in self.ssh.host_keys:
             if name not in names:
@@ -886,6 +891,24 @@ class ClusterConfig(_Model):
             if host.interface is not None and not key.startswith(f"{vip_holders}["):
                 raise ConfigKeyError(f"{key}.interface", f"is not used: with loadBalancer.mode {mode.value} "
                                      + (f"only {vip_holders} hold the VIP" if vip_holders else "no host holds a VIP"))
+
+    def _check_ports_beside_the_nodes(self) -> None:
+        """A proxy on the nodes (static-pods, local-nginx) keeps off the pod network's health port
+        and kube-proxy's NodePort range there (the node components' own ports: LoadBalancerSettings)."""
+        settings = self.load_balancer
+        if settings.mode not in _ON_CONTROL_PLANES:
+            return
+        healthz = {NetworkPlugin.FLANNEL: FLANNEL_HEALTHZ_PORT, NetworkPlugin.CALICO: CALICO_HEALTHZ_PORT}.get(
+            self.network.plugin)
+        for key, port in {"port": settings.listen_port, "healthPort": settings.health_port,
+                          "statsPort": settings.stats_port}.items():
+            if port == healthz:
+                raise ConfigKeyError(f"loadBalancer.{key}", f"{port} is {self.network.plugin.value}'s health endpoint "
+                                     f"on every node (network.plugin); pick another (e.g. {_DEFAULT_PORT})")
+            if port in NODE_PORT_RANGE:
+                raise ConfigKeyError(f"loadBalancer.{key}", f"{port} is in kube-proxy's NodePort range "
+                                     f"{NODE_PORT_RANGE.start}-{NODE_PORT_RANGE.stop - 1}, which a Service would take "
+                                     f"over on the nodes; pick another (e.g. {_DEFAULT_PORT})")
 
     def _check_restore(self) -> None:
         restore = self.etcd.restore

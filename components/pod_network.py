@@ -15,15 +15,16 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 import yaml
 
-from components.config import Host, KubernetesSettings, NetworkPlugin, NetworkSettings
+from components.config import (
+    CALICO_HEALTHZ_PORT,
+    FLANNEL_HEALTHZ_PORT,
+    Host,
+    KubernetesSettings,
+    NetworkPlugin,
+    NetworkSettings,
+)
 from components.remote import SshAccess, run_script
 from components.render import render
-
-# flanneld's health endpoint on every node; not upstream's 8081, which is kubeadm-ha's health port (and
-# kubeha's) load-balancer health port on the same hosts.
-FLANNEL_HEALTHZ_PORT = 8475
-# Felix's (calico's) health endpoint on every node: upstream's, which nothing else here uses.
-CALICO_HEALTHZ_PORT = 9099
 
 
 @dataclass(frozen=True)

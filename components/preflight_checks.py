@@ -15,6 +15,7 @@ SUPPORTED_OS: dict[str, tuple[str, ...]] = {"debian": ("11", "12", "13"), "ubunt
 MIN_CONTROL_PLANE_CPUS = 2
 MIN_CONTROL_PLANE_MEMORY_MB = 1700
 MAX_CLOCK_SKEW_S = 1.0
+# kube-proxy's NodePort range (the apiserver's default): a node's packets to these ports go to Services.
 NODE_PORT_RANGE = range(30000, 32768)
 # Check names, as `preflight.skip` takes them.
 CHECKS = ("ssh", "os", "swap", "cgroup", "ports", "cpu", "memory", "unique-hostname", "unique-mac",

@@ -417,3 +417,23 @@ def test_a_proxy_url_with_credentials_is_refused_as_it_would_be_stored_in_plain_
     with pytest.raises(ConfigError, match=r"^kubeha:packages\.proxy: holds credentials \(user:password@\), which "
                                           r"would be stored in plain text"):
         parse_cluster_config(config)
+
+
+@pytest.mark.parametrize("plugin, port", [("flannel", 8475), ("calico", 9099)])
+def test_the_pod_networks_health_port_is_refused_where_the_proxy_runs_on_the_nodes(stack_config, plugin, port):
+    stack_config["loadBalancer"] = {"mode": "local-nginx", "healthPort": port}
+    stack_config["network"] = {"plugin": plugin}
+    with pytest.raises(ConfigError, match=rf"^kubeha:loadBalancer.healthPort: {port} is {plugin}'s health endpoint"):
+        parse_cluster_config(stack_config)
+
+
+@pytest.mark.parametrize("port", [30000, 32767])
+def test_a_nodeport_is_refused_where_the_proxy_runs_on_the_nodes(stack_config, port):
+    stack_config["loadBalancer"] = {"mode": "local-nginx", "port": port}
+    with pytest.raises(ConfigError, match=rf"^kubeha:loadBalancer.port: {port} is in kube-proxy's NodePort range"):
+        parse_cluster_config(stack_config)
+
+
+def test_dedicated_load_balancer_hosts_may_use_a_nodes_port(stack_config):
+    stack_config["loadBalancer"]["statsPort"] = 30080  # lb1 and lb2 run no Kubernetes
+    assert parse_cluster_config(stack_config).load_balancer.stats_port == 30080
