@@ -35,6 +35,7 @@ _WORKERS = "workers"  # the set of names: recorded so an upgrade can be kept to 
 _RESTORE = "etcd.restore"  # the backup a restore brings back: etcd starts again from one member
 _LOAD_BALANCERS = "loadBalancer.hosts"  # the set of names: never all replaced at once (the VIP needs a holder)
 _VERSION = "kubernetes.version"
+_HOSTS = "hosts"  # name -> "<group> <address>" of every entry: a host keeps its address and its role
 _RELEASE_CHECK, _PRIVATE_KEY = "release_check", "private_key"
 _ENDPOINT = ("would move the control-plane endpoint that every certificate and kubeconfig carries; set it back "
              "to {old}, or build a new stack with the new value and move the workloads")
@@ -102,7 +103,40 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         _CONTROL_PLANES: ",".join(sorted(host.name for host in config.control_planes)),
         _WORKERS: ",".join(sorted(host.name for host in config.workers)),
         _RESTORE: config.etcd.restore.backup if config.etcd.restore is not None else "(none)",
+        _HOSTS: json.dumps({host.name: f"{key.split('[')[0]} {host.ip}" for key, host in config.all_hosts_with_keys()},
+                           sort_keys=True),
     }
+
+
+def _host_refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """A host entry that changed its address or its group in place, and a new entry at the address of
+    one the same run removes: each would leave a machine prepared but not joined, or reset one that
+    is joining. A guard that never recorded the hosts (an older kubeha) records them now."""
+    if _HOSTS not in built or _HOSTS not in wanted:
+        return []
+    old: dict[str, list[str]] = {name: entry.split(" ", 1) for name, entry in json.loads(built[_HOSTS]).items()}
+    new: dict[str, list[str]] = {name: entry.split(" ", 1) for name, entry in json.loads(wanted[_HOSTS]).items()}
+    messages = []
+    for name, (group, address) in sorted(new.items()):
+        if name in old and old[name][0] != group:
+            messages.append(
+                f"{project}:{group}: {name} is in {old[name][0]} in the built cluster; moved in place, its new role's "
+                f"steps would find it joined and skip, and the old entry's removal would then reset it. Remove it "
+                f"from {old[name][0]}, run `pulumi up`, then add it to {group}. Refused; nothing was changed.")
+        elif name in old and old[name][1] != address:
+            messages.append(
+                f"{project}:{group}: {name} was built at {old[name][1]}; at {address} in place, the machine there "
+                f"would be prepared but never joined, while {name}'s node stays on the old one. Remove the entry "
+                f"(or mark it `decommission: unreachable` if the old machine is gone), run `pulumi up`, then add it "
+                f"with its new address. Refused; nothing was changed.")
+        elif name not in old:
+            removed = sorted(other for other, (_, at) in old.items() if other not in new and at == address)
+            if removed:
+                messages.append(
+                    f"{project}:{group}: {name} is new at {address}, the address of {', '.join(removed)}, which "
+                    f"this run removes; the removal would reset the machine {name} joins on. Remove "
+                    f"{', '.join(removed)}, run `pulumi up`, then add {name}. Refused; nothing was changed.")
+    return messages
 
 
 def _version_refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> list[str]:
@@ -138,6 +172,7 @@ def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> lis
                 f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
                 for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]
     messages.extend(_version_refusals(project, built, wanted))
+    messages.extend(_host_refusals(project, built, wanted))
     old_balancers, new_balancers = (set(filter(None, settings.get(_LOAD_BALANCERS, "").split(",")))
                                     for settings in (built, wanted))
     if old_balancers and new_balancers and not old_balancers & new_balancers:

@@ -173,3 +173,38 @@ def test_an_upgrade_in_the_same_run_as_a_new_worker_is_refused(stack_config):
     [message] = check(built, settings_after(stack_config, upgrade_and_add))
     assert message.startswith("kubeha:kubernetes.version: the upgrade from 1.34.3 to 1.34.4 comes with a change "
                               "of workers (w3)")
+
+
+@pytest.mark.parametrize("group, index", [("workers", 0), ("controlPlanes", 1), ("loadBalancer", None)])
+def test_a_hosts_address_changed_in_place_is_refused(stack_config, built, group, index):
+    def move(config):
+        entries = config["loadBalancer"]["hosts"] if index is None else config[group]
+        entries[index or 0]["address"] = "198.51.100.99"
+    [message] = check(built, settings_after(stack_config, move))
+    assert "was built at" in message and "at 198.51.100.99 in place" in message
+    assert message.startswith(f"kubeha:{'loadBalancer.hosts' if index is None else group}: ")
+
+
+def test_a_host_renamed_at_its_address_is_refused(stack_config, built):
+    [message] = check(built, settings_after(stack_config, lambda c: c["workers"][0].update(name="w9")))
+    assert message.startswith("kubeha:workers: w9 is new at 198.51.100.31, the address of w1, which this run removes")
+
+
+def test_a_host_moved_to_another_group_is_refused(stack_config, built):
+    [message] = check(built, settings_after(stack_config, lambda c: c["controlPlanes"].append(c["workers"].pop(0))))
+    assert message.startswith("kubeha:controlPlanes: w1 is in workers in the built cluster")
+
+
+def test_a_host_removed_then_added_back_at_its_address_passes(stack_config):
+    without_w1 = settings_after(stack_config, lambda c: c["workers"].pop(0))
+    assert check(without_w1, fixed_settings(ClusterConfig.model_validate(stack_config))) == []
+
+
+def test_a_host_marked_unreachable_keeps_its_entry_and_passes(stack_config, built):
+    marked = settings_after(stack_config, lambda c: c["workers"][0].update(decommission="unreachable"))
+    assert check(built, marked) == []
+
+
+def test_a_guard_that_never_recorded_the_hosts_records_them(stack_config, built):
+    older = {key: value for key, value in built.items() if key != "hosts"}
+    assert check(older, settings_after(stack_config, lambda c: c["workers"][0].update(address="198.51.100.99"))) == []
