@@ -75,15 +75,10 @@ def render_hosts_tomls(containerd: ContainerdSettings) -> dict[str, str]:
 
 
 def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.Resource) -> remote.Command:
-    """The host prepared, then kubeadm/kubelet/kubectl installed; returns the packages step."""
-    script = render(
-        "node/prepare-host.sh.j2", host=host, package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
-        sandbox_image=cluster.kubernetes.pause_image,
-        # Direct for containerd whatever packages.proxy says: loopback and the cluster's own ranges.
-        no_proxy=["localhost", "127.0.0.1", str(cluster.kubernetes.pod_subnet), str(cluster.kubernetes.service_subnet),
-                  ".svc", ".cluster.local"],
-        ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6,
-        hosts_tomls=render_hosts_tomls(cluster.containerd))
+    """The host prepared (containerd installed), then kubeadm/kubelet/kubectl installed; returns
+    the packages step."""
+    script = render("node/prepare-host.sh.j2", host=host, package_proxy=cluster.packages.proxy,
+                    ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6)
     prepared = run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
                           opts=pulumi.ResourceOptions(parent=parent))
     # Made once: a later kubernetes.version is the upgrade's (components/upgrade), not this step's.
@@ -92,6 +87,25 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
         create=render("node/kubernetes-packages.sh.j2", host=host,
                       **kubernetes_package_source(cluster.kubernetes, cluster.packages)),
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared], ignore_changes=RUNS_ONCE))
+
+
+def render_containerd_config(host: Host, cluster: ClusterContext) -> str:
+    """templates/node/containerd-config.sh.j2 for `host`."""
+    return render(
+        "node/containerd-config.sh.j2", host=host, package_proxy=cluster.packages.proxy, containerd=cluster.containerd,
+        sandbox_image=cluster.kubernetes.pause_image,
+        # Direct for containerd whatever packages.proxy says: loopback and the cluster's own ranges.
+        no_proxy=["localhost", "127.0.0.1", str(cluster.kubernetes.pod_subnet), str(cluster.kubernetes.service_subnet),
+                  ".svc", ".cluster.local"],
+        hosts_tomls=render_hosts_tomls(cluster.containerd))
+
+
+def configure_containerd(name: str, host: Host, cluster: ClusterContext, *, prepared: pulumi.Resource,
+                         after: Optional[pulumi.Resource], parent: pulumi.Resource) -> remote.Command:
+    """containerd's settings on the host (`{name}-containerd`), after the previous node's rolling
+    step: a change that restarts containerd goes one node at a time."""
+    return run_script(f"{name}-containerd", host=host, ssh=cluster.ssh, create=render_containerd_config(host, cluster),
+                      opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared, *([after] if after else [])]))
 
 
 def kubernetes_package_source(kubernetes: KubernetesSettings, packages: PackageSettings) -> dict[str, object]:
@@ -103,19 +117,19 @@ def kubernetes_package_source(kubernetes: KubernetesSettings, packages: PackageS
 @dataclass(frozen=True)
 class PreparedNode:
     ready: remote.Command  # the node's last step before kubeadm runs on it
-    # The last load-balancing step so far in the rolling order; the next node's follows it.
+    # The last rolling step so far (containerd's settings, the load balancing); the next node's follows it.
     load_balancing_done: Optional[pulumi.Resource]
 
 
 def prepare_node(name: str, host: Host, cluster: ClusterContext, *,
                  load_balancing_after: Optional[pulumi.Resource], parent: pulumi.Resource) -> PreparedNode:
-    """Host preparation, then the node's share of the load balancing (one node at a time)."""
+    """Host preparation, then, one node at a time, containerd's settings and the node's share of
+    the load balancing."""
     prepared = prepare_host(name, host, cluster, parent=parent)
-    placed = cluster.load_balancing.place(name, host, cluster.ssh, prepared=prepared, after=load_balancing_after,
-                                          parent=parent)
-    if placed is None:
-        return PreparedNode(prepared, load_balancing_after)
-    return PreparedNode(placed, placed)
+    containerd = configure_containerd(name, host, cluster, prepared=prepared, after=load_balancing_after, parent=parent)
+    placed = cluster.load_balancing.place(name, host, cluster.ssh, prepared=prepared, after=containerd, parent=parent)
+    done = placed if placed is not None else containerd
+    return PreparedNode(done, done)
 
 
 def render_join_config(host: Host, cluster: ClusterContext, *, control_plane: bool, token: str,

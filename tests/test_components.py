@@ -1,6 +1,8 @@
 """The resource graph under Pulumi mocks: components, targets, ordering, secrets, outputs."""
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from tests.conftest import FAKE_PRIVATE_KEY
@@ -308,18 +310,20 @@ def test_package_proxy_reaches_host_scripts(deploy, stack_config):
 def test_package_proxy_reaches_the_repository_key_download_and_containerd(deploy, stack_config):
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
     deployment = deploy(stack_config)
-    prepare = deployment.named("w1-prepare").inputs["create"]
+    containerd = deployment.named("w1-containerd").inputs["create"]
     packages = deployment.named("w1-kubernetes-packages").inputs["create"]
     assert "package_proxy=http://10.250.0.1:3142\n" in packages and 'curl -fsSL --proxy "${package_proxy}" ' in packages
-    assert "package_proxy=http://10.250.0.1:3142\n" in prepare and '"Environment=HTTPS_PROXY=${package_proxy}"' in prepare
-    assert '"Environment=NO_PROXY="localhost,127.0.0.1,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local' in prepare
+    assert "package_proxy=http://10.250.0.1:3142\n" in containerd
+    assert '"Environment=HTTPS_PROXY=${package_proxy}"' in containerd
+    assert '"Environment=NO_PROXY="localhost,127.0.0.1,10.244.0.0/16,10.96.0.0/12,.svc,.cluster.local' in containerd
 
 
 def test_without_a_proxy_no_proxy_setting_is_left_behind(deployment):
     prepare = deployment.named("w1-prepare").inputs["create"]
+    containerd = deployment.named("w1-containerd").inputs["create"]
     assert "rm -f /etc/apt/apt.conf.d/90kubeha-proxy" in prepare
-    assert "rm -f /etc/systemd/system/containerd.service.d/90-kubeha-proxy.conf" in prepare
-    assert "--proxy" not in prepare
+    assert "rm -f /etc/systemd/system/containerd.service.d/90-kubeha-proxy.conf" in containerd
+    assert "--proxy" not in prepare and "package_proxy" not in containerd
 
 
 def test_hosts_of_another_distribution_family_are_refused_at_the_first_step(deployment):
@@ -357,7 +361,7 @@ def test_any_control_plane_can_make_control_plane_join_material(deployment):
 
 
 def test_containerd_gets_the_default_cgroup_driver_and_kubeadms_sandbox_image(deployment):
-    prepare = deployment.named("w1-prepare").inputs["create"]
+    prepare = deployment.named("w1-containerd").inputs["create"]
     assert "s/SystemdCgroup = .*/SystemdCgroup = true/" in prepare
     assert 's#sandbox_image = .*#sandbox_image = "registry.k8s.io/pause:3.10.1"#' in prepare
     assert "s/restrict_oom_score_adj = .*/restrict_oom_score_adj = false/" in prepare
@@ -367,7 +371,7 @@ def test_containerd_settings_and_the_image_mirror_reach_every_node(deploy, stack
     stack_config["containerd"] = {"cgroupDriver": "cgroupfs", "restrictOomScoreAdj": True}
     stack_config["kubernetes"]["imageRepository"] = "mirror.example:5000/k8s"
     deployment = deploy(stack_config)
-    for name in ("cp1-prepare", "cp2-prepare", "w1-prepare"):
+    for name in ("cp1-containerd", "cp2-containerd", "w1-containerd"):
         prepare = deployment.named(name).inputs["create"]
         assert "s/SystemdCgroup = .*/SystemdCgroup = false/" in prepare, name
         assert "s/restrict_oom_score_adj = .*/restrict_oom_score_adj = true/" in prepare, name
@@ -439,3 +443,20 @@ def test_each_control_plane_mint_writes_its_own_upload_config(deployment):
     # removed under the control plane's upload-certs.
     mint = deployment.named("cp2-kubeadm-join").inputs["mint"]
     assert 'upload_config="$(mktemp /etc/kubernetes/kubeha/upload-certs.XXXXXX.yaml)"' in mint
+
+
+def test_containerds_settings_roll_one_node_at_a_time_control_planes_first(deployment):
+    order = ["cp1", "cp2", "cp3", "w1", "w2"]
+    for before, after in pairwise(order):
+        assert deployment.depends_on(f"{after}-containerd", f"{before}-containerd"), (before, after)
+
+
+def test_kubeadm_runs_on_a_node_only_once_containerd_is_configured(deployment):
+    assert deployment.depends_on("cluster-init", "cp1-containerd")
+    assert deployment.depends_on("w1-kubeadm-join", "w1-containerd")
+
+
+def test_a_containerd_restart_waits_for_the_runtime_and_the_kubelet_before_the_next_node(deployment):
+    script = deployment.named("w1-containerd").inputs["create"]
+    assert script.index("systemctl restart containerd") < script.index("http://127.0.0.1:10248/healthz")
+    assert 'marker=/etc/containerd/.kubeha-restart-pending' in script  # an interrupted restart is made up

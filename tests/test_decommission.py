@@ -25,7 +25,7 @@ def cp3_unreachable(stack_config):
 
 def test_every_step_on_the_host_is_kept_as_it_is_and_leaves_without_its_delete(deploy, w2_unreachable):
     on_w2 = [r for r in deploy(w2_unreachable).of_type(COMMAND) if r.target_host == "198.51.100.32"]
-    assert {r.name for r in on_w2} == {"w2-prepare", "w2-kubernetes-packages", "w2-join"}
+    assert {r.name for r in on_w2} == {"w2-prepare", "w2-kubernetes-packages", "w2-containerd", "w2-join"}
     for step in on_w2:
         assert step.retain_on_delete, step.name
         assert {"connection", "create", "delete", "stdin"} <= set(step.ignore_changes), step.name

@@ -59,10 +59,9 @@ def test_a_hostile_package_repository_stays_one_url(jail, value):
 
 
 @pytest.mark.parametrize("value", HOSTILE.values(), ids=HOSTILE.keys())
-def test_a_hostile_proxy_sandbox_image_or_mirror_name_cannot_run_in_the_host_preparation(jail, value):
-    script = render("node/prepare-host.sh.j2", host=HOST, package_proxy=value, containerd=ContainerdSettings(),
-                    sandbox_image=value, no_proxy=["localhost", value], ipv6=False,
-                    hosts_tomls={value: "# rendered by kubeha\n"})
+def test_a_hostile_proxy_sandbox_image_or_mirror_name_cannot_run_in_containerds_configuration(jail, value):
+    script = render("node/containerd-config.sh.j2", host=HOST, package_proxy=value, containerd=ContainerdSettings(),
+                    sandbox_image=value, no_proxy=["localhost", value], hosts_tomls={value: "# rendered by kubeha\n"})
     commands = run_in_jail(jail, script)
     assert_nothing_broke_out(commands)
     assert an_argument_holds(commands, "sed", f'sandbox_image = "{value}"#')

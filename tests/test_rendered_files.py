@@ -210,7 +210,7 @@ def test_lab_host_scripts_pass_shellcheck_as_posix_sh(script):
 
 
 def test_each_mirrored_registry_gets_a_hosts_toml_containerd_can_read(command_scripts):
-    script = inner_script(command_scripts["w1-prepare:create"])
+    script = inner_script(command_scripts["w1-containerd:create"])
     bodies = re.findall(r"cat > /etc/containerd/certs.d/([^/]+)/hosts.toml <<'KUBEHA_HOSTS_TOML'\n(.*?)\n"
                         r"KUBEHA_HOSTS_TOML\n", script, re.DOTALL)
     parsed = {registry: tomllib.loads(body) for registry, body in bodies}

@@ -73,7 +73,7 @@ ORDER: tuple[Step, ...] = (
          "cp2 and cp3 powered off and gone, cp4 and cp5 joined"),
     Step("test_kube_vip_lab", "kube-vip", "the VIP moved once"),
     Step("test_pod_network_lab", "kube-vip", "flannel's DaemonSet created again over a label another manager set"),
-    Step("test_local_nginx_lab", "local-nginx", "nothing"),
+    Step("test_local_nginx_lab", "local-nginx", "packages.proxy removed (containerd restarted node by node)"),
     Step("test_etcd_backup_lab", "local-nginx", "backups taken by hand, one run failed on purpose, "
          "etcd.backup.keep set to 2"),
 )
