@@ -361,3 +361,10 @@ def test_every_script_of_every_mode_passes_shellcheck(deploy, stack_config, mode
         except AssertionError as error:
             failures.append(f"{name}: {error}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("proxy, other", [("haproxy", "nginx"), ("nginx", "haproxy")])
+def test_a_local_proxy_switch_stops_the_other_proxy_before_taking_the_port(deploy, stack_config, proxy, other):
+    script = deploy(in_mode(stack_config, "local-nginx", localProxy=proxy)).named("w1-load-balancing").inputs["create"]
+    assert script.index(f"systemctl disable --now {other}") < script.index(f"systemctl reload-or-restart {proxy}")
+    assert f"grep -q 'rendered by kubeha' /etc/{other}/" in script  # a proxy of the host's own is left alone
