@@ -73,9 +73,12 @@ class _CertificatesProvider(dynamic.ResourceProvider):
         return _recorded(props, expires)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        # The host's address or the scripts' text are no reason to renew.
+        # The scripts' text is no reason to read again; a new login (a rotated key, another user
+        # or port) is recorded by a read over it, so a later refresh uses it. Renewal only when due.
         due = time.time() >= float(olds.get("renew_at") or 0)
-        return dynamic.DiffResult(changes=due or olds.get("renew_before_days") != news.get("renew_before_days"))
+        login = any(olds.get(key) != news.get(key) for key in ("node", "private_key"))
+        window = olds.get("renew_before_days") != news.get("renew_before_days")
+        return dynamic.DiffResult(changes=due or login or window)
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
         outs = self._converge(props)

@@ -18,7 +18,7 @@ from pulumi_command import remote
 from components.config import APISERVER_PORT, Host
 from components.control_plane_node import ControlPlaneNode
 from components.node_steps import CRI_SOCKET, ClusterContext
-from components.remote import RUNS_ONCE, run_script
+from components.remote import run_script
 from components.render import render
 
 
@@ -64,15 +64,15 @@ class ClusterBootstrap(pulumi.ComponentResource):
             return [pulumi.Alias(name=f"{args.former_first}-{step}", parent=former_parent)]
 
         self.initialised = run_script(
-            f"{name}-init", host=host, ssh=cluster.ssh, create=self._init_script(host, cluster),
+            f"{name}-init", host=host, ssh=cluster.ssh, create=self._init_script(host, cluster), runs_once=True,
             opts=pulumi.ResourceOptions(
                 parent=self,
                 depends_on=[args.lead.prepared, *([args.load_balancer_ready] if args.load_balancer_ready else [])],
-                ignore_changes=RUNS_ONCE, aliases=carried_over("init")))
+                aliases=carried_over("init")))
         self.ca_cert_hash = run_script(
             f"{name}-ca-cert-hash", host=host, ssh=cluster.ssh, create=render("control-plane/ca-cert-hash.sh.j2"),
+            runs_once=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.initialised],
-                                        ignore_changes=RUNS_ONCE,
                                         aliases=carried_over("ca-cert-hash"))).stdout
         self.register_outputs({"caCertHash": self.ca_cert_hash})
 

@@ -18,7 +18,7 @@ from components.config import (
 )
 from components.kubeadm_join import NOT_A_MEMBER, JoinScripts, KubeadmJoin
 from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
-from components.remote import RUNS_ONCE, SshAccess, run_script
+from components.remote import SshAccess, run_script
 from components.render import render
 
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
@@ -85,8 +85,8 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
     return run_script(
         f"{name}-kubernetes-packages", host=host, ssh=cluster.ssh,
         create=render("node/kubernetes-packages.sh.j2", host=host,
-                      **kubernetes_package_source(cluster.kubernetes, cluster.packages)),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared], ignore_changes=RUNS_ONCE))
+                      **kubernetes_package_source(cluster.kubernetes, cluster.packages)), runs_once=True,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared]))
 
 
 def render_containerd_config(host: Host, cluster: ClusterContext) -> str:
@@ -197,8 +197,8 @@ def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: Joi
     return run_script(
         f"{name}-join", host=host, ssh=ssh,
         create=render("node/member-check.sh.j2", host=host, not_a_member=NOT_A_MEMBER),
-        delete=render("node/kubeadm-reset.sh.j2", host=host),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[kubeadm_join], ignore_changes=[*RUNS_ONCE, "stdin"]))
+        delete=render("node/kubeadm-reset.sh.j2", host=host), runs_once=True,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[kubeadm_join], ignore_changes=["stdin"]))
 
 
 def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,

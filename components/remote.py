@@ -16,7 +16,6 @@ from components.ssh_session import SshTarget
 _DIAL_ERROR_LIMIT = 10
 _PER_DIAL_TIMEOUT_S = 10
 # A step made once and never again: later changes of its host or script are no reason to re-run it.
-RUNS_ONCE = ["connection", "create"]
 # Every input of a remote.Command: on a decommissioned host nothing may differ from the state,
 # or the engine would connect to the host to apply it.
 _EVERY_INPUT = ["connection", "create", "delete", "update", "stdin", "triggers", "environment", "logging",
@@ -87,13 +86,22 @@ def run_script(
     stdin: Optional[pulumi.Input[str]] = None,
     secret_stdout: bool = False,
     triggers: Optional[Sequence[pulumi.Input[object]]] = None,
+    runs_once: bool = False,
     opts: pulumi.ResourceOptions,
 ) -> remote.Command:
     """One remote.Command running rendered bash on `host`.
 
     With secret_stdout the command's stdout is a Pulumi secret and is not logged, so a token or a
-    kubeconfig never appears in the engine's output.
+    kubeconfig never appears in the engine's output. A `runs_once` step is not run again when its
+    script or its connection changes (its host may be another one by then: a new lead). If it has
+    a delete step, a new connection (a rotated key, another user or port) is recorded by a script
+    that changes nothing, so that the delete reaches the host with the login of the day.
     """
+    update = None
+    if runs_once:
+        kept = ["create"] if delete else ["create", "connection"]
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=kept))
+        update = render("connection-updated.sh.j2", step=resource_name) if delete else None
     if secret_stdout:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
     if isinstance(host, NodeHost) and host.decommission is not None:
@@ -106,6 +114,7 @@ def run_script(
         connection=ssh.connection(host),
         create=pulumi.Output.from_input(create).apply(lambda script: ssh.command(script, f"{resource_name}-create")),
         delete=ssh.command(delete, f"{resource_name}-delete") if delete else None,
+        update=ssh.command(update, f"{resource_name}-update") if update else None,
         stdin=stdin,
         triggers=list(triggers) if triggers else None,
         logging=remote.Logging.STDERR if secret_stdout else None,

@@ -77,6 +77,13 @@ def test_inside_the_window_the_next_up_renews(host):
     assert _CertificatesProvider().diff("cp1", {**props(), "renew_at": NOW - 1}, props()).changes
 
 
+def test_a_new_login_is_recorded_by_a_read_over_it(host):
+    assert _CertificatesProvider().diff("cp1", {**props(), "renew_at": NOW + 1},
+                                        {**props(), "private_key": "ROTATED"}).changes
+    _CertificatesProvider().update("cp1", {**props(), "renew_at": NOW + 1}, {**props(), "private_key": "ROTATED"})
+    assert host["ran"] == ["EXPIRY"]  # read, not renewed
+
+
 def test_a_new_window_is_applied(host):
     assert _CertificatesProvider().diff("cp1", {**props(), "renew_at": NOW + 1}, props(60)).changes
 
