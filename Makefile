@@ -15,7 +15,7 @@ STATE_DIR := $(CURDIR)/build/state
 VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
 export VENDOR_DIR
 
-.PHONY: setup test preview engine venv vendor-check lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover bench-upgrade clean
+.PHONY: setup test preview engine venv vendor-check lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover bench-restore bench-upgrade clean
 
 setup:  ## Install the Debian and Python packages the tests need; build kubeadm (its `config validate` checks every rendered config).
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -70,6 +70,9 @@ RUNS ?= 3
 CONFIGS ?= product,ha-guide
 bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs kubeadm HA guide LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running; CONFIGS=product: the product's only).
 	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS) --configs $(CONFIGS) $(if $(KEEP_LAB),--keep-lab)
+
+bench-restore: lab-setup lab-kubernetes venv  ## Restore benchmark (needs root): static-pods cluster loses etcd's quorum, etcd.restore under a 20 Hz probe; table, build/bench/restore.json and restore-timeline.png.
+	$(PYTHON) -m tests.lab.bench.restore
 
 bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json and upgrade-timeline.png.
 	$(PYTHON) -m tests.lab.bench.upgrade

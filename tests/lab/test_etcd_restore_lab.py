@@ -8,22 +8,15 @@ place.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import pytest
 
 from tests.lab.cluster import PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, wait_for
-from tests.lab.hosts import lab
+from tests.lab.quorum_loss import backup_by_hand, configmaps_back, lose_quorum, set_restore, write_configmaps
 
 pytestmark = pytest.mark.lab
-DIRECTORY = "/var/lib/kubeha/etcd-backup"
 CONFIGMAPS = 200
-NAMESPACE = "kubeha-restore"
-
-
-def newest_backup(stack: LabStack, node: str) -> str:
-    return json.loads(stack.hosts[node].run(f"cat {DIRECTORY}/latest.json").stdout)["file"]
 
 
 def preview_with_restore(stack: LabStack, backup: str) -> str:
@@ -40,15 +33,8 @@ def preview_with_restore(stack: LabStack, backup: str) -> str:
 @pytest.fixture(scope="module")
 def backup(lab_stack, kubeconfig_file, tmp_path_factory) -> str:
     """200 ConfigMaps written, then a backup taken by hand on cp1: its path there."""
-    manifests = tmp_path_factory.mktemp("restore") / "configmaps.yaml"
-    manifests.write_text("\n---\n".join(
-        [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}"]
-        + [f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: data-{index}, namespace: {NAMESPACE}}}\n"
-           f"data: {{index: '{index}'}}" for index in range(CONFIGMAPS)]) + "\n")
-    applied = kubectl(kubeconfig_file, "apply", "-f", str(manifests), timeout=180)
-    assert applied.returncode == 0, applied.stderr
-    lab_stack.hosts["cp1"].run("systemctl start kubeha-etcd-backup.service")
-    return newest_backup(lab_stack, "cp1")
+    write_configmaps(kubeconfig_file, CONFIGMAPS, tmp_path_factory.mktemp("restore") / "configmaps.yaml")
+    return backup_by_hand(lab_stack)
 
 
 def test_a_restore_on_a_healthy_cluster_is_refused_at_preview(lab_stack, backup):
@@ -78,16 +64,8 @@ def restored(lab_stack, backup, kubeconfig_file) -> Restored:
     """cp2 and cp3 powered off (etcd loses its quorum), then the documented change: both marked
     unreachable, etcd.restore from cp1's backup, `pulumi up`."""
     pods_before = pods_on(kubeconfig_file, "w1")
-    for name in ("cp2", "cp3"):
-        lab("power-off", name)
-        lab_stack.hosts.pop(name)
-    assert wait_for(lambda: kubectl(kubeconfig_file, "get", "--raw", "/readyz", timeout=10).returncode != 0, 120)
-    entries = lab_stack.config_value("controlPlanes")
-    for entry in entries:
-        if entry["name"] in ("cp2", "cp3"):
-            entry["decommission"] = "unreachable"
-    lab_stack.set_config_value("controlPlanes", entries)
-    lab_stack.set_config_value("etcd", {"restore": {"backup": backup, "on": "cp1"}})
+    lose_quorum(lab_stack, kubeconfig_file)
+    set_restore(lab_stack, backup)
     lab_stack.pulumi("up", "--yes", "--skip-preview", timeout=1200)
     return Restored(str(lab_stack.output("etcdRestore")), pods_before)
 
@@ -106,8 +84,7 @@ def test_the_restore_brings_the_api_back_through_the_vip(restored, kubeconfig_fi
 
 
 def test_every_configmap_written_before_the_backup_is_back(restored, kubeconfig_file):
-    listed = kubectl(kubeconfig_file, "-n", NAMESPACE, "get", "configmaps", "-o", "name")
-    assert len([line for line in listed.stdout.split() if line.startswith("configmap/data-")]) == CONFIGMAPS
+    assert configmaps_back(kubeconfig_file) == CONFIGMAPS
 
 
 def test_etcd_has_one_member_and_the_lost_control_planes_are_gone(restored, kubeconfig_file):

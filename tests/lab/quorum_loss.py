@@ -1,0 +1,58 @@
+"""The quorum-loss scenario on the lab's static-pods cluster, shared by the restore tests
+(test_etcd_restore_lab) and the restore benchmark (bench/restore): data written, a backup taken
+by hand on cp1, cp2 and cp3 powered off, then the documented change for `etcd.restore`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.lab.cluster import LabStack, kubectl, wait_for
+from tests.lab.hosts import lab
+
+DIRECTORY = "/var/lib/kubeha/etcd-backup"
+NAMESPACE = "kubeha-restore"
+LOST = ("cp2", "cp3")
+
+
+def newest_backup(stack: LabStack, node: str) -> str:
+    return json.loads(stack.hosts[node].run(f"cat {DIRECTORY}/latest.json").stdout)["file"]
+
+
+def write_configmaps(kubeconfig: Path, count: int, manifests: Path) -> None:
+    """`count` ConfigMaps data-0.. in NAMESPACE."""
+    manifests.write_text("\n---\n".join(
+        [f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}"]
+        + [f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: data-{index}, namespace: {NAMESPACE}}}\n"
+           f"data: {{index: '{index}'}}" for index in range(count)]) + "\n")
+    applied = kubectl(kubeconfig, "apply", "-f", str(manifests), timeout=180)
+    assert applied.returncode == 0, applied.stderr
+
+
+def backup_by_hand(stack: LabStack) -> str:
+    """A backup taken now on cp1 (`systemctl start kubeha-etcd-backup.service`): its path there."""
+    stack.hosts["cp1"].run("systemctl start kubeha-etcd-backup.service")
+    return newest_backup(stack, "cp1")
+
+
+def configmaps_back(kubeconfig: Path) -> int:
+    listed = kubectl(kubeconfig, "-n", NAMESPACE, "get", "configmaps", "-o", "name")
+    return len([line for line in listed.stdout.split() if line.startswith("configmap/data-")])
+
+
+def lose_quorum(stack: LabStack, kubeconfig: Path) -> None:
+    """cp2 and cp3 powered off; returns once the API stops answering (etcd has no quorum)."""
+    for name in LOST:
+        lab("power-off", name)
+        stack.hosts.pop(name)
+    assert wait_for(lambda: kubectl(kubeconfig, "get", "--raw", "/readyz", timeout=10).returncode != 0, 120)
+
+
+def set_restore(stack: LabStack, backup: str) -> None:
+    """The documented change: the lost control planes marked unreachable, etcd.restore on cp1."""
+    entries = stack.config_value("controlPlanes")
+    for entry in entries:
+        if entry["name"] in LOST:
+            entry["decommission"] = "unreachable"
+    stack.set_config_value("controlPlanes", entries)
+    stack.set_config_value("etcd", {"restore": {"backup": backup, "on": "cp1"}})
