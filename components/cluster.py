@@ -41,6 +41,12 @@ def _host_list(hosts: Sequence[Host]) -> list[dict[str, str]]:
     return [{"name": host.name, "address": host.ip} for host in hosts]
 
 
+def _backends(config: ClusterConfig) -> list[dict[str, str]]:
+    """What the site's balancer (loadBalancer.mode external) must forward to, and how to check it."""
+    return [{"name": host.name, "address": host_port(host.address, APISERVER_PORT),
+             "healthCheck": "GET /readyz over HTTPS (the cluster CA), expect 200"} for host in config.control_planes]
+
+
 def _join_order(config: ClusterConfig) -> list[NodeHost]:
     """The control planes in the order they join, one at a time (etcd grows by one member at a
     time). The lead's own join comes after the next one by name, which makes its join material;
@@ -262,6 +268,7 @@ class Cluster(pulumi.ComponentResource):
             "controlPlanes": _host_list(config.control_planes),
             "workers": _host_list(config.workers),
             "loadBalancers": _host_list(settings.hosts),
+            "loadBalancerBackends": _backends(config) if settings.mode is LoadBalancerMode.EXTERNAL else None,
             "kubernetesVersion": config.kubernetes.version,
             "networkPlugin": config.network.plugin.value,
             "networkVersion": config.network.version,

@@ -44,9 +44,38 @@ def _check_port(value: Optional[int]) -> Optional[int]:
 APISERVER_PORT = 6443
 
 
-def host_port(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
-    """'10.0.0.1:6443', or '[fd00::1]:6443' for IPv6."""
-    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
+def host_port(address: ipaddress.IPv4Address | ipaddress.IPv6Address | str, port: int) -> str:
+    """'10.0.0.1:6443', '[fd00::1]:6443' for IPv6, or 'api.example.org:6443' for a name."""
+    return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
+
+
+# A DNS name (RFC 1123 labels, at least one letter in the last one, so it is no IPv4 address).
+DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                      r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_ENDPOINT = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>[0-9]{1,5})$")
+
+
+def parse_endpoint(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | str, int]:
+    """`host:port` (a DNS name or an IPv4 address) or `[IPv6]:port`: the host and the port."""
+    match = _ENDPOINT.match(value)
+    if match is None:
+        raise ValueError(f"must be host:port, such as api.example.org:6443, 10.0.0.10:6443 or [fd00::10]:6443 "
+                         f"(got {value!r})")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise ValueError(f"the port must be between 1 and 65535 (got {port})")
+    if match["ipv6"] is not None:
+        try:
+            return ipaddress.IPv6Address(match["ipv6"]), port
+        except ValueError:
+            raise ValueError(f"{match['ipv6']!r} is no IPv6 address") from None
+    try:
+        return ipaddress.IPv4Address(match["host"]), port
+    except ValueError:
+        pass
+    if not DNS_NAME.match(match["host"]):
+        raise ValueError(f"{match['host']!r} is neither a DNS name nor an IPv4 address")
+    return match["host"].lower(), port
 
 
 class LoadBalancerMode(str, Enum):
@@ -56,6 +85,7 @@ class LoadBalancerMode(str, Enum):
     STATIC_PODS = "static-pods"  # keepalived + haproxy as static pods on the control planes
     KUBE_VIP = "kube-vip"  # kube-vip static pods on the control planes, ARP, leader election
     LOCAL_NGINX = "local-nginx"  # a proxy on every node at 127.0.0.1, no VIP
+    EXTERNAL = "external"  # the site's own balancer (F5, NetScaler, an HAProxy tier) at loadBalancer.endpoint
 
 
 class LocalProxy(str, Enum):
@@ -294,6 +324,7 @@ LOAD_BALANCER_KEYS_BY_MODE: dict[str, set[LoadBalancerMode]] = {
     "local_proxy": {LoadBalancerMode.LOCAL_NGINX},
     "kube_vip": {LoadBalancerMode.KUBE_VIP},
     "images": {LoadBalancerMode.STATIC_PODS, LoadBalancerMode.KUBE_VIP},
+    "endpoint": {LoadBalancerMode.EXTERNAL},
 }
 # The modes whose proxy runs on the control planes, beside the apiserver.
 _ON_CONTROL_PLANES = {LoadBalancerMode.STATIC_PODS, LoadBalancerMode.LOCAL_NGINX}
@@ -305,8 +336,8 @@ LOCAL_PROXY_ADDRESS = ipaddress.IPv4Address("127.0.0.1")
 class LoadBalancerSettings(_Model):
     mode: LoadBalancerMode = LoadBalancerMode.KEEPALIVED_HAPROXY
     """How the apiservers are fronted: `keepalived-haproxy` (an LB pair), `static-pods` (keepalived
-    and haproxy as static pods on the control planes), `kube-vip`, or `local-nginx` (a proxy on
-    every node). See docs/architecture.md.
+    and haproxy as static pods on the control planes), `kube-vip`, `local-nginx` (a proxy on
+    every node), or `external` (the site's own balancer at `endpoint`). See docs/architecture.md.
     """
     vip: Optional[ipaddress.IPv4Address | ipaddress.IPv6Address] = None
     """The virtual IP clients use: a free address on the segment of the hosts that hold it."""
@@ -336,8 +367,24 @@ class LoadBalancerSettings(_Model):
     """kube-vip's leader election (kube-vip mode)."""
     images: LoadBalancerImages = LoadBalancerImages()
     """The static pods' images (static-pods, kube-vip)."""
+    endpoint: Optional[str] = None
+    """The site's balancer (external mode): `host:port`, the host a DNS name or an address. It must
+    forward TCP to every control plane's 6443 (the `loadBalancerBackends` output), checking each
+    with `GET /readyz` over HTTPS; the first control plane's at least before the first `pulumi up`.
+    """
 
     _ports = field_validator("port", "health_port", "stats_port")(_check_port)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint_grammar(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        host, port = parse_endpoint(value)
+        if isinstance(host, (ipaddress.IPv4Address, ipaddress.IPv6Address)) and (
+                host.is_loopback or host.is_unspecified or host.is_multicast):
+            raise ValueError(f"{host} is not an address the nodes can reach the site's balancer at")
+        return host_port(host, port)
 
     @field_validator("mode", mode="before")
     @classmethod
@@ -369,6 +416,12 @@ class LoadBalancerSettings(_Model):
             raise ConfigKeyError("loadBalancer.virtualRouterId", f"is required with loadBalancer.mode {mode}: a VRRP "
                                  f"router id (1-255) that no other VRRP instance on the segment uses (two with one "
                                  f"id take each other's VIP); clusters built before it was required use 51")
+        if self.mode is LoadBalancerMode.EXTERNAL and self.endpoint is None:
+            raise ConfigKeyError("loadBalancer.endpoint", "is required with loadBalancer.mode external: the host:port "
+                                 "of the site's balancer, such as api.example.org:6443")
+        if self.mode is LoadBalancerMode.EXTERNAL and self.port is not None:
+            raise ConfigKeyError("loadBalancer.port", "is not used with loadBalancer.mode external: the port is "
+                                 "loadBalancer.endpoint's; remove it")
         if self.mode is LoadBalancerMode.KUBE_VIP and self.port not in (None, APISERVER_PORT):
             raise ConfigKeyError("loadBalancer.port", f"kube-vip moves only the address: the endpoint is the VIP on "
                                  f"the apiservers' own port {APISERVER_PORT} (got {self.port}); remove the key")
@@ -376,8 +429,8 @@ class LoadBalancerSettings(_Model):
         return self
 
     def _check_port_clashes(self) -> None:
-        if self.mode is LoadBalancerMode.KUBE_VIP:
-            return  # no proxy: kube-vip serves the apiservers' own port
+        if self.mode in (LoadBalancerMode.KUBE_VIP, LoadBalancerMode.EXTERNAL):
+            return  # no proxy of kubeha's: kube-vip serves the apiservers' own port, a site's balancer its own
         ports = {"port": self.listen_port, "healthPort": self.health_port, "statsPort": self.stats_port}
         seen: dict[int, str] = {}
         for key, port in ports.items():
@@ -399,13 +452,20 @@ class LoadBalancerSettings(_Model):
         """The port of the control-plane endpoint."""
         if self.mode is LoadBalancerMode.KUBE_VIP:
             return APISERVER_PORT
+        if self.mode is LoadBalancerMode.EXTERNAL:
+            assert self.endpoint is not None  # the validator requires it
+            return parse_endpoint(self.endpoint)[1]
         return self.port if self.port is not None else _DEFAULT_PORT
 
     @property
-    def endpoint_address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        """The VIP, or the node-local proxy's loopback address in local-nginx mode."""
+    def endpoint_address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+        """The VIP, the node-local proxy's loopback address in local-nginx mode, or the site's
+        balancer's name or address in external mode."""
         if self.mode is LoadBalancerMode.LOCAL_NGINX:
             return LOCAL_PROXY_ADDRESS
+        if self.mode is LoadBalancerMode.EXTERNAL:
+            assert self.endpoint is not None  # the validator requires it
+            return parse_endpoint(self.endpoint)[0]
         assert self.vip is not None  # the validator requires it in every other mode
         return self.vip
 
@@ -937,6 +997,10 @@ class ClusterConfig(_Model):
             (f"{key}.address", host.address) for key, host in self.all_hosts_with_keys()]
         if self.load_balancer.vip is not None:
             keyed.append(("loadBalancer.vip", self.load_balancer.vip))
+        if self.load_balancer.endpoint is not None:
+            endpoint_host = parse_endpoint(self.load_balancer.endpoint)[0]
+            if not isinstance(endpoint_host, str):
+                keyed.append(("loadBalancer.endpoint", endpoint_host))
         for key, address in keyed:
             problem = _address_problem(address)
             if problem:

@@ -69,7 +69,16 @@ def policy_of(config: ClusterConfig) -> Policy:
     kubelet = config.kubernetes.kubelet
     vip = config.load_balancer.vip if config.load_balancer.mode is not LoadBalancerMode.LOCAL_NGINX else None
     return Policy(skip=frozenset(config.preflight.skip), allow_cgroup_v1=kubelet.get("failCgroupV1") is False,
-                  allow_swap=kubelet.get("failSwapOn") is False, vip=str(vip) if vip is not None else None)
+                  allow_swap=kubelet.get("failSwapOn") is False, vip=str(vip) if vip is not None else None,
+                  endpoint=config.load_balancer.endpoint)
+
+
+def _endpoint_of(config: ClusterConfig) -> dict[str, object]:
+    """The site's balancer for the facts script (external mode): its host and port; else none."""
+    balancer = config.load_balancer
+    if balancer.mode is not LoadBalancerMode.EXTERNAL:
+        return {"endpoint_host": None, "endpoint_port": None}
+    return {"endpoint_host": str(balancer.endpoint_address), "endpoint_port": balancer.listen_port}
 
 
 def _read_facts(target: SshTarget, private_key: str, command: str) -> tuple[HostFacts, str]:
@@ -150,7 +159,8 @@ class _PreflightProvider(dynamic.ResourceProvider):
         # The engine drops keys whose value is None (no VIP in local-nginx mode): .get, not [].
         policy = Policy(skip=frozenset(props["policy"].get("skip", [])),
                         allow_cgroup_v1=bool(props["policy"].get("allow_cgroup_v1")),
-                        allow_swap=bool(props["policy"].get("allow_swap")), vip=props["policy"].get("vip"))
+                        allow_swap=bool(props["policy"].get("allow_swap")), vip=props["policy"].get("vip"),
+                        endpoint=props["policy"].get("endpoint"))
         targets = {host["name"]: SshTarget.from_dict(host["target"]) for host in props["hosts"]}
         surveyed = survey(targets, props["private_key"], props["facts_command"], policy.vip, int(props["vip_port"]))
         found = findings(_planned(props), checked, surveyed, policy)
@@ -201,8 +211,9 @@ class Preflight(dynamic.Resource):
         super().__init__(_PreflightProvider(), name, {
             "hosts": hosts,
             "policy": {"skip": sorted(policy.skip), "allow_cgroup_v1": policy.allow_cgroup_v1,
-                       "allow_swap": policy.allow_swap, "vip": policy.vip},
+                       "allow_swap": policy.allow_swap, "vip": policy.vip, "endpoint": policy.endpoint},
             "vip_port": config.load_balancer.listen_port,
-            "facts_command": ssh.command(render("preflight/host-facts.sh.j2"), "preflight-facts"),
+            "facts_command": ssh.command(render("preflight/host-facts.sh.j2", **_endpoint_of(config)),
+                                         "preflight-facts"),
             "private_key": pulumi.Output.secret(ssh.private_key),
             CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run(), UNPINNED_KEYS: None}, opts)

@@ -20,7 +20,7 @@ NODE_PORT_RANGE = range(30000, 32768)
 # Check names, as `preflight.skip` takes them.
 CHECKS = ("ssh", "os", "swap", "cgroup", "ports", "cpu", "memory", "unique-hostname", "unique-mac",
           "unique-product-uuid",
-          "time-sync", "clock-skew", "vip-free")
+          "time-sync", "clock-skew", "vip-free", "endpoint")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,9 @@ class HostFacts:
     time_synchronized: str  # yes, no or unknown
     in_use_by_kubeha: bool
     clock_offset_s: float  # the host's clock minus this machine's, at the moment it was read
+    # The site's balancer (loadBalancer.mode external), seen from this host: yes, no, or "" (not asked).
+    endpoint_resolves: str = ""
+    endpoint_answers: str = ""
 
     @classmethod
     def parse(cls, text: str, clock_offset_s: float) -> "HostFacts":
@@ -53,7 +56,9 @@ class HostFacts:
                    product_uuid=values.get("product_uuid", ""), macs=tuple(number_list("macs")),
                    listening=frozenset(int(port) for port in number_list("listening") if port.isdigit()),
                    time_synchronized=values.get("time_synchronized", "unknown"),
-                   in_use_by_kubeha=values.get("in_use_by_kubeha") == "yes", clock_offset_s=clock_offset_s)
+                   in_use_by_kubeha=values.get("in_use_by_kubeha") == "yes", clock_offset_s=clock_offset_s,
+                   endpoint_resolves=values.get("endpoint_resolves", ""),
+                   endpoint_answers=values.get("endpoint_answers", ""))
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class Policy:
     allow_cgroup_v1: bool = False  # kubernetes.kubelet.failCgroupV1: false
     allow_swap: bool = False  # kubernetes.kubelet.failSwapOn: false
     vip: Optional[str] = None  # checked free only while no host is in use by kubeha
+    endpoint: Optional[str] = None  # loadBalancer.endpoint (external mode): resolved and answering on every host
 
 
 @dataclass
@@ -120,6 +126,13 @@ def _host_findings(host: PlannedHost, facts: HostFacts, policy: Policy) -> Itera
         if facts.memory_mb < MIN_CONTROL_PLANE_MEMORY_MB:
             yield Finding(host.name, "memory", f"{facts.memory_mb} MB",
                           f"at least {MIN_CONTROL_PLANE_MEMORY_MB} MB (kubeadm)")
+    if policy.endpoint and facts.endpoint_resolves != "yes":
+        yield Finding(host.name, "endpoint", f"loadBalancer.endpoint {policy.endpoint}: the name does not resolve here",
+                      "a name every host resolves (DNS or /etc/hosts)")
+    elif policy.endpoint and facts.endpoint_answers != "yes":
+        yield Finding(host.name, "endpoint", f"loadBalancer.endpoint {policy.endpoint}: no TCP answer from here",
+                      "the site's balancer listening, forwarding to every control plane's :6443 (for the first "
+                      "`pulumi up`, to the first control plane at least, or kubeadm init cannot finish)")
     if facts.time_synchronized != "yes":
         yield Finding(host.name, "time-sync", f"NTPSynchronized={facts.time_synchronized}",
                       "a synchronised clock (systemd-timesyncd, chrony or ntpd)")

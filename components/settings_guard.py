@@ -46,6 +46,7 @@ _WHY_FIXED: dict[str, str] = {
     "loadBalancer.mode": _ENDPOINT,
     "loadBalancer.vip": _ENDPOINT,
     "loadBalancer.port": _ENDPOINT,
+    "loadBalancer.endpoint": _ENDPOINT,
     "kubernetes.clusterName": "is written into the cluster's configuration and every kubeconfig at kubeadm init, "
                               "and kubeadm cannot rename a cluster; set it back to {old}",
     "kubernetes.podSubnet": "was given to the controller manager and the nodes' pod CIDRs at kubeadm init and "
@@ -89,6 +90,7 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "loadBalancer.mode": balancer.mode.value,
         "loadBalancer.vip": str(balancer.vip) if balancer.vip is not None else "(none)",
         "loadBalancer.port": str(balancer.listen_port),
+        "loadBalancer.endpoint": _text(balancer.endpoint),
         "kubernetes.clusterName": kubernetes.cluster_name,
         "kubernetes.podSubnet": str(kubernetes.pod_subnet),
         "kubernetes.serviceSubnet": str(kubernetes.service_subnet),

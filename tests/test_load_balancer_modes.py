@@ -18,6 +18,7 @@ from tests.validators import (
     heredoc,
     inner_script,
     keepalived_check,
+    kubeadm_validate,
     manifest_check,
     nginx_check,
     shellcheck,
@@ -26,6 +27,7 @@ from tests.validators import (
 COMMAND = "command:remote:Command"
 CONTROL_PLANES = ["cp1", "cp2", "cp3"]
 WORKERS = ["w1", "w2"]
+EXTERNAL_ENDPOINT = "api.example.org:6443"  # the site's balancer, by name
 # The init script's switch of kube-vip's kubeconfig mount to super-admin.conf.
 TO_SUPER_ADMIN = "\\1path: /etc/kubernetes/super-admin.conf#"
 
@@ -37,6 +39,8 @@ def in_mode(stack_config: dict[str, Any], mode: str, **settings: Any) -> dict[st
         lb["virtualRouterId"] = 51
     if mode == "local-nginx":
         lb = {"mode": mode}
+    if mode == "external":
+        lb = {"mode": mode, "endpoint": EXTERNAL_ENDPOINT}
     lb.update(settings)
     stack_config["loadBalancer"] = lb
     return stack_config
@@ -64,7 +68,7 @@ def load_balancing(config: dict[str, Any]) -> NodeLoadBalancing:
     return NodeLoadBalancing(cluster.load_balancer, cluster.kubernetes, cluster.control_planes, cluster.packages)
 
 
-@pytest.fixture(params=["static-pods", "kube-vip", "local-nginx"])
+@pytest.fixture(params=["static-pods", "kube-vip", "local-nginx", "external"])
 def mode(request) -> str:
     return request.param
 
@@ -82,7 +86,7 @@ def test_no_dedicated_load_balancer_outside_its_mode(mode_deployment):
 
 
 @pytest.mark.parametrize("mode, nodes", [("static-pods", CONTROL_PLANES), ("kube-vip", CONTROL_PLANES),
-                                         ("local-nginx", CONTROL_PLANES + WORKERS)])
+                                         ("local-nginx", CONTROL_PLANES + WORKERS), ("external", [])])
 def test_load_balancing_step_on_exactly_the_nodes_that_run_it(mode_deployment, mode, nodes):
     assert steps(mode_deployment, "-load-balancing") == sorted(nodes)
 
@@ -123,7 +127,8 @@ def test_local_proxy_haproxy_is_offered(deploy, stack_config):
 
 @pytest.mark.parametrize("mode, endpoint", [("static-pods", "198.51.100.100:8443"),
                                             ("kube-vip", "198.51.100.100:6443"),
-                                            ("local-nginx", "127.0.0.1:8443")])
+                                            ("local-nginx", "127.0.0.1:8443"),
+                                            ("external", EXTERNAL_ENDPOINT)])
 def test_kubeadm_uses_the_modes_endpoint_and_has_it_in_cert_sans(mode_deployment, mode, endpoint):
     cluster = kubeadm_documents(mode_deployment)["ClusterConfiguration"]
     assert cluster["controlPlaneEndpoint"] == endpoint
@@ -137,7 +142,8 @@ def test_joins_discover_through_the_modes_endpoint(deploy, stack_config, joiner)
     assert join["discovery"]["bootstrapToken"]["apiServerEndpoint"] == "127.0.0.1:8443"
 
 
-@pytest.mark.parametrize("mode, expected", [("static-pods", True), ("kube-vip", True), ("local-nginx", False)])
+@pytest.mark.parametrize("mode, expected", [("static-pods", True), ("kube-vip", True), ("local-nginx", False),
+                                             ("external", False)])
 def test_kubeadm_accepts_the_prefilled_manifests_folder_only_with_static_pods(mode_deployment, mode, expected):
     init = kubeadm_documents(mode_deployment)["InitConfiguration"]
     ignored = init["nodeRegistration"].get("ignorePreflightErrors", [])
@@ -155,7 +161,32 @@ def test_local_nginx_outputs_point_clients_off_the_cluster_at_the_lead_control_p
     assert "    server: https://198.51.100.21:6443\n" in deployment.exports["kubeconfig"]
 
 
-@pytest.mark.parametrize("mode", ["keepalived-haproxy", "static-pods", "kube-vip", "local-nginx"])
+def test_external_mode_outputs_the_backends_the_site_must_configure(deploy, stack_config):
+    deployment = deploy(in_mode(stack_config, "external"))
+    assert [backend["address"] for backend in deployment.exports["loadBalancerBackends"]] == [
+        "198.51.100.21:6443", "198.51.100.22:6443", "198.51.100.23:6443"]
+    assert deployment.exports["loadBalancerBackends"][0]["healthCheck"].startswith("GET /readyz over HTTPS")
+    assert deployment.exports["apiserverEndpoint"] == f"https://{EXTERNAL_ENDPOINT}"
+    assert deployment.exports["vip"] is None and deployment.exports["loadBalancers"] == []
+
+
+def test_the_backends_follow_the_control_planes(deploy, stack_config):
+    stack_config["controlPlanes"].append({"name": "cp4", "address": "198.51.100.24"})
+    backends = deploy(in_mode(stack_config, "external")).exports["loadBalancerBackends"]
+    assert backends[-1] == {"name": "cp4", "address": "198.51.100.24:6443",
+                            "healthCheck": "GET /readyz over HTTPS (the cluster CA), expect 200"}
+
+
+def test_other_modes_have_no_backends_output(deployment):
+    assert deployment.exports["loadBalancerBackends"] is None
+
+
+def test_external_mode_init_config_passes_kubeadm_config_validate(deploy, stack_config):
+    kubeadm_validate(heredoc(script(deploy(in_mode(stack_config, "external")), "cluster-init"),
+                             "KUBEHA_KUBEADM_CONFIG"))
+
+
+@pytest.mark.parametrize("mode", ["keepalived-haproxy", "static-pods", "kube-vip", "local-nginx", "external"])
 def test_the_mode_is_a_stack_output(deploy, stack_config, mode):
     if mode != "keepalived-haproxy":
         in_mode(stack_config, mode)
@@ -272,6 +303,18 @@ BAD_INPUTS = {
                             "kubeha:loadBalancer.images.kubeVip: must be an image reference with a version"),
     "images with local-nginx": ("local-nginx", {"images": {"haproxy": "haproxy:3.0.7"}},
                                 "kubeha:loadBalancer.images: is not used with loadBalancer.mode local-nginx"),
+    "external without an endpoint": ("external", {"endpoint": None},
+                                     "kubeha:loadBalancer.endpoint: is required with loadBalancer.mode external"),
+    "external endpoint without a port": ("external", {"endpoint": "api.example.org"},
+                                         "kubeha:loadBalancer.endpoint: must be host:port"),
+    "external endpoint that is a command": ("external", {"endpoint": "api$(id).example.org:6443"},
+                                            "kubeha:loadBalancer.endpoint: must be host:port"),
+    "external with a VIP": ("external", {"vip": "198.51.100.100"},
+                            "kubeha:loadBalancer.vip: is not used with loadBalancer.mode external"),
+    "external with a port of its own": ("external", {"port": 8443},
+                                        "kubeha:loadBalancer.port: is not used with loadBalancer.mode external"),
+    "external with LB hosts": ("external", {"hosts": [{"name": "lb1", "address": "198.51.100.11"}]},
+                               "kubeha:loadBalancer.hosts: is not used with loadBalancer.mode external"),
     "keepalived-haproxy without hosts": ("keepalived-haproxy", {},
                                          "kubeha:loadBalancer.hosts: needs at least two hosts for failover (got 0)"),
 }

@@ -137,6 +137,35 @@ def test_the_vip_of_a_built_cluster_answers_as_it_should():
     assert problems(survey, policy=Policy(vip="10.0.0.100")) == []
 
 
+EXTERNAL = Policy(endpoint="api.example.org:6443")
+
+
+def test_a_site_balancer_every_host_resolves_and_reaches_passes():
+    survey = Survey(facts={name: facts(name, number, endpoint_resolves="yes", endpoint_answers="yes")
+                           for number, name in enumerate(["w3", "cp4"])})
+    assert problems(survey, policy=EXTERNAL) == []
+
+
+def test_a_site_balancer_a_host_cannot_resolve_is_reported_for_that_host():
+    survey = Survey(facts={"w3": facts("w3", 1, endpoint_resolves="no"),
+                           "cp4": facts("cp4", 2, endpoint_resolves="yes", endpoint_answers="yes")})
+    [finding] = findings([WORKER, CONTROL_PLANE], {"w3", "cp4"}, survey, EXTERNAL)
+    assert (finding.host, finding.check) == ("w3", "endpoint")
+    assert finding.found == "loadBalancer.endpoint api.example.org:6443: the name does not resolve here"
+
+
+def test_a_site_balancer_that_does_not_answer_says_init_needs_it_forwarding():
+    survey = Survey(facts={"cp4": facts("cp4", 2, endpoint_resolves="yes", endpoint_answers="no")})
+    [finding] = findings([CONTROL_PLANE], {"cp4"}, survey, EXTERNAL)
+    assert "to the first control plane at least, or kubeadm init cannot finish" in finding.expected
+
+
+def test_the_facts_script_asks_for_the_site_balancer_only_in_external_mode(deploy, stack_config):
+    assert "getent hosts" not in deploy(stack_config).named("cluster-preflight").inputs["facts_command"]
+    command = deploy(in_mode(stack_config, "external")).named("cluster-preflight").inputs["facts_command"]
+    assert "getent hosts api.example.org" in command and "endpoint-check api.example.org 6443" in command
+
+
 def test_the_table_has_one_row_per_problem_under_a_header():
     survey = Survey(facts={"w3": facts("w3", 1, listening=frozenset({10250})), "cp4": facts("cp4", 2, cgroup=1)})
     lines = table(findings([WORKER, CONTROL_PLANE], {"w3", "cp4"}, survey, Policy())).splitlines()

@@ -208,3 +208,11 @@ def test_a_host_marked_unreachable_keeps_its_entry_and_passes(stack_config, buil
 def test_a_guard_that_never_recorded_the_hosts_records_them(stack_config, built):
     older = {key: value for key, value in built.items() if key != "hosts"}
     assert check(older, settings_after(stack_config, lambda c: c["workers"][0].update(address="198.51.100.99"))) == []
+
+
+def test_the_site_balancers_endpoint_is_fixed(stack_config):
+    stack_config["loadBalancer"] = {"mode": "external", "endpoint": "api.example.org:6443"}
+    built = fixed_settings(ClusterConfig.model_validate(stack_config))
+    [message] = check(built, settings_after(stack_config, lambda c: c["loadBalancer"].update(
+        endpoint="api2.example.org:6443")))
+    assert message.startswith("kubeha:loadBalancer.endpoint: this cluster was built with api.example.org:6443")
