@@ -45,6 +45,8 @@ TOPOLOGIES: dict[str, Topology] = {topology.name: topology for topology in (
     # etcd that keeps quorum) and one worker: a second one only repeated what the first proved.
     Topology("static-pods", "static-pods on cp1-cp3, w1", LabOptions(mode="static-pods", workers=ONE_WORKER), lab=1),
     Topology("kube-vip", "kube-vip on cp1-cp3, w1", LabOptions(mode="kube-vip", workers=ONE_WORKER), lab=1),
+    Topology("external-lb", "loadBalancer.mode external: the site's balancer, a plain haproxy on lb1 that the lab "
+             "configures (not kubeha), in front of cp1-cp3; w1", LabOptions(mode="external", workers=ONE_WORKER), lab=1),
     Topology("local-nginx", "local-nginx on cp1-cp3, w1, logged in as kubeha (sudo), packages through "
              "the lab's recording proxy", LabOptions(mode="local-nginx", ssh_user="kubeha", package_proxy=PROXY_URL,
                                                      workers=ONE_WORKER), lab=1),
@@ -73,6 +75,7 @@ ORDER: tuple[Step, ...] = (
          "cp2 and cp3 powered off and gone, cp4 and cp5 joined"),
     Step("test_kube_vip_lab", "kube-vip", "the VIP moved once"),
     Step("test_pod_network_lab", "kube-vip", "flannel's DaemonSet created again over a label another manager set"),
+    Step("test_external_lb_lab", "external-lb", "cp2's apiserver stopped and started again; cp4 joined"),
     Step("test_local_nginx_lab", "local-nginx", "packages.proxy removed (containerd restarted node by node)"),
     Step("test_etcd_backup_lab", "local-nginx", "backups taken by hand, one run failed on purpose, "
          "etcd.backup.keep set to 2"),

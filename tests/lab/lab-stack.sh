@@ -6,7 +6,9 @@
 # Needs: KUBEHA_ROOT (the clone), ENGINE_DIR. LAB_TOPOLOGY=NAME: a topology of the lab tests
 # (tests/lab/clusters.py), which sets the LAB_* settings below as the tests do; or, one by one:
 # LAB_LB_MODE picks loadBalancer.mode
-# (keepalived-haproxy by default; static-pods, local-nginx and kube-vip boot no LB hosts). The
+# (keepalived-haproxy by default; static-pods, local-nginx and kube-vip boot no LB hosts; external
+# boots lb1 as "the site's balancer": a plain haproxy the lab itself configures, not kubeha, in
+# front of cp1-cp3's 6443, at lb1:8443, which is loadBalancer.endpoint). The
 # hosts run Kubernetes 1.34.4 built by `make lab-kubernetes`, installed by the product from the
 # lab's package repository. LAB_SSH_USER: the login (root by default; `kubeha` has passwordless
 # sudo on every lab host). LAB_FIREWALL=managed: firewall.mode managed (unmanaged by default).
@@ -40,7 +42,8 @@ fi
 case "${mode}" in
     keepalived-haproxy) hosts="lb1 lb2 cp1 cp2 cp3 ${workers}" ;;
     static-pods|local-nginx|kube-vip) hosts="cp1 cp2 cp3 ${workers}" ;;
-    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy, static-pods, local-nginx or kube-vip" >&2
+    external) hosts="lb1 cp1 cp2 cp3 ${workers}" ;;
+    *) echo "LAB_LB_MODE ${mode}: the lab runs keepalived-haproxy, static-pods, local-nginx, kube-vip or external" >&2
        exit 2 ;;
 esac
 
@@ -56,7 +59,7 @@ options="mode=${mode} user=${LAB_SSH_USER:-root} firewall=${LAB_FIREWALL:-unmana
 lab_running() {  # exactly this mode's hosts run, built with these options (another lab does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
     "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
-        && { [ "${mode}" = keepalived-haproxy ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
+        && { [ "${mode}" = keepalived-haproxy ] || [ "${mode}" = external ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
         && [ "$(cat "${lab_dir}/options" 2>/dev/null)" = "${options}" ]
 }
 
@@ -133,6 +136,9 @@ write_stack_config() {
     salt="$(grep '^encryptionsalt:' "${stack_file}" 2>/dev/null || true)"
     if [ "${mode}" = local-nginx ]; then
         load_balancer="    mode: local-nginx"
+    elif [ "${mode}" = external ]; then
+        load_balancer="    mode: external
+    endpoint: $("${lab}" address lb1):8443"
     elif [ "${mode}" = kube-vip ]; then
         load_balancer="    mode: kube-vip
     vip: ${network}.100
@@ -173,6 +179,33 @@ export PULUMI_STACK=${stack}
 ENV
 }
 
+site_balancer() {  # LAB_LB_MODE=external: haproxy on lb1 in front of the control planes, the lab's own
+    local servers=() name
+    while read -r name; do
+        [[ "${name}" == cp* ]] && servers+=("    server ${name} $("${lab}" address "${name}"):6443 check check-ssl verify none")
+    done < "${lab_dir}/hosts"
+    "${lab}" ssh lb1 "DEBIAN_FRONTEND=noninteractive apt-get install -y -q haproxy >/dev/null && cat > /etc/haproxy/haproxy.cfg && systemctl restart haproxy" <<SITE
+# The site's balancer of the lab (tests/lab/lab-stack.sh, LAB_LB_MODE=external): not kubeha's.
+global
+    log /dev/log local0
+defaults
+    mode tcp
+    retries 3
+    option redispatch
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend apiserver
+    bind :8443
+    default_backend apiserver
+backend apiserver
+    option httpchk GET /readyz
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 2
+$(printf '%s\n' "${servers[@]}")
+SITE
+}
+
 up() {
     if ! lab_running; then
         "${lab}" down >/dev/null 2>&1 || true
@@ -184,6 +217,9 @@ up() {
         echo "lab-stack: reusing the running lab (${options})"
     fi
     mkdir -p "${lab_dir}/state"
+    if [ "${mode}" = external ]; then
+        site_balancer
+    fi
     write_stack_config
     write_env
     # shellcheck source=/dev/null
