@@ -184,7 +184,7 @@ site_balancer() {  # LAB_LB_MODE=external: haproxy on lb1 in front of the contro
     while read -r name; do
         [[ "${name}" == cp* ]] && servers+=("    server ${name} $("${lab}" address "${name}"):6443 check check-ssl verify none")
     done < "${lab_dir}/hosts"
-    "${lab}" ssh lb1 "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null && cat > /etc/haproxy/haproxy.cfg && systemctl restart haproxy" <<SITE
+    "${lab}" ssh lb1 "{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy; } </dev/null >/dev/null && cat > /etc/haproxy/haproxy.cfg && systemctl restart haproxy" <<SITE
 # The site's balancer of the lab (tests/lab/lab-stack.sh, LAB_LB_MODE=external): not kubeha's.
 global
     log /dev/log local0
