@@ -153,3 +153,9 @@ def test_no_backup_at_all_is_warned_of():
     assert stale_warning("cp1", {"newest": None, "interval_seconds": HOUR, "last_result": "exit-code"}, 0.0) == (
         "etcd.backup: cp1 has no verified etcd backup (last run: exit-code); see "
         "`journalctl -u kubeha-etcd-backup.service` on cp1")
+
+
+def test_a_control_planes_removal_takes_a_backup_before_its_member_goes(deployment):
+    delete = deployment.named("cp2-membership").inputs["delete"]
+    assert delete.index("endpoint health") < delete.index("    etcd_backup_first\n") < delete.index("member remove \"${member_id}\"")
+    assert "etcd_backup_first" not in deployment.named("w1-membership").inputs["delete"]
