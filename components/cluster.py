@@ -19,6 +19,7 @@ from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.etcd_backup import EtcdBackups, EtcdBackupsArgs
 from components.etcd_restore import EtcdRestore, RestoreScripts
 from components.firewall import Firewall, FirewallArgs
+from components.host_keys import HostKeys
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
 from components.pod_network import PodNetwork, PodNetworkArgs
@@ -72,7 +73,7 @@ def _admin_credential(parent: pulumi.Resource, config: ClusterConfig, cluster: C
 
     return AdminCredential(
         "cluster-admin-credential",
-        control_planes=[{"name": host.name, "target": ssh.target(host).to_dict()} for host in candidates],
+        control_planes=[{"name": host.name, "target": ssh.target(host)} for host in candidates],
         validity_hours=validity, private_key=ssh.private_key,
         scripts=CredentialScripts(issue=wrapped("control-plane/admin-kubeconfig.sh.j2", "admin-kubeconfig"),
                                   revoke=wrapped("control-plane/revoke-admin-kubeconfig.sh.j2",
@@ -92,7 +93,7 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
             return ssh.command(render(template, host=host, cri_socket=CRI_SOCKET, apiserver_port=APISERVER_PORT,
                                       package_proxy=config.packages.proxy), f"{host.name}-{step}")
         certificates = ControlPlaneCertificates(
-            f"{host.name}-certificates", node_name=host.name, node=ssh.target(host).to_dict(),
+            f"{host.name}-certificates", node_name=host.name, node=ssh.target(host),
             private_key=ssh.private_key, renew_before_days=config.certificates.renew_before_days,
             scripts=CertificateScripts(expiry=wrapped("control-plane/certificate-expiry.sh.j2", "certificate-expiry"),
                                        renew=wrapped("control-plane/renew-certificates.sh.j2", "renew-certificates")),
@@ -130,7 +131,7 @@ def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterCon
         version=config.kubernetes.version,
         control_planes=[host.name for host in control_planes], workers=[host.name for host in config.workers],
         max_unavailable_workers=config.upgrade.max_unavailable_workers,
-        targets={host.name: ssh.target(host).to_dict() for host in [*control_planes, *config.workers]},
+        targets={host.name: ssh.target(host) for host in [*control_planes, *config.workers]},
         private_key=ssh.private_key, scripts=scripts),
         opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
@@ -147,7 +148,7 @@ def _restore(parent: pulumi.Resource, config: ClusterConfig, args: ClusterArgs, 
         check=ssh.command(render("etcd-backup/etcd-restore-check.sh.j2", **values), f"{host.name}-etcd-restore-check"),
         restore=ssh.command(render("etcd-backup/restore-etcd.sh.j2", **values), f"{host.name}-etcd-restore"))
     return EtcdRestore("etcd-restore", project=args.project, backup=restore.backup, on=restore.on, force=restore.force,
-                       node=ssh.target(host).to_dict(), private_key=ssh.private_key, key=key, scripts=scripts,
+                       node=ssh.target(host), private_key=ssh.private_key, key=key, scripts=scripts,
                        opts=_top(parent, pulumi.ResourceOptions(depends_on=after)))
 
 
@@ -170,7 +171,11 @@ class Cluster(pulumi.ComponentResource):
         # every host step waits for both.
         guard = SettingsGuard("cluster-settings", config, args.project, release_check=release_check(config, args.ssh),
                               private_key=args.ssh.private_key, opts=_top(self))
-        preflight = Preflight("cluster-preflight", config, args.ssh,
+        # Then every host's key, pinned or trusted on first use, which every connection requires.
+        host_keys = HostKeys("cluster-host-keys", config, args.project,
+                             opts=_top(self, pulumi.ResourceOptions(depends_on=[guard])))
+        ssh = replace(args.ssh, host_keys=host_keys.keys)
+        preflight = Preflight("cluster-preflight", config, ssh,
                               opts=_top(self, pulumi.ResourceOptions(depends_on=[guard])))
         preflight.unpinned_host_keys.apply(lambda offered: warn_unpinned(offered, config.ssh.host_keys))
         # The backup key first: a restore (etcd.restore) needs it, and is itself a gate, since no
@@ -179,9 +184,9 @@ class Cluster(pulumi.ComponentResource):
         gates: tuple[pulumi.Resource, ...] = (preflight,)
         restored: Optional[pulumi.Output[str]] = None
         if config.etcd.restore is not None and backups.key is not None:
-            restore = _restore(self, config, args, backups.key, after=[preflight])
+            restore = _restore(self, config, replace(args, ssh=ssh), backups.key, after=[preflight])
             gates, restored = (preflight, restore), restore.report
-        self.outputs = {**self._build(config, replace(args.ssh, gates=gates), backups), "etcdRestore": restored}
+        self.outputs = {**self._build(config, replace(ssh, gates=gates), backups), "etcdRestore": restored}
         self.register_outputs(self.outputs)
 
     def _build(self, config: ClusterConfig, ssh: SshAccess, backups: EtcdBackups) -> dict[str, Any]:

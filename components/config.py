@@ -200,8 +200,10 @@ class SshSettings(_Model):
     host_keys: dict[str, str] = {}
     """Host name -> its SSH host key (an OpenSSH public-key line, e.g. from
     /etc/ssh/ssh_host_ed25519_key.pub). A pinned host whose key differs fails its first
-    connection, before any login; unpinned hosts' keys are accepted as they come. Adding pins to
-    a built cluster runs those hosts' steps once more (each is idempotent).
+    connection, before any login. An unpinned host is trusted on first use: the key it offers the
+    first time is recorded and required from then on, and a host offering another one stops the
+    run at preview, naming both fingerprints (pin the new key if the host was reinstalled).
+    Changing a pin runs that host's steps once more (each is idempotent).
     """
 
     _port = field_validator("port")(_check_port)

@@ -194,7 +194,7 @@ class EtcdBackups(pulumi.ComponentResource):
         script = render("etcd-backup/etcd-backup-status.sh.j2", host=host, directory=settings.directory,
                         schedule=settings.schedule)
         status = EtcdBackupStatus(
-            f"{name}-{host.name}-status", node_name=host.name, node=ssh.target(host).to_dict(),
+            f"{name}-{host.name}-status", node_name=host.name, node=ssh.target(host),
             private_key=ssh.private_key, status_script=ssh.command(script, f"{host.name}-etcd-backup-status"),
             installed=installed, opts=ssh.gated(pulumi.ResourceOptions(parent=self)))
 

@@ -185,8 +185,8 @@ def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: Joi
     # Join material made on the cluster-side control plane as the join runs, in the same step
     # (see kubeadm_join): a retry at any later time has valid material.
     kubeadm_join = KubeadmJoin(
-        f"{name}-kubeadm-join", node_name=host.name, node=ssh.target(host).to_dict(),
-        cluster_side_name=ticket.cluster_side.name, cluster_side=ssh.target(ticket.cluster_side).to_dict(),
+        f"{name}-kubeadm-join", node_name=host.name, node=ssh.target(host),
+        cluster_side_name=ticket.cluster_side.name, cluster_side=ssh.target(ticket.cluster_side),
         private_key=ssh.private_key,
         scripts=ticket.ca_cert_hash.apply(lambda ca_hash: _join_scripts(
             name, host, cluster, ticket.cluster_side, control_plane=control_plane, ca_cert_hash=ca_hash)),

@@ -146,9 +146,9 @@ def warn_unpinned(offered: dict[str, str], pinned: dict[str, str]) -> None:
     """One warning per host whose key is not pinned, with the exact setting that pins it."""
     for name, key in sorted((offered or {}).items()):
         if name not in pinned:
-            pulumi.log.warn(f"{name}: its SSH host key is not pinned, so kubeha accepts whatever key answers at its "
-                            f"address. It offered {key}; to pin it: pulumi config set --path "
-                            f"'ssh.hostKeys.{name}' '{key}'")
+            pulumi.log.warn(f"{name}: its SSH host key is not pinned in the config: kubeha trusted the key it offered "
+                            f"on first contact and requires it from then on. It offered {key}; check it on the host "
+                            f"(ssh-keygen -lf) and pin it: pulumi config set --path 'ssh.hostKeys.{name}' '{key}'")
 
 
 class _PreflightProvider(dynamic.ResourceProvider):
@@ -204,7 +204,7 @@ class Preflight(dynamic.Resource):
     def __init__(self, name: str, config: ClusterConfig, ssh: SshAccess,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
         hosts_by_name = {host.name: host for _, host in config.all_hosts_with_keys()}
-        hosts = [{**asdict(host), "ports": list(host.ports), "target": ssh.target(hosts_by_name[host.name]).to_dict()}
+        hosts = [{**asdict(host), "ports": list(host.ports), "target": ssh.target(hosts_by_name[host.name])}
                  for host in planned_hosts(config)]
         policy = policy_of(config)
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))

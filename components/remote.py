@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, cast
 
 import pulumi
 from pulumi_command import remote
 
 from components.config import Host, NodeHost, SshSettings
 from components.render import render
-from components.ssh_session import SshTarget
 
 # The provider stops retrying a host after this many failed dials (about a minute and a half
 # with the default per-dial timeout), so a dead host fails `pulumi up` instead of hanging it.
@@ -31,6 +30,15 @@ class SshAccess:
     settings: SshSettings
     private_key: pulumi.Output[str]
     gates: tuple[pulumi.Resource, ...] = ()
+    # Every host's required host key (components/host_keys): pinned, or trusted on first use.
+    host_keys: Optional[pulumi.Output[dict[str, str]]] = None
+
+    def host_key(self, host: Host) -> pulumi.Input[Optional[str]]:
+        """The key `host` must offer: ssh.hostKeys' pin, else the one recorded on first use."""
+        pinned = self.settings.host_keys.get(host.name)
+        if pinned is not None or self.host_keys is None:
+            return pinned
+        return self.host_keys.apply(lambda keys: (keys or {}).get(host.name))
 
     def connection(self, host: Host) -> remote.ConnectionArgs:
         return remote.ConnectionArgs(
@@ -39,15 +47,16 @@ class SshAccess:
             user=self.settings.user,
             private_key=self.private_key,
             # Pinned: the provider accepts exactly this key, else it stops before sending anything.
-            host_key=self.settings.host_keys.get(host.name),
+            host_key=cast(Optional[pulumi.Input[str]], self.host_key(host)),
             dial_error_limit=_DIAL_ERROR_LIMIT,
             per_dial_timeout=_PER_DIAL_TIMEOUT_S,
         )
 
-    def target(self, host: Host) -> SshTarget:
-        """The same login for the steps that run over paramiko (ssh_session); the key goes apart."""
-        return SshTarget(address=host.ip, port=self.settings.port, user=self.settings.user,
-                         host_key=self.settings.host_keys.get(host.name))
+    def target(self, host: Host) -> dict[str, Any]:
+        """The same login for the steps that run over paramiko (ssh_session.SshTarget.from_dict
+        reads it in their providers); the private key goes apart."""
+        return {"address": host.ip, "port": self.settings.port, "user": self.settings.user,
+                "host_key": self.host_key(host)}
 
     @property
     def sudo(self) -> bool:

@@ -4,6 +4,7 @@ pulumi-command; both are reached through SshAccess, the one place that knows how
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import socket
 import time
@@ -77,6 +78,35 @@ def _client(target: SshTarget) -> paramiko.SSHClient:
         # Unpinned hosts are accepted as they are, as the command provider accepts them.
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     return client
+
+
+# The key types a host key is read as, in this order: the ones the command provider pins as well.
+_HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
+
+
+def offered_host_key(address: str, port: int) -> Optional[str]:
+    """The host key `address` offers, as an OpenSSH public-key line ("type base64"), read by a
+    handshake alone (no login); None when nothing answers there."""
+    try:
+        sock = socket.create_connection((address, port), timeout=_CONNECT_TIMEOUT_S)
+    except OSError:
+        return None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.get_security_options().key_types = _HOST_KEY_TYPES
+        transport.start_client(timeout=_CONNECT_TIMEOUT_S)
+        key = transport.get_remote_server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+    except (OSError, EOFError, paramiko.SSHException):
+        return None
+    finally:
+        transport.close()
+
+
+def fingerprint(key_line: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a public-key line, as `ssh-keygen -l` prints it."""
+    digest = hashlib.sha256(base64.b64decode(key_line.split()[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def _connect(target: SshTarget, private_key: str) -> paramiko.SSHClient:

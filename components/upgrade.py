@@ -193,7 +193,7 @@ def release_check(config: ClusterConfig, ssh: SshAccess) -> ReleaseCheck:
     lead, kubernetes = config.lead_control_plane, config.kubernetes
     script = render("upgrade/repository-check.sh.j2", host=lead, missing_status=RELEASE_MISSING,
                     **kubernetes_package_source(kubernetes, config.packages))
-    return ReleaseCheck(node=lead.name, target=ssh.target(lead).to_dict(),
+    return ReleaseCheck(node=lead.name, target=ssh.target(lead),
                         script=ssh.command(script, "upgrade-repository-check"),
                         repository=f"{kubernetes.package_repository}/{kubernetes.minor}")
 

@@ -48,6 +48,7 @@ def test_the_cluster_wide_resources_are_beside_the_components(deployment):
               and _parent_type(r) == "kubeha:index:Cluster"]
     # (Registered in whatever order their inputs resolve.)
     assert {(r.type, r.name) for r in beside} == {(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
+                                                  (DYNAMIC, "cluster-host-keys"),
                                                   (COMMAND, "cluster-teardown"),
                                                   (DYNAMIC, "cluster-admin-credential"),
                                                   (DYNAMIC, "kubernetes-upgrade")}

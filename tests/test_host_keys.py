@@ -1,0 +1,80 @@
+"""HostKeys (components/host_keys): which key each host must offer, pinned or trusted on first
+use, and that every connection of every kind requires it."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+
+from components.host_keys import required_keys
+from components.ssh_session import fingerprint
+
+# Real-format ed25519 key lines (their blobs name their own type).
+KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKmW3Wk+Bs5j6Cqd0jy7nCvTz1MpBrjBO8D7kK3v5c9X"
+
+
+def hosts(**pinned: str) -> list[dict]:
+    return [{"name": name, "address": f"10.0.0.{index}", "port": 22.0, "pinned": pinned.get(name)}
+            for index, name in enumerate(["cp1", "w1"], start=1)]
+
+
+def scan_offering(**offered: Optional[str]):
+    by_address = {f"10.0.0.{index}": offered.get(name) for index, name in enumerate(["cp1", "w1"], start=1)}
+    return lambda address, port: by_address[address]
+
+
+def test_a_new_host_is_trusted_on_first_use():
+    keys, changed = required_keys("kubeha", {}, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=KEY_B))
+    assert (keys, changed) == ({"cp1": KEY_A, "w1": KEY_B}, [])
+
+
+def test_a_recorded_key_is_required_from_then_on():
+    olds = {"hosts": hosts(), "keys": {"cp1": KEY_A, "w1": KEY_B}}
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=KEY_A))
+    assert keys == {"cp1": KEY_A, "w1": KEY_B}
+    [message] = changed
+    assert message.startswith(f"kubeha:ssh.hostKeys: w1 (10.0.0.2) offers the host key {fingerprint(KEY_A)}, not "
+                              f"{fingerprint(KEY_B)}")
+    assert f"pulumi config set --path 'ssh.hostKeys.w1' '{KEY_A}'" in message
+
+
+def test_a_pin_overrides_what_was_recorded():
+    olds = {"hosts": hosts(), "keys": {"cp1": KEY_A, "w1": KEY_B}}
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(w1=KEY_A)}, scan_offering(cp1=KEY_A, w1=KEY_A))
+    assert (keys["w1"], changed) == (KEY_A, [])
+
+
+def test_a_host_that_does_not_answer_keeps_its_recorded_key():
+    olds = {"hosts": hosts(), "keys": {"cp1": KEY_A, "w1": KEY_B}}
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=None))
+    assert (keys["w1"], changed) == (KEY_B, [])
+
+
+def test_a_host_at_a_new_address_is_met_anew():
+    olds = {"hosts": [{**host, "address": "10.0.0.9"} if host["name"] == "w1" else host for host in hosts()],
+            "keys": {"cp1": KEY_A, "w1": KEY_B}}
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=KEY_A))
+    assert (keys["w1"], changed) == (KEY_A, [])
+
+
+def test_the_fingerprint_is_openssh_s():
+    assert fingerprint(KEY_A) == "SHA256:" + fingerprint(KEY_A).split(":", 1)[1]
+    assert len(fingerprint(KEY_A)) == len("SHA256:") + 43
+
+
+@pytest.mark.parametrize("step", ["cp2-prepare", "w1-join"])
+def test_every_command_requires_the_hosts_key(deployment, step):
+    # Under mocks the recorded keys are empty, so the connection carries none; the wiring is what
+    # matters: the command waits for the keys.
+    assert deployment.depends_on(step, "cluster-host-keys")
+
+
+def test_the_preflight_requires_the_keys_too(deployment):
+    assert deployment.depends_on("cluster-preflight", "cluster-host-keys")
+
+
+def test_decommissioned_hosts_are_left_out(deploy, stack_config):
+    stack_config["workers"][0]["decommission"] = "unreachable"
+    names = [host["name"] for host in deploy(stack_config).named("cluster-host-keys").inputs["hosts"]]
+    assert "w1" not in names and "w2" in names
