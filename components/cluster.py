@@ -19,11 +19,11 @@ from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
 from components.etcd_backup import EtcdBackups, EtcdBackupsArgs
 from components.etcd_restore import EtcdRestore, RestoreScripts
 from components.firewall import Firewall, FirewallArgs
-from components.host_keys import HostKeys
+from components.host_keys import HostKeys, warn_unpinned
 from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
 from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
 from components.pod_network import PodNetwork, PodNetworkArgs
-from components.preflight import Preflight, warn_unpinned
+from components.preflight import Preflight
 from components.remote import SshAccess, run_script
 from components.render import render
 from components.settings_guard import SettingsGuard
@@ -177,7 +177,7 @@ class Cluster(pulumi.ComponentResource):
         ssh = replace(args.ssh, host_keys=host_keys.keys)
         preflight = Preflight("cluster-preflight", config, ssh,
                               opts=_top(self, pulumi.ResourceOptions(depends_on=[guard])))
-        preflight.unpinned_host_keys.apply(lambda offered: warn_unpinned(offered, config.ssh.host_keys))
+        host_keys.keys.apply(lambda keys: warn_unpinned(keys, config.ssh.host_keys))
         # The backup key first: a restore (etcd.restore) needs it, and is itself a gate, since no
         # host step can reach a cluster whose etcd lost its quorum.
         backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(config=config), opts=_top(self))

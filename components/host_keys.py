@@ -78,6 +78,15 @@ class _HostKeysProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs=news)
 
 
+def warn_unpinned(keys: dict[str, str], pinned: dict[str, str]) -> None:
+    """One warning per host whose key is trusted on first use, with the setting that pins it."""
+    for name, key in sorted((keys or {}).items()):
+        if name not in pinned:
+            pulumi.log.warn(f"{name}: its SSH host key is not pinned in the config: kubeha trusted the key it offered "
+                            f"on first contact ({fingerprint(key)}) and requires it from then on. Check it on the host "
+                            f"(ssh-keygen -lf) and pin it: pulumi config set --path 'ssh.hostKeys.{name}' '{key}'")
+
+
 class HostKeys(dynamic.Resource):
     """Every host's required SSH host key, by name (see the module docstring)."""
 

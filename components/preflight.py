@@ -32,8 +32,6 @@ _PARALLEL_HOSTS = 16
 # Set only in a preview with preflight.onPreview: the checks run in `check`, then. Never stored
 # (check drops it), so it makes no diff between a preview and the run that follows.
 CHECK_IN_PREVIEW = "check_in_preview"
-# The output with the SSH host key each unpinned host offered when preflight read it.
-UNPINNED_KEYS = "unpinned_host_keys"
 
 
 class PreflightFailed(Exception):
@@ -81,15 +79,15 @@ def _endpoint_of(config: ClusterConfig) -> dict[str, object]:
     return {"endpoint_host": str(balancer.endpoint_address), "endpoint_port": balancer.listen_port}
 
 
-def _read_facts(target: SshTarget, private_key: str, command: str) -> tuple[HostFacts, str]:
-    """The host's facts, and the SSH host key it offered."""
+def _read_facts(target: SshTarget, private_key: str, command: str) -> HostFacts:
+    """The host's facts."""
     started = time.time()
     result = run_over_ssh(target, private_key, command, label="preflight: host facts")
     finished = time.time()
     epoch = next((line.split("=", 1)[1] for line in result.stdout.splitlines() if line.startswith("epoch=")), "")
     # The host read its clock at the end of the script, between these two moments.
     offset = float(epoch) - (started + finished) / 2 if epoch else 0.0
-    return HostFacts.parse(result.stdout, clock_offset_s=offset), result.host_key
+    return HostFacts.parse(result.stdout, clock_offset_s=offset)
 
 
 def _vip_answers(vip: str, port: int) -> bool:
@@ -109,7 +107,7 @@ def survey(targets: dict[str, SshTarget], private_key: str, command: str, vip: O
 
     def read(name: str) -> None:
         try:
-            result.facts[name], result.host_keys[name] = _read_facts(targets[name], private_key, command)
+            result.facts[name] = _read_facts(targets[name], private_key, command)
         except RemoteScriptFailed as error:
             result.unreachable[name] = str(error).splitlines()[-1][:200]
 
@@ -135,27 +133,11 @@ def _new_hosts(olds: dict[str, Any], news: dict[str, Any]) -> set[str]:
     return {host["name"] for host in news.get("hosts", []) if _identity(host) not in known}
 
 
-def _with_unpinned_keys(props: dict[str, Any], offered: dict[str, str], known: dict[str, str]) -> dict[str, Any]:
-    """`props` with the keys that the hosts without a pin offered (read now, or known before)."""
-    unpinned = {host["name"] for host in props["hosts"] if not host["target"].get("host_key")}
-    keys = {name: key for name, key in {**known, **offered}.items() if name in unpinned and key}
-    return {**props, UNPINNED_KEYS: keys}
-
-
-def warn_unpinned(offered: dict[str, str], pinned: dict[str, str]) -> None:
-    """One warning per host whose key is not pinned, with the exact setting that pins it."""
-    for name, key in sorted((offered or {}).items()):
-        if name not in pinned:
-            pulumi.log.warn(f"{name}: its SSH host key is not pinned in the config: kubeha trusted the key it offered "
-                            f"on first contact and requires it from then on. It offered {key}; check it on the host "
-                            f"(ssh-keygen -lf) and pin it: pulumi config set --path 'ssh.hostKeys.{name}' '{key}'")
-
-
 class _PreflightProvider(dynamic.ResourceProvider):
-    def _check_hosts(self, props: dict[str, Any], checked: set[str]) -> dict[str, str]:
-        """Fails with the table of every problem; returns the SSH host key every host offered."""
+    def _check_hosts(self, props: dict[str, Any], checked: set[str]) -> None:
+        """Fails with the table of every problem."""
         if not checked:
-            return {}
+            return
         # The engine drops keys whose value is None (no VIP in local-nginx mode): .get, not [].
         policy = Policy(skip=frozenset(props["policy"].get("skip", [])),
                         allow_cgroup_v1=bool(props["policy"].get("allow_cgroup_v1")),
@@ -168,7 +150,6 @@ class _PreflightProvider(dynamic.ResourceProvider):
             raise PreflightFailed(f"preflight found {len(found)} problem(s) on {', '.join(sorted(checked))}; "
                                   f"no host was changed. Fix them, or skip a check with preflight.skip:\n"
                                   + table(found))
-        return surveyed.host_keys
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         inputs = {key: value for key, value in news.items() if key != CHECK_IN_PREVIEW}
@@ -188,18 +169,16 @@ class _PreflightProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=not hosts(news) <= hosts(olds))
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
-        offered = self._check_hosts(props, {host["name"] for host in props["hosts"]})
-        return dynamic.CreateResult(id_="preflight", outs=_with_unpinned_keys(props, offered, {}))
+        self._check_hosts(props, {host["name"] for host in props["hosts"]})
+        return dynamic.CreateResult(id_="preflight", outs=props)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        offered = self._check_hosts(news, _new_hosts(olds, news))
-        return dynamic.UpdateResult(outs=_with_unpinned_keys(news, offered, olds.get(UNPINNED_KEYS) or {}))
+        self._check_hosts(news, _new_hosts(olds, news))
+        return dynamic.UpdateResult(outs=news)
 
 
 class Preflight(dynamic.Resource):
     """The check of new hosts; with the settings guard before it, every host step waits for it."""
-
-    unpinned_host_keys: pulumi.Output[dict[str, str]]
 
     def __init__(self, name: str, config: ClusterConfig, ssh: SshAccess,
                  opts: Optional[pulumi.ResourceOptions] = None) -> None:
@@ -216,4 +195,4 @@ class Preflight(dynamic.Resource):
             "facts_command": ssh.command(render("preflight/host-facts.sh.j2", **_endpoint_of(config)),
                                          "preflight-facts"),
             "private_key": pulumi.Output.secret(ssh.private_key),
-            CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run(), UNPINNED_KEYS: None}, opts)
+            CHECK_IN_PREVIEW: config.preflight.on_preview and pulumi.runtime.is_dry_run()}, opts)

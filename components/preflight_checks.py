@@ -96,7 +96,6 @@ class Survey:
     facts: dict[str, HostFacts] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
     vip_answering: bool = False
-    host_keys: dict[str, str] = field(default_factory=dict)  # the key each reachable host offered
 
 
 def _host_findings(host: PlannedHost, facts: HostFacts, policy: Policy) -> Iterable[Finding]:

@@ -34,9 +34,6 @@ class SshTarget:
     user: str
     host_key: Optional[str] = None  # an OpenSSH public-key line: pinned when set
 
-    def to_dict(self) -> dict[str, object]:
-        return {"address": self.address, "port": self.port, "user": self.user, "host_key": self.host_key}
-
     @classmethod
     def from_dict(cls, value: dict[str, object]) -> "SshTarget":
         # A dynamic provider's inputs come back through protobuf: the port as a float (22.0).
@@ -53,7 +50,6 @@ class ScriptResult:
     status: int
     stdout: str
     stderr: str
-    host_key: str = ""  # the key the host offered, as an OpenSSH public-key line ("type base64")
 
 
 def _private_key(text: str) -> paramiko.PKey:
@@ -141,7 +137,6 @@ def run_over_ssh(target: SshTarget, private_key: str, command: str, *, label: st
         client = _connect(target, private_key)
     except RemoteScriptFailed as error:
         raise RemoteScriptFailed(f"{label}: {error}") from None
-    offered = client.get_transport().get_remote_server_key()
     try:
         stdin_stream, stdout_stream, stderr_stream = client.exec_command(command, timeout=_SCRIPT_TIMEOUT_S)
         if stdin:
@@ -157,4 +152,4 @@ def run_over_ssh(target: SshTarget, private_key: str, command: str, *, label: st
     if check and status != 0:
         tail = "\n".join(stderr.rstrip().splitlines()[-_STDERR_TAIL_LINES:])
         raise RemoteScriptFailed(f"{label} on {target.address} failed (exit {status}):\n{tail}")
-    return ScriptResult(status, stdout, stderr, host_key=f"{offered.get_name()} {offered.get_base64()}")
+    return ScriptResult(status, stdout, stderr)

@@ -180,7 +180,7 @@ class ReleaseCheck:
     on the lead): the settings guard asks before it accepts a new kubernetes.version."""
 
     node: str
-    target: dict[str, object]  # SshTarget.to_dict()
+    target: dict[str, object]  # SshAccess.target()
     script: str  # wrapped by remote.as_remote_command
     repository: str  # the minor release's repository, for the message
 
@@ -241,7 +241,7 @@ class KubernetesUpgradeArgs:
     control_planes: list[str]  # the first is where `kubeadm upgrade apply` runs; the cluster side
     workers: list[str]
     max_unavailable_workers: int
-    targets: dict[str, dict]  # node -> SshTarget.to_dict()
+    targets: dict[str, dict]  # node -> SshAccess.target()
     private_key: pulumi.Input[str]
     scripts: UpgradeScripts
 

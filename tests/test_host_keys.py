@@ -6,7 +6,8 @@ from typing import Optional
 
 import pytest
 
-from components.host_keys import required_keys
+from components import host_keys
+from components.host_keys import required_keys, warn_unpinned
 from components.ssh_session import fingerprint
 
 # Real-format ed25519 key lines (their blobs name their own type).
@@ -78,3 +79,11 @@ def test_decommissioned_hosts_are_left_out(deploy, stack_config):
     stack_config["workers"][0]["decommission"] = "unreachable"
     names = [host["name"] for host in deploy(stack_config).named("cluster-host-keys").inputs["hosts"]]
     assert "w1" not in names and "w2" in names
+
+
+def test_each_host_trusted_on_first_use_is_warned_about_with_the_setting_that_pins_it(monkeypatch):
+    warnings: list[str] = []
+    monkeypatch.setattr(host_keys.pulumi.log, "warn", warnings.append)
+    warn_unpinned({"cp1": KEY_A, "w1": KEY_B}, pinned={"w1": KEY_B})
+    [warning] = warnings
+    assert f"pulumi config set --path 'ssh.hostKeys.cp1' '{KEY_A}'" in warning and fingerprint(KEY_A) in warning

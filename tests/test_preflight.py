@@ -15,12 +15,10 @@ from components import preflight
 from components.config import ConfigError, parse_cluster_config
 from components.preflight import (
     CHECK_IN_PREVIEW,
-    UNPINNED_KEYS,
     PreflightFailed,
     _PreflightProvider,
     planned_hosts,
     policy_of,
-    warn_unpinned,
 )
 from components.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
 from components.ssh_session import RemoteScriptFailed, ScriptResult
@@ -223,8 +221,7 @@ def read_hosts(monkeypatch) -> list[str]:
         name = {"10.0.0.1": "w1", "10.0.0.2": "w2", "10.0.0.3": "w3"}[target.address]
         read.append(name)
         text = GOOD_FACTS.format(name=name, number=len(name) + int(name[1:]))
-        return ScriptResult(0, text.replace("listening=22", "listening=22,10250") if name == "w3" else text, "",
-                            host_key=f"ssh-ed25519 KEY-OF-{name}")
+        return ScriptResult(0, text.replace("listening=22", "listening=22,10250") if name == "w3" else text, "")
     monkeypatch.setattr(preflight, "run_over_ssh", run_over_ssh)
     return read
 
@@ -278,28 +275,6 @@ def test_a_preview_told_to_check_fails_on_the_added_hosts_problems(read_hosts):
 
 def test_the_preview_flag_is_never_stored():
     assert CHECK_IN_PREVIEW not in _PreflightProvider().check({}, {**props("w1"), CHECK_IN_PREVIEW: False}).inputs
-
-
-def test_the_keys_unpinned_hosts_offered_are_kept_and_pinned_ones_are_not(read_hosts):
-    hosts = props("w1", "w2")
-    hosts["hosts"][1]["target"]["host_key"] = "ssh-ed25519 PINNED"
-    outs = _PreflightProvider().create(hosts).outs
-    assert outs[UNPINNED_KEYS] == {"w1": "ssh-ed25519 KEY-OF-w1"}
-
-
-def test_an_update_keeps_the_keys_known_before(read_hosts):
-    old = {**props("w1"), UNPINNED_KEYS: {"w1": "ssh-ed25519 OLD-w1", "w9": "ssh-ed25519 GONE"}}
-    new = props("w1", "w2")
-    assert _PreflightProvider().update("preflight", old, new).outs[UNPINNED_KEYS] == {
-        "w1": "ssh-ed25519 KEY-OF-w1", "w2": "ssh-ed25519 KEY-OF-w2"}
-
-
-def test_each_unpinned_host_is_warned_about_with_the_setting_that_pins_it(monkeypatch):
-    warnings: list[str] = []
-    monkeypatch.setattr(preflight.pulumi.log, "warn", warnings.append)
-    warn_unpinned({"w1": "ssh-ed25519 AAAA1", "w2": "ssh-ed25519 AAAA2"}, pinned={"w2": "ssh-ed25519 AAAA2"})
-    assert len(warnings) == 1
-    assert "pulumi config set --path 'ssh.hostKeys.w1' 'ssh-ed25519 AAAA1'" in warnings[0]
 
 
 def test_an_unreachable_host_is_a_finding_not_a_crash(monkeypatch):
