@@ -76,10 +76,6 @@ def _client(target: SshTarget) -> paramiko.SSHClient:
     return client
 
 
-# The key types a host key is read as, in this order: the ones the command provider pins as well.
-_HOST_KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")
-
-
 def offered_host_key(address: str, port: int) -> Optional[str]:
     """The host key `address` offers, as an OpenSSH public-key line ("type base64"), read by a
     handshake alone (no login); None when nothing answers there."""
@@ -87,9 +83,14 @@ def offered_host_key(address: str, port: int) -> Optional[str]:
         sock = socket.create_connection((address, port), timeout=_CONNECT_TIMEOUT_S)
     except OSError:
         return None
+    return host_key_over(sock)
+
+
+def host_key_over(sock: socket.socket) -> Optional[str]:
+    """The host key the SSH server at the other end of `sock` offers (paramiko's preference
+    order: ed25519 first, as the command provider pins it); None if no handshake completes."""
     transport = paramiko.Transport(sock)
     try:
-        transport.get_security_options().key_types = _HOST_KEY_TYPES
         transport.start_client(timeout=_CONNECT_TIMEOUT_S)
         key = transport.get_remote_server_key()
         return f"{key.get_name()} {key.get_base64()}"

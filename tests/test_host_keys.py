@@ -2,13 +2,19 @@
 use, and that every connection of every kind requires it."""
 from __future__ import annotations
 
+import io
+import socket
+import threading
 from typing import Optional
 
+import paramiko
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from components import host_keys
 from components.host_keys import required_keys, warn_unpinned
-from components.ssh_session import fingerprint
+from components.ssh_session import fingerprint, host_key_over
 
 # Real-format ed25519 key lines (their blobs name their own type).
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -87,3 +93,23 @@ def test_each_host_trusted_on_first_use_is_warned_about_with_the_setting_that_pi
     warn_unpinned({"cp1": KEY_A, "w1": KEY_B}, pinned={"w1": KEY_B})
     [warning] = warnings
     assert f"pulumi config set --path 'ssh.hostKeys.cp1' '{KEY_A}'" in warning and fingerprint(KEY_A) in warning
+
+
+def test_the_key_a_real_ssh_server_offers_is_read_without_a_login():
+    """paramiko's own server at the other end of a socket pair: the handshake alone gives its key."""
+    private = Ed25519PrivateKey.generate().private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption())
+    server_key = paramiko.Ed25519Key.from_private_key(io.StringIO(private.decode()))
+    client_side, server_side = socket.socketpair()
+    server = paramiko.Transport(server_side)
+    server.add_server_key(server_key)
+    threading.Thread(target=lambda: server.start_server(server=paramiko.ServerInterface()), daemon=True).start()
+    try:
+        assert host_key_over(client_side) == f"ssh-ed25519 {server_key.get_base64()}"
+    finally:
+        server.close()
+
+
+def test_nothing_answering_gives_no_key():
+    client_side, server_side = socket.socketpair()
+    server_side.close()
+    assert host_key_over(client_side) is None
