@@ -202,7 +202,8 @@ class SshSettings(_Model):
     /etc/ssh/ssh_host_ed25519_key.pub). A pinned host whose key differs fails its first
     connection, before any login. An unpinned host is trusted on first use: the key it offers the
     first time is recorded and required from then on, and a host offering another one stops the
-    run at preview, naming both fingerprints (pin the new key if the host was reinstalled).
+    run before any step connects, naming both fingerprints (pin the new key if the host was
+    reinstalled).
     Changing a pin runs that host's steps once more (each is idempotent).
     """
 

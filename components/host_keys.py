@@ -3,9 +3,10 @@ command provider's, paramiko's and the dynamic providers').
 
 A key pinned in ssh.hostKeys is used as it is. Any other host is trusted on first use: the key it
 offers the first time kubeha sees it (a handshake, no login) is recorded in the state and required
-from then on. Each run reads every host's key again first, in `pulumi preview` too: a host that
-offers another key than the one recorded stops the run before any step connects to it, naming the
-host and both fingerprints. A host reinstalled on purpose gets its new key pinned in ssh.hostKeys.
+from then on. Each `pulumi up` reads every host's key again first (a preview too with
+preflight.onPreview; otherwise a preview connects nowhere): a host that offers another key than
+the one recorded stops the run before any step connects to it, naming the host and both
+fingerprints. A host reinstalled on purpose gets its new key pinned in ssh.hostKeys.
 
 The keys are this resource's inputs, set by its check, so they are known in a preview (a dynamic
 provider's outputs there are its inputs): a connection's pinned key never shows as a change.
@@ -23,6 +24,9 @@ from components.config import ClusterConfig
 from components.ssh_session import fingerprint, offered_host_key
 
 KEYS = "keys"
+# Whether this run reads the hosts' keys: always in `pulumi up`; in a preview only with
+# preflight.onPreview, as a preview opens no connection otherwise. Never stored.
+SCAN = "scan"
 _PARALLEL_HOSTS = 16
 Scan = Callable[[str, int], Optional[str]]
 
@@ -31,10 +35,18 @@ def _reach(host: dict[str, Any]) -> tuple[str, int]:
     return str(host["address"]), int(host["port"])  # the port comes back from the engine as a float
 
 
+def _no_scan(_address: str, _port: int) -> Optional[str]:
+    return None
+
+
 def required_keys(project: str, olds: dict[str, Any], news: dict[str, Any],
                   scan: Scan) -> tuple[dict[str, str], list[str]]:
     """The key each host of `news` must offer, and a message per host that offers another key
-    than the one recorded for it. `scan` reads the key a host offers (None: no answer)."""
+    than the one recorded for it. `scan` reads the key a host offers (None: no answer); with
+    news' `scan` off (a preview, unless preflight.onPreview), nothing is read and a new host has
+    no key yet."""
+    if not news.get(SCAN):
+        scan = _no_scan
     hosts: list[dict[str, Any]] = news.get("hosts") or []
     recorded: dict[str, str] = (olds or {}).get(KEYS) or {}
     recorded_at = {host["name"]: _reach(host) for host in (olds or {}).get("hosts") or []}
@@ -66,7 +78,8 @@ class _HostKeysProvider(dynamic.ResourceProvider):
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.CheckResult:
         keys, changed = required_keys(self.project, olds, news, offered_host_key)
-        return dynamic.CheckResult({**news, KEYS: keys}, [dynamic.CheckFailure(KEYS, message) for message in changed])
+        inputs = {key: value for key, value in news.items() if key != SCAN}
+        return dynamic.CheckResult({**inputs, KEYS: keys}, [dynamic.CheckFailure(KEYS, message) for message in changed])
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
         return dynamic.DiffResult(changes=any(olds.get(key) != news.get(key) for key in ("hosts", KEYS)))
@@ -99,4 +112,5 @@ class HostKeys(dynamic.Resource):
                   "pinned": config.ssh.host_keys.get(host.name)}
                  for _, host in sorted(config.all_hosts_with_keys(), key=lambda keyed: keyed[1].name)
                  if getattr(host, "decommission", None) is None]
-        super().__init__(_HostKeysProvider(project), name, {"hosts": hosts, KEYS: None}, opts)
+        scan = not pulumi.runtime.is_dry_run() or config.preflight.on_preview
+        super().__init__(_HostKeysProvider(project), name, {"hosts": hosts, KEYS: None, SCAN: scan}, opts)

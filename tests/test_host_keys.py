@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from components import host_keys
 from components.host_keys import required_keys, warn_unpinned
 from components.ssh_session import fingerprint, host_key_over
+from tests.conftest import FAKE_PRIVATE_KEY
+from tests.harness import run_program
 
 # Real-format ed25519 key lines (their blobs name their own type).
 KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
@@ -32,13 +34,13 @@ def scan_offering(**offered: Optional[str]):
 
 
 def test_a_new_host_is_trusted_on_first_use():
-    keys, changed = required_keys("kubeha", {}, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=KEY_B))
+    keys, changed = required_keys("kubeha", {}, {"hosts": hosts(), "scan": True}, scan_offering(cp1=KEY_A, w1=KEY_B))
     assert (keys, changed) == ({"cp1": KEY_A, "w1": KEY_B}, [])
 
 
 def test_a_recorded_key_is_required_from_then_on():
     olds = {"hosts": hosts(), "keys": {"cp1": KEY_A, "w1": KEY_B}}
-    keys, changed = required_keys("kubeha", olds, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=KEY_A))
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(), "scan": True}, scan_offering(cp1=KEY_A, w1=KEY_A))
     assert keys == {"cp1": KEY_A, "w1": KEY_B}
     [message] = changed
     assert message.startswith(f"kubeha:ssh.hostKeys: w1 (10.0.0.2) offers the host key {fingerprint(KEY_A)}, not "
@@ -48,20 +50,20 @@ def test_a_recorded_key_is_required_from_then_on():
 
 def test_a_pin_overrides_what_was_recorded():
     olds = {"hosts": hosts(), "keys": {"cp1": KEY_A, "w1": KEY_B}}
-    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(w1=KEY_A)}, scan_offering(cp1=KEY_A, w1=KEY_A))
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(w1=KEY_A), "scan": True}, scan_offering(cp1=KEY_A, w1=KEY_A))
     assert (keys["w1"], changed) == (KEY_A, [])
 
 
 def test_a_host_that_does_not_answer_keeps_its_recorded_key():
     olds = {"hosts": hosts(), "keys": {"cp1": KEY_A, "w1": KEY_B}}
-    keys, changed = required_keys("kubeha", olds, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=None))
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(), "scan": True}, scan_offering(cp1=KEY_A, w1=None))
     assert (keys["w1"], changed) == (KEY_B, [])
 
 
 def test_a_host_at_a_new_address_is_met_anew():
     olds = {"hosts": [{**host, "address": "10.0.0.9"} if host["name"] == "w1" else host for host in hosts()],
             "keys": {"cp1": KEY_A, "w1": KEY_B}}
-    keys, changed = required_keys("kubeha", olds, {"hosts": hosts()}, scan_offering(cp1=KEY_A, w1=KEY_A))
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(), "scan": True}, scan_offering(cp1=KEY_A, w1=KEY_A))
     assert (keys["w1"], changed) == (KEY_A, [])
 
 
@@ -102,7 +104,13 @@ def test_the_key_a_real_ssh_server_offers_is_read_without_a_login():
     client_side, server_side = socket.socketpair()
     server = paramiko.Transport(server_side)
     server.add_server_key(server_key)
-    threading.Thread(target=lambda: server.start_server(server=paramiko.ServerInterface()), daemon=True).start()
+    def serve() -> None:
+        try:
+            server.start_server(server=paramiko.ServerInterface())
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # the client leaves after the key exchange, as it should
+
+    threading.Thread(target=serve, daemon=True).start()
     try:
         assert host_key_over(client_side) == f"ssh-ed25519 {server_key.get_base64()}"
     finally:
@@ -113,3 +121,23 @@ def test_nothing_answering_gives_no_key():
     client_side, server_side = socket.socketpair()
     server_side.close()
     assert host_key_over(client_side) is None
+
+
+def test_a_preview_reads_no_key_and_keeps_the_recorded_ones():
+    olds = {"hosts": hosts()[:1], "keys": {"cp1": KEY_A}}
+    keys, changed = required_keys("kubeha", olds, {"hosts": hosts(), "scan": False}, scan_offering(cp1=KEY_B, w1=KEY_B))
+    assert (keys, changed) == ({"cp1": KEY_A}, [])  # w1 is new: it gets its key at `up`
+
+
+def test_the_scan_flag_is_never_stored(monkeypatch):
+    monkeypatch.setattr(host_keys, "offered_host_key", lambda address, port: None)
+    inputs = host_keys._HostKeysProvider("kubeha").check({}, {"hosts": hosts(), "keys": None, "scan": True}).inputs
+    assert "scan" not in inputs
+
+
+@pytest.mark.parametrize("preview, on_preview, scan", [(True, False, False), (True, True, True), (False, False, True)])
+def test_keys_are_read_at_up_and_in_a_preview_only_when_told(stack_config, preview, on_preview, scan):
+    # (The dev stack's `make preview` must connect nowhere: its hosts are documentation addresses.)
+    stack_config["preflight"] = {"onPreview": on_preview}
+    deployment = run_program(stack_config, {"sshPrivateKey": FAKE_PRIVATE_KEY}, preview=preview)
+    assert deployment.named("cluster-host-keys").inputs["scan"] is scan

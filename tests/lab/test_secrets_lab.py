@@ -115,15 +115,15 @@ def test_a_wrong_pinned_host_key_fails_before_any_login(failed_pin):
 
 
 def test_a_host_whose_key_changed_since_first_contact_is_refused_before_any_login(lab_stack):
-    """w1's host keys made anew, as a reinstall (or someone in the middle) would: the next preview
-    stops at the key kubeha recorded on first contact, naming w1 and both fingerprints, without
-    logging in there; pinning the new key lets the runs go on."""
+    """w1's host keys made anew, as a reinstall (or someone in the middle) would: the next `up`
+    stops at the key kubeha recorded on first contact, naming w1 and both fingerprints, before any
+    step logs in there; pinning the new key lets the runs go on."""
     w1 = lab_stack.hosts["w1"]
     old = w1.run(HOST_KEY).stdout.strip()
     w1.run("rm -f /etc/ssh/ssh_host_*_key /etc/ssh/ssh_host_*_key.pub && ssh-keygen -A && systemctl restart ssh")
     new = w1.run(HOST_KEY).stdout.strip()
     before = int(w1.run(LOGINS).stdout.strip() or 0)
-    result = lab_stack.pulumi("preview", check=False)
+    result = lab_stack.pulumi("up", "--yes", "--skip-preview", check=False)
     logins = int(w1.run(LOGINS).stdout.strip() or 0) - before - 1  # the count itself is one login
     lab_stack.pulumi("config", "set", "--path", "ssh.hostKeys.w1", new)
     assert result.returncode != 0
