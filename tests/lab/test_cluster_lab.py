@@ -247,6 +247,13 @@ def test_an_edit_the_built_cluster_cannot_take_is_refused_before_any_host(lab_st
     assert set(sessions.values()) == {0}
 
 
+def test_a_workers_address_changed_in_place_is_refused_before_any_host(lab_stack):
+    built = lab_stack.pulumi("config", "get", "--path", "workers[0].address").stdout.strip()
+    output, sessions = refused_up(lab_stack, "workers[0].address", lab_address(39), built)
+    assert f"kubeha:workers: w1 was built at {built}; at {lab_address(39)} in place" in output
+    assert set(sessions.values()) == {0}
+
+
 def test_a_kubernetes_downgrade_is_refused_before_any_host(lab_stack):
     built = lab_stack.kubernetes_version
     major, minor, patch = built.split(".")
