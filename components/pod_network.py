@@ -113,15 +113,18 @@ def kubernetes_type(manifest_object: dict[str, Any]) -> str:
 
 # kubeha owns every object it applies. Each attempt to create one applies it (server-side) under a
 # new field manager, so after a create that reached the cluster but not the state (a connection
-# reset half way, an interrupted `up`), the next attempt would conflict with the first one's fields.
-PATCH_FORCE = {"pulumi.com/patchForce": "true"}
+# reset half way, an interrupted `up`), the next attempt would conflict with the first one's fields:
+# patchForce takes them over. Deleted, an object goes at once and its pods after it (background):
+# a DaemonSet's foreground deletion waited for the pod on a dead node, which never goes, and held a
+# `pulumi destroy` for its whole timeout.
+OWNED_BY_KUBEHA = {"pulumi.com/patchForce": "true", "pulumi.com/deletionPropagationPolicy": "background"}
 
 
 def owned_by_kubeha(manifest_object: dict[str, Any]) -> dict[str, Any]:
-    """The object with the annotation that makes its server-side apply take over conflicting fields."""
+    """The object with the annotations kubeha's objects carry (OWNED_BY_KUBEHA)."""
     metadata = manifest_object["metadata"]
     return {**manifest_object, "metadata": {**metadata, "annotations": {**metadata.get("annotations", {}),
-                                                                         **PATCH_FORCE}}}
+                                                                         **OWNED_BY_KUBEHA}}}
 
 
 class PodNetwork(pulumi.ComponentResource):

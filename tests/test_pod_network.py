@@ -127,3 +127,10 @@ def test_the_objects_wait_for_every_node_so_a_destroy_removes_them_first(deploym
 def test_every_object_takes_over_the_fields_of_an_earlier_interrupted_create(deployment):
     for manifest_object in (r for r in deployment.registrations if r.type.startswith("kubernetes:")):
         assert manifest_object.inputs["metadata"]["annotations"]["pulumi.com/patchForce"] == "true", manifest_object.name
+
+
+def test_a_deleted_object_does_not_wait_for_its_pods(deployment):
+    # (A DaemonSet's pod on a dead node never goes: a foreground deletion would hold a destroy.)
+    for manifest_object in (r for r in deployment.registrations if r.type.startswith("kubernetes:")):
+        annotations = manifest_object.inputs["metadata"]["annotations"]
+        assert annotations["pulumi.com/deletionPropagationPolicy"] == "background", manifest_object.name
