@@ -15,14 +15,11 @@ serve, or whose ConfigMaps did not all come back is reported as invalid, never a
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import platform
 import time
 from pathlib import Path
 
-from tests.lab.cluster import PORT, ROOT, VIP, LabOptions, LabStack, boot_cluster, tear_down_cluster
+from tests.lab.bench.one_cluster import bench_main
+from tests.lab.cluster import PORT, VIP, LabOptions, LabStack
 from tests.lab.probe import Prober
 from tests.lab.quorum_loss import (
     DIRECTORY,
@@ -114,28 +111,7 @@ def draw(result: dict, path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "restore.json")
-    parser.add_argument("--picture", type=Path, default=ROOT / "build" / "bench" / "restore-timeline.png")
-    args = parser.parse_args()
-    stack = boot_cluster(LabOptions(mode="static-pods", workers=("w1",)))
-    try:
-        kubeconfig = ROOT / "build" / "bench" / "restore.kubeconfig"
-        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        kubeconfig.write_text(stack.kubeconfig())
-        kubeconfig.chmod(0o600)
-        result = run(stack, kubeconfig)
-        kubeconfig.unlink()
-    finally:
-        tear_down_cluster()
-    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    result["machine"] = f"{platform.node()} {platform.machine()} {platform.release()}"
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if result["valid"]:
-        draw(result, args.picture)
-    print(table(result))
-    print(f"wrote {args.out}" + (f" and {args.picture.relative_to(ROOT)}" if result["valid"] else ""))
-    return 0 if result["valid"] else 1
+    return bench_main("restore", __doc__, LabOptions(mode="static-pods", workers=("w1",)), run, table, draw)
 
 
 if __name__ == "__main__":

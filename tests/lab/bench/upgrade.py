@@ -12,26 +12,21 @@ saw nothing (no probe at all) or whose `up` failed is reported as invalid, never
 """
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
-import platform
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.lab.bench.one_cluster import bench_main
 from tests.lab.cluster import (
     KUBERNETES_VERSION,
     PORT,
-    ROOT,
     UPGRADE_FROM_VERSION,
     VIP,
     LabOptions,
     LabStack,
-    boot_cluster,
     kubectl,
-    tear_down_cluster,
 )
 from tests.lab.probe import Prober
 
@@ -153,28 +148,7 @@ def draw(result: dict, path: Path) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "build" / "bench" / "upgrade.json")
-    parser.add_argument("--picture", type=Path, default=ROOT / "build" / "bench" / "upgrade-timeline.png")
-    args = parser.parse_args()
-    stack = boot_cluster(LabOptions(kubernetes_version=UPGRADE_FROM_VERSION))
-    try:
-        kubeconfig = ROOT / "build" / "bench" / "upgrade.kubeconfig"
-        kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        kubeconfig.write_text(stack.kubeconfig())
-        kubeconfig.chmod(0o600)
-        result = run(stack, kubeconfig)
-        kubeconfig.unlink()
-    finally:
-        tear_down_cluster()
-    result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    result["machine"] = f"{platform.node()} {platform.machine()} {platform.release()}"
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
-    if result["valid"]:
-        draw(result, args.picture)
-    print(table(result))
-    print(f"wrote {args.out}" + (f" and {args.picture.relative_to(ROOT)}" if result["valid"] else ""))
-    return 0 if result["valid"] else 1
+    return bench_main("upgrade", __doc__, LabOptions(kubernetes_version=UPGRADE_FROM_VERSION), run, table, draw)
 
 
 if __name__ == "__main__":
