@@ -48,10 +48,12 @@ def test_adding_a_worker_previews_only_the_new_workers_resources(lab_stack):
     # w3's own resources, and the wait for every node Ready, which now includes w3.
     created = {resource_name(step["urn"]) for step in steps if step["op"] == "create"}
     assert created and all(own_resource(name, "w3") for name in created), created
-    # ... the wait for every node Ready, which now includes w3, the preflight, which checks w3, and
-    # the settings guard's record of the nodes (an upgrade is refused in a run that changes them).
+    # ... the wait for every node Ready, which now includes w3, the preflight, which checks w3, the
+    # settings guard's record of the nodes (an upgrade is refused in a run that changes them) and
+    # the record of the hosts' SSH keys (w3's is read at `up`).
     assert {(step["op"], resource_name(step["urn"])) for step in steps if step["op"] != "create"} == {
-        ("update", "network-nodes-ready"), ("update", "cluster-preflight"), ("update", "cluster-settings")}
+        ("update", "network-nodes-ready"), ("update", "cluster-preflight"), ("update", "cluster-settings"),
+        ("update", "cluster-host-keys")}
 
 
 # Listeners on a new worker's ports, for preflight to find: the kubelet's on w3, a NodePort on w4.
@@ -204,7 +206,7 @@ def test_removing_the_worker_drains_deletes_and_resets_it(lab_stack, kubeconfig_
     assert deleted and all(own_resource(name, "w3") for name in deleted), deleted
     # (The Ready wait may have dropped w3 already, in the run the disruption budget stopped.)
     assert {(step["op"], resource_name(step["urn"])) for step in steps if step["op"] != "delete"} <= {
-        ("update", "network-nodes-ready"), ("update", "cluster-settings")}
+        ("update", "network-nodes-ready"), ("update", "cluster-settings"), ("update", "cluster-host-keys")}
     before = lab_stack.ssh_sessions()
     result = lab_stack.pulumi("up", "--yes", "--skip-preview")
     after = lab_stack.ssh_sessions()
