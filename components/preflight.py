@@ -75,8 +75,10 @@ def _endpoint_of(config: ClusterConfig) -> dict[str, object]:
     """The site's balancer for the facts script (external mode): its host and port; else none."""
     balancer = config.load_balancer
     if balancer.mode is not LoadBalancerMode.EXTERNAL:
-        return {"endpoint_host": None, "endpoint_port": None}
-    return {"endpoint_host": str(balancer.endpoint_address), "endpoint_port": balancer.listen_port}
+        return {"endpoint_host": None, "endpoint_port": None, "endpoint_is_address": False}
+    host = balancer.endpoint_address
+    return {"endpoint_host": str(host), "endpoint_port": balancer.listen_port,
+            "endpoint_is_address": not isinstance(host, str)}
 
 
 def _read_facts(target: SshTarget, private_key: str, command: str) -> HostFacts:

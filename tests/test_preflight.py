@@ -164,6 +164,13 @@ def test_the_facts_script_asks_for_the_site_balancer_only_in_external_mode(deplo
     assert "getent hosts api.example.org" in command and "endpoint-check api.example.org 6443" in command
 
 
+def test_a_site_balancer_at_an_address_needs_no_lookup(deploy, stack_config):
+    # (getent hosts looks an address up in reverse, which a lab or a site need not have.)
+    command = deploy(in_mode(stack_config, "external", endpoint="198.51.100.50:6443")).named(
+        "cluster-preflight").inputs["facts_command"]
+    assert "getent hosts" not in command and "endpoint-check 198.51.100.50 6443" in command
+
+
 def test_the_table_has_one_row_per_problem_under_a_header():
     survey = Survey(facts={"w3": facts("w3", 1, listening=frozenset({10250})), "cp4": facts("cp4", 2, cgroup=1)})
     lines = table(findings([WORKER, CONTROL_PLANE], {"w3", "cp4"}, survey, Policy())).splitlines()
