@@ -216,3 +216,15 @@ def test_the_site_balancers_endpoint_is_fixed(stack_config):
     [message] = check(built, settings_after(stack_config, lambda c: c["loadBalancer"].update(
         endpoint="api2.example.org:6443")))
     assert message.startswith("kubeha:loadBalancer.endpoint: this cluster was built with api.example.org:6443")
+
+
+def test_the_removal_of_a_decommissioned_entry_changes_no_record(stack_config):
+    marked = settings_after(stack_config, lambda c: c["workers"][0].update(decommission="unreachable"))
+    assert settings_after(stack_config, lambda c: c["workers"].pop(0)) == marked
+
+
+def test_a_new_host_at_a_decommissioned_hosts_address_passes(stack_config):
+    marked = settings_after(stack_config, lambda c: c["workers"][0].update(decommission="unreachable"))
+    replaced = settings_after(stack_config, lambda c: c["workers"].__setitem__(
+        0, {"name": "w9", "address": c["workers"][0]["address"]}))
+    assert check(marked, replaced) == []
