@@ -61,15 +61,6 @@ def _user_name(now: float) -> str:
     return USER_PREFIX + datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
 
 
-# How the credential's steps reach a control plane, and what an issue recorded.
-_LOGIN = ("control_planes", "private_key")
-_ISSUED = ("user", "kubeconfig", "not_after", "renew_at")
-
-
-def _reissue(olds: dict[str, Any], news: dict[str, Any]) -> bool:
-    return olds.get("validity_hours") != news.get("validity_hours") or renewal_due(olds, time.time())
-
-
 class _AdminCredentialProvider(dynamic.ResourceProvider):
     def _run_on_a_control_plane(self, props: dict[str, Any], script: str, user: str, label: str) -> str:
         """`script` on the first control plane that answers; its stdout."""
@@ -92,9 +83,11 @@ class _AdminCredentialProvider(dynamic.ResourceProvider):
                 "renew_at": now + lifetime * RENEW_AFTER_SHARE}
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.DiffResult:
-        # Where it is issued, and the scripts' text, are no reason to issue another; a new login
-        # or control-plane list is recorded (no host is reached), so the revocation at delete uses it.
-        changed = _reissue(olds, news) or any(olds.get(key) != news.get(key) for key in _LOGIN)
+        # Where it is issued, and the scripts' text, are no reason to issue another. Nor to record
+        # them: an update shows its outputs unknown in a preview, and the kubeconfig feeds the pod
+        # network's provider, whose every object a changed kubeconfig would replace. A new login
+        # reaches this record with the next renewal (its revocation before that is best effort).
+        changed = olds.get("validity_hours") != news.get("validity_hours") or renewal_due(olds, time.time())
         return dynamic.DiffResult(changes=changed, replaces=[], delete_before_replace=False)
 
     def create(self, props: dict[str, Any]) -> dynamic.CreateResult:
@@ -102,8 +95,6 @@ class _AdminCredentialProvider(dynamic.ResourceProvider):
         return dynamic.CreateResult(id_=outs["user"], outs=outs)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> dynamic.UpdateResult:
-        if not _reissue(olds, news):
-            return dynamic.UpdateResult(outs={**news, **{key: olds[key] for key in _ISSUED}})
         outs = self._issue(news)
         # The new one works before the old one stops working.
         self._run_on_a_control_plane(news, "revoke", olds["user"], f"revoking {olds['user']}")
