@@ -51,8 +51,10 @@ def required_keys(project: str, olds: dict[str, Any], news: dict[str, Any],
     recorded: dict[str, str] = (olds or {}).get(KEYS) or {}
     recorded_at = {host["name"]: _reach(host) for host in (olds or {}).get("hosts") or []}
     with ThreadPoolExecutor(max_workers=_PARALLEL_HOSTS) as pool:
+        # A pinned host's key is the pin: nothing to read there.
         offered = dict(zip([host["name"] for host in hosts],
-                           pool.map(lambda host: scan(*_reach(host)), hosts), strict=True))
+                           pool.map(lambda host: None if host.get("pinned") else scan(*_reach(host)), hosts),
+                           strict=True))
     keys: dict[str, str] = {}
     changed: list[str] = []
     for host in hosts:

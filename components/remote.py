@@ -14,7 +14,6 @@ from components.render import render
 # with the default per-dial timeout), so a dead host fails `pulumi up` instead of hanging it.
 _DIAL_ERROR_LIMIT = 10
 _PER_DIAL_TIMEOUT_S = 10
-# A step made once and never again: later changes of its host or script are no reason to re-run it.
 # Every input of a remote.Command: on a decommissioned host nothing may differ from the state,
 # or the engine would connect to the host to apply it.
 _EVERY_INPUT = ["connection", "create", "delete", "update", "stdin", "triggers", "environment", "logging",

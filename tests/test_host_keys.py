@@ -141,3 +141,10 @@ def test_keys_are_read_at_up_and_in_a_preview_only_when_told(stack_config, previ
     stack_config["preflight"] = {"onPreview": on_preview}
     deployment = run_program(stack_config, {"sshPrivateKey": FAKE_PRIVATE_KEY}, preview=preview)
     assert deployment.named("cluster-host-keys").inputs["scan"] is scan
+
+
+def test_a_pinned_host_is_not_read():
+    read: list[str] = []
+    required_keys("kubeha", {}, {"hosts": hosts(w1=KEY_A), "scan": True},
+                  lambda address, port: read.append(address) or KEY_B)
+    assert read == ["10.0.0.1"]  # cp1 only
