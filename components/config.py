@@ -126,6 +126,8 @@ PROXY_URL = rf"^https?://([A-Za-z0-9._~%-]+(:[A-Za-z0-9._~%-]*)?@)?{_URL_HOST}/?
 # systemd's OnCalendar grammar, narrowed to what calendar events are written with ("hourly",
 # "*-*-* 02:30:00", "Mon..Fri 22:00", "*:0/15"): no `%` (a unit-file specifier), no newline.
 ON_CALENDAR = r"^[A-Za-z0-9*][A-Za-z0-9*:/,.~+ -]{0,63}$"
+# A POSIX login name (it lands in SSH connections and sudo's checks).
+USER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
 # An absolute path of plain names: it lands in a unit file, a shell word and a `find`.
 BACKUP_DIRECTORY = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
 # A backup file's path: plain names, ending in the name the backups get.
@@ -140,6 +142,7 @@ _GRAMMARS = {
     REPOSITORY_URL: "an http(s) URL such as https://pkgs.k8s.io/core:/stable: (no spaces, quotes or '$')",
     PROXY_URL: "an http(s) proxy URL such as http://proxy.example:3128 (no path, spaces, quotes or '$')",
     ON_CALENDAR: "a systemd OnCalendar value such as hourly, *:0/15 or '*-*-* 02:30:00' (no '%' or quotes)",
+    USER_NAME: "a login name of lowercase letters, digits, '_' and '-' such as kubeha",
     BACKUP_DIRECTORY: "an absolute path of letters, digits, '_', '.' and '-', such as /var/lib/kubeha/etcd-backup",
     BACKUP_FILE: "the absolute path of a kubeha backup file, such as "
                  "/var/lib/kubeha/etcd-backup/kubeha-etcd-20261204T100000Z-cp1.tar.enc",
@@ -183,9 +186,24 @@ class NodeHost(Host):
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( \S.*)?$")
 
 
+def host_key_problem(key: str) -> Optional[str]:
+    """What is wrong with an OpenSSH public key line, or None."""
+    if not _HOST_KEY.match(key.strip()):
+        return ("must be an OpenSSH public key line, e.g. the content of the host's "
+                "/etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA...')")
+    kind, blob = key.split()[:2]
+    try:
+        decoded = base64.b64decode(blob, validate=True)
+    except binascii.Error:
+        return "its key is not valid base64 (copied in part?)"
+    # The blob starts with its own type, length-prefixed: a key pasted under the wrong type fails here.
+    if decoded[4:4 + len(kind)] != kind.encode():
+        return f"is not a {kind} key (its data says otherwise)"
+    return None
+
+
 class SshSettings(_Model):
-    # A POSIX login name (it lands in the SSH connection and in sudo's checks).
-    user: str = Field("root", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    user: str = Field("root", pattern=USER_NAME)
     """The login on every host. Other than root, it needs passwordless sudo: every script then runs
     through `sudo -n`.
     """
@@ -213,17 +231,9 @@ class SshSettings(_Model):
     @classmethod
     def _openssh_public_keys(cls, keys: dict[str, str]) -> dict[str, str]:
         for name, key in keys.items():
-            if not _HOST_KEY.match(key.strip()):
-                raise ConfigKeyError(f"ssh.hostKeys.{name}", "must be an OpenSSH public key line, e.g. the content "
-                                     "of the host's /etc/ssh/ssh_host_ed25519_key.pub ('ssh-ed25519 AAAA...')")
-            kind, blob = key.split()[:2]
-            try:
-                decoded = base64.b64decode(blob, validate=True)
-            except binascii.Error:
-                raise ConfigKeyError(f"ssh.hostKeys.{name}", "its key is not valid base64 (copied in part?)") from None
-            # The blob starts with its own type, length-prefixed: a key pasted under the wrong type fails here.
-            if decoded[4:4 + len(kind)] != kind.encode():
-                raise ConfigKeyError(f"ssh.hostKeys.{name}", f"is not a {kind} key (its data says otherwise)")
+            problem = host_key_problem(key)
+            if problem:
+                raise ConfigKeyError(f"ssh.hostKeys.{name}", problem)
         return {name: key.strip() for name, key in keys.items()}
 
 
@@ -804,6 +814,58 @@ class UpgradeSettings(_Model):
     """
 
 
+class BackupCopySettings(_Model):
+    """An off-host copy of every backup (etcd.backup.copyTo): what a restore onto new hosts starts
+    from when every control plane is lost."""
+
+    host: str = Field(max_length=253)
+    """The copy host's address or DNS name, as the control planes reach it."""
+    port: int = 22
+    """Its SSH port."""
+    user: str = Field(pattern=USER_NAME)
+    """The login on the copy host that receives the files (no sudo; it needs only write access to
+    `path`; it may be one with a forced command or a restricted shell that runs `sh -c`)."""
+    path: str = Field(pattern=BACKUP_DIRECTORY)
+    """The folder on the copy host; each cluster's backups go into `<path>/<kubernetes.clusterName>`."""
+    # Pinned: the control planes have no first use to trust, and they hand over the cluster's CA keys.
+    host_key: str
+    """The copy host's SSH host key (an OpenSSH public-key line, e.g. its
+    /etc/ssh/ssh_host_ed25519_key.pub): the control planes send a backup only to that key."""
+    # A secret: `kubeha:etcd` must then be a secret in the stack config (load_cluster_config).
+    private_key: SecretStr
+    """The private key the control planes log in with (a key of its own, authorised on the copy
+    host for `user` only): `pulumi config set --secret --path etcd.backup.copyTo.privateKey < KEYFILE`."""
+
+    _port = field_validator("port")(_check_port)
+
+    @field_validator("host")
+    @classmethod
+    def _address_or_name(cls, value: str) -> str:
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if not DNS_NAME.match(value):
+            raise ValueError(f"must be an IP address or a DNS name (got {value!r})")
+        return value
+
+    @field_validator("host_key")
+    @classmethod
+    def _openssh_public_key(cls, value: str) -> str:
+        problem = host_key_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value.strip()
+
+    @field_validator("private_key")
+    @classmethod
+    def _a_private_key(cls, value: SecretStr) -> SecretStr:
+        if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", value.get_secret_value()):
+            raise ValueError("must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
+                             "not a path or a public key")
+        return value
+
+
 class EtcdBackupSettings(_Model):
     # On by default: with stacked etcd, losing two of three control planes loses quorum, and only
     # a snapshot brings the cluster back (docs/operations.md).
@@ -828,6 +890,19 @@ class EtcdBackupSettings(_Model):
     secret: `pulumi config set --secret --path etcd.backup.encryptionKey`. Unset, kubeha generates
     one and keeps it as a secret in the stack's state (the `etcdBackupKey` output).
     """
+
+    copy_to: Optional[BackupCopySettings] = None
+    """An off-host copy: every new backup also goes over SSH to this host, checked by its checksum
+    there (a failed copy fails the backup's unit, and `pulumi up` says so); `keep` holds there
+    too."""
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _one_line(cls, value: Optional[SecretStr]) -> Optional[SecretStr]:
+        # It reaches the hosts as the first line of a script's stdin.
+        if value is not None and any(char in value.get_secret_value() for char in "\r\n"):
+            raise ValueError("must be one line (no line break)")
+        return value
 
     @field_validator("directory")
     @classmethod
@@ -1209,9 +1284,12 @@ def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
     raw = {key: json.loads(value) for key in _TOP_LEVEL_KEYS
            if (value := pulumi.runtime.get_config(f"{prefix}{key}")) is not None}
     cluster = parse_cluster_config(raw, config.name)
-    if cluster.etcd.backup.encryption_key is not None and not pulumi.runtime.is_config_secret(f"{prefix}etcd"):
-        raise ConfigError(f"{config.name}:etcd.backup.encryptionKey: is stored in plain text in the stack's config "
-                          f"file; set it as a secret (`pulumi config set --secret --path etcd.backup.encryptionKey`)")
+    backup = cluster.etcd.backup
+    secret_keys = [key for key, value in (("etcd.backup.encryptionKey", backup.encryption_key),
+                                          ("etcd.backup.copyTo.privateKey", backup.copy_to)) if value is not None]
+    if secret_keys and not pulumi.runtime.is_config_secret(f"{prefix}etcd"):
+        raise ConfigError(f"{config.name}:{secret_keys[0]}: is stored in plain text in the stack's config "
+                          f"file; set it as a secret (`pulumi config set --secret --path {secret_keys[0]}`)")
     if len(cluster.control_planes) % 2 == 0:
         pulumi.log.warn(
             f"{config.name}:controlPlanes: {len(cluster.control_planes)} control planes give etcd no extra "

@@ -12,9 +12,14 @@ state (`etcdBackupKey`). It reaches the hosts on stdin only. The `etcdBackups` o
 newest verified backup of each control plane; `pulumi up` re-reads it once it is older than two
 schedule intervals, and warns when it still is (a timer that stopped working shows at the next
 `up`).
+
+etcd.backup.copyTo sends every verified backup on to a host of the site's over SSH, with a key
+of its own (a secret, on stdin too) and that host's pinned key: the copy a restore onto new hosts
+starts from (`copiedTo` in `etcdBackups`).
 """
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import secrets
@@ -129,14 +134,20 @@ def backup_entry(host: str, newest: Optional[dict[str, Any]]) -> Optional[dict[s
     if not newest:
         return None
     return {"host": host, "path": newest.get("file"), "time": newest.get("time"),
-            "revision": newest.get("revision"), "sizeBytes": newest.get("sizeBytes")}
+            "revision": newest.get("revision"), "sizeBytes": newest.get("sizeBytes"),
+            "copiedTo": newest.get("copiedTo") or None}
 
 
 def stale_warning(host: str, record: dict[str, Any], now: float) -> Optional[str]:
     """What `pulumi up` says about a control plane whose newest backup is missing or stale."""
+    newest: dict[str, Any] = record.get("newest") or {}
+    last_run = record.get("last_result") or "unknown"
     if not is_stale(record, now):
-        return None
-    newest, last_run = record.get("newest"), record.get("last_result") or "unknown"
+        if last_run in ("success", "unknown"):
+            return None
+        # A fresh backup, but the run after it failed (its copy to etcd.backup.copyTo, say).
+        return (f"etcd.backup: the last backup run on {host} failed ({last_run}); its newest verified backup is "
+                f"from {newest['time']}; see `journalctl -u kubeha-etcd-backup.service` on {host}")
     what = (f"the newest verified etcd backup of {host} is from {newest['time']}, older than "
             f"{STALE_AFTER_INTERVALS} schedule intervals" if newest else f"{host} has no verified etcd backup")
     return f"etcd.backup: {what} (last run: {last_run}); see `journalctl -u kubeha-etcd-backup.service` on {host}"
@@ -172,7 +183,7 @@ class EtcdBackups(pulumi.ComponentResource):
             previous: list[pulumi.Resource] = []
             for host in self._config.control_plane_entries:
                 install = run_script(
-                    f"{name}-{host.name}", host=host, ssh=ssh, stdin=self.key,
+                    f"{name}-{host.name}", host=host, ssh=ssh, stdin=self._install_stdin(),
                     create=_install_script(self._config, host),
                     delete=render("etcd-backup/remove-etcd-backup.sh.j2", host=host, directory=settings.directory),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *previous]))
@@ -183,6 +194,16 @@ class EtcdBackups(pulumi.ComponentResource):
         self.backups = pulumi.Output.all(*entries).apply(lambda items: [item for item in items if item])
         self.register_outputs({"backups": self.backups})
         return self.installs
+
+    def _install_stdin(self) -> pulumi.Output[str]:
+        """The install's secrets, one per line: the backup key, then (etcd.backup.copyTo) the copy
+        host's private key in base64."""
+        assert self.key is not None
+        copy = self._config.etcd.backup.copy_to
+        if copy is None:
+            return self.key
+        copy_key = base64.b64encode(copy.private_key.get_secret_value().encode()).decode()
+        return pulumi.Output.secret(self.key.apply(lambda key: f"{key}\n{copy_key}\n"))
 
     def _key(self, name: str, settings: EtcdBackupSettings) -> pulumi.Output[str]:
         if settings.encryption_key is not None:
@@ -211,7 +232,7 @@ class EtcdBackups(pulumi.ComponentResource):
 def _install_script(config: ClusterConfig, host: NodeHost) -> str:
     settings = config.etcd.backup
     values = {"host": host, "directory": settings.directory, "schedule": settings.schedule, "keep": settings.keep,
-              "cluster_name": config.kubernetes.cluster_name}
+              "cluster_name": config.kubernetes.cluster_name, "copy": settings.copy_to}
     return render("etcd-backup/install-etcd-backup.sh.j2", **values, package_proxy=config.packages.proxy,
                   backup_script=render("etcd-backup/kubeha-etcd-backup.sh.j2", **values).rstrip("\n"),
                   backup_service=render("etcd-backup/kubeha-etcd-backup.service.j2").rstrip("\n"),

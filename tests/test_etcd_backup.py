@@ -2,13 +2,16 @@
 reaches each control plane, the key's secrecy, the order, and the staleness the output warns of."""
 from __future__ import annotations
 
+import base64
 import datetime
 import json
+import re
 import shutil
 import subprocess
 
 import pytest
 
+from components.config import ConfigError, parse_cluster_config
 from components.etcd_backup import is_stale, parse_status, stale_warning
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import COMMAND, DYNAMIC, run_program, run_program_expecting_error, unsecret
@@ -159,3 +162,87 @@ def test_a_control_planes_removal_takes_a_backup_before_its_member_goes(deployme
     delete = deployment.named("cp2-membership").inputs["delete"]
     assert delete.index("endpoint health") < delete.index("    etcd_backup_first\n") < delete.index("member remove \"${member_id}\"")
     assert "etcd_backup_first" not in deployment.named("w1-membership").inputs["delete"]
+
+
+COPY_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMlzkELr4qZXkYAJ7qaKcVbVMzydE0dFZFFWwpjk/PRw copyhost"
+COPY_TO = {"host": "backup.example", "user": "kubeha-backup", "path": "/srv/kubeha", "hostKey": COPY_HOST_KEY,
+           "privateKey": FAKE_PRIVATE_KEY}
+
+
+def _with_copy(stack_config: dict, **changes: object) -> dict:
+    stack_config["etcd"] = {"backup": {"copyTo": {**COPY_TO, **changes}}}
+    return stack_config
+
+
+@pytest.fixture
+def copy_deployment(stack_config):
+    secret = {"sshPrivateKey": FAKE_PRIVATE_KEY, "etcd": json.dumps({"backup": {"copyTo": COPY_TO}})}
+    return run_program(stack_config, secret)
+
+
+@pytest.fixture
+def copy_install(copy_deployment) -> str:
+    return inner_script(unsecret(copy_deployment.named("etcd-backup-cp1").inputs["create"]))
+
+
+def test_the_copy_hosts_private_key_reaches_the_hosts_on_stdin_after_the_backup_key(copy_deployment):
+    install = copy_deployment.named("etcd-backup-cp1")
+    assert install.input_is_secret("stdin")
+    backup_key, copy_key = unsecret(install.inputs["stdin"]).splitlines()
+    assert len(backup_key) >= 32
+    assert base64.b64decode(copy_key).decode() == FAKE_PRIVATE_KEY
+    assert all(copy_key not in script and "not-a-real-key" not in script
+               for script in copy_deployment.scripts().values())
+
+
+def test_the_install_with_a_copy_host_passes_shellcheck_and_pins_its_key(copy_install):
+    shellcheck(copy_install)
+    assert f"printf 'kubeha-etcd-backup-copy %s\\n' '{COPY_HOST_KEY}'" in copy_install
+
+
+def test_the_backup_script_with_a_copy_host_passes_shellcheck(copy_install):
+    shellcheck(heredoc(copy_install, "KUBEHA_BACKUP_SCRIPT"))
+
+
+def test_the_backup_script_sends_to_the_pinned_key_only(copy_install):
+    script = heredoc(copy_install, "KUBEHA_BACKUP_SCRIPT")
+    assert "-o StrictHostKeyChecking=yes" in script and "-o HostKeyAlias=kubeha-etcd-backup-copy" in script
+    assert "-l kubeha-backup backup.example)" in script
+    assert "copy_dir=/srv/kubeha/kubernetes\n" in script
+
+
+def test_without_a_copy_host_the_install_removes_its_key(install):
+    assert "rm -f /etc/kubeha/etcd-backup-copy.key /etc/kubeha/etcd-backup-copy.known_hosts" in install
+    assert "ssh -i" not in heredoc(install, "KUBEHA_BACKUP_SCRIPT")
+
+
+def test_a_copy_key_stored_in_plain_text_is_refused_naming_the_key(stack_config):
+    error, registered = run_program_expecting_error(_with_copy(stack_config), {"sshPrivateKey": FAKE_PRIVATE_KEY})
+    assert str(error).startswith("kubeha:etcd.backup.copyTo.privateKey: is stored in plain text")
+    assert registered == []
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("host", "backup host", "must be an IP address or a DNS name"),
+    ("host", "$(touch /tmp/kubeha-canary)", "must be an IP address or a DNS name"),
+    ("user", "root; id", "must be a login name"),
+    ("path", "/srv/x'y", "must be an absolute path"),
+    ("hostKey", "ssh-ed25519 AAAA'$(id)", "must be an OpenSSH public key line"),
+    ("hostKey", COPY_HOST_KEY.replace("ssh-ed25519", "ssh-rsa"), "is not a ssh-rsa key"),
+    ("privateKey", "~/.ssh/id_ed25519", "must be a private key file's content"),
+    ("port", 0, "must be a port between 1 and 65535"),
+])
+def test_a_bad_copy_setting_is_refused_naming_its_key(stack_config, key, value, message):
+    with pytest.raises(ConfigError, match=rf"^kubeha:etcd\.backup\.copyTo\.{key}: .*{re.escape(message)}"):
+        parse_cluster_config(_with_copy(stack_config, **{key: value}))
+
+
+def test_a_multi_line_encryption_key_is_refused(stack_config):
+    stack_config["etcd"] = {"backup": {"encryptionKey": "k" * 40 + "\n" + "k" * 40}}
+    with pytest.raises(ConfigError, match=r"^kubeha:etcd\.backup\.encryptionKey: .*must be one line"):
+        parse_cluster_config(stack_config)
+
+
+def test_a_run_that_failed_after_a_fresh_backup_is_warned_of():
+    record = {**_record(0.5), "last_result": "exit-code"}
+    assert "the last backup run on cp1 failed (exit-code)" in stale_warning("cp1", record, record["now"])

@@ -98,12 +98,12 @@ class LabStack:
     up_output: str = ""  # what the first `pulumi up` printed (boot_cluster)
 
     def pulumi(self, *args: str, cwd: Path = ROOT, stack: str | None = None, check: bool = True,
-               timeout: float = 900) -> subprocess.CompletedProcess:
+               timeout: float = 900, stdin: str | None = None) -> subprocess.CompletedProcess:
         command = 'source "$LAB_ENV" 2>/dev/null && cd "$PULUMI_CWD" && pulumi "$@"'
         stack_args = ["--stack", stack] if stack else []
         result = subprocess.run(["bash", "-c", command, "pulumi", *args, *stack_args, "--non-interactive"],
                                 cwd=ROOT, env={**lab_environment(), "PULUMI_CWD": str(cwd), "LAB_ENV": str(LAB_DIR / "env")},
-                                capture_output=True, text=True, timeout=timeout)
+                                capture_output=True, text=True, timeout=timeout, input=stdin)
         if check and result.returncode != 0:
             # The diagnostics (each failed step's error), not the outputs after them.
             start = result.stdout.find("Diagnostics:")
