@@ -13,10 +13,15 @@ import pulumi
 
 from components.admin_credential import AdminCredential, CredentialScripts, with_server
 from components.certificates import CertificateScripts, ControlPlaneCertificates
-from components.cluster_bootstrap import ClusterBootstrap, ClusterBootstrapArgs
+from components.cluster_bootstrap import (
+    RESTORED_ETCD_PREFLIGHT,
+    ClusterBootstrap,
+    ClusterBootstrapArgs,
+    render_kubeadm_init_config,
+)
 from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host, LoadBalancerMode, NodeHost, host_port
 from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
-from components.etcd_backup import EtcdBackups, EtcdBackupsArgs
+from components.etcd_backup import EtcdBackups, EtcdBackupsArgs, with_copy_key
 from components.etcd_restore import EtcdRestore, RestoreScripts
 from components.firewall import Firewall, FirewallArgs
 from components.host_keys import HostKeys, warn_unpinned
@@ -136,20 +141,30 @@ def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterCon
         opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
 
-def _restore(parent: pulumi.Resource, config: ClusterConfig, args: ClusterArgs, key: pulumi.Output[str],
-             after: list[pulumi.Resource]) -> EtcdRestore:
-    """etcd.restore on its control plane, after the checks of new hosts (components/etcd_restore)."""
-    restore, ssh = config.etcd.restore, args.ssh
+def _restore(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext, project: str,
+             key: pulumi.Output[str], after: list[pulumi.Resource]) -> EtcdRestore:
+    """etcd.restore on its control plane, once that host is prepared (components/etcd_restore)."""
+    restore, ssh, settings = config.etcd.restore, cluster.ssh, config.etcd.backup
     assert restore is not None
     host = next(host for host in config.control_planes if host.name == restore.on)
+    copy = settings.copy_to if restore.from_copy_host else None
     values = {"host": host, "backup": restore.backup, "cri_socket": CRI_SOCKET, "apiserver_port": APISERVER_PORT,
-              "peer_url": f"https://{host_port(host.address, 2380)}"}
+              "peer_url": f"https://{host_port(host.address, 2380)}", "copy": copy, "directory": settings.directory,
+              "control_plane_endpoint": cluster.control_plane_endpoint,
+              "lost": [entry.name for entry in config.control_plane_entries if entry.decommission is not None]}
+    # A new host becomes a control plane of the restored cluster by kubeadm init on the restored
+    # data, with the backup's CAs (templates/etcd-backup/restore-etcd.sh.j2).
+    init_config = render_kubeadm_init_config(host, cluster, extra_ignored=[RESTORED_ETCD_PREFLIGHT])
     scripts = RestoreScripts(
         check=ssh.command(render("etcd-backup/etcd-restore-check.sh.j2", **values), f"{host.name}-etcd-restore-check"),
-        restore=ssh.command(render("etcd-backup/restore-etcd.sh.j2", **values), f"{host.name}-etcd-restore"))
-    return EtcdRestore("etcd-restore", project=args.project, backup=restore.backup, on=restore.on, force=restore.force,
-                       node=ssh.target(host), private_key=ssh.private_key, key=key, scripts=scripts,
-                       opts=_top(parent, pulumi.ResourceOptions(depends_on=after)))
+        restore=ssh.command(render("etcd-backup/restore-etcd.sh.j2", **values,
+                                   kubeadm_config=init_config.rstrip("\n"),
+                                   restore_static_pods=cluster.load_balancing.static_pods),
+                            f"{host.name}-etcd-restore"))
+    stdin = with_copy_key(key, copy) if copy is not None else key
+    return EtcdRestore("etcd-restore", project=project, backup=restore.backup, on=restore.on, force=restore.force,
+                       node=ssh.target(host), private_key=ssh.private_key, key=stdin, scripts=scripts,
+                       opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
 
 @dataclass(frozen=True)
@@ -178,15 +193,10 @@ class Cluster(pulumi.ComponentResource):
         preflight = Preflight("cluster-preflight", config, ssh,
                               opts=_top(self, pulumi.ResourceOptions(depends_on=[guard])))
         host_keys.keys.apply(lambda keys: warn_unpinned(keys, config.ssh.host_keys))
-        # The backup key first: a restore (etcd.restore) needs it, and is itself a gate, since no
-        # host step can reach a cluster whose etcd lost its quorum.
+        # The backup key first: a restore (etcd.restore) needs it.
         backups = EtcdBackups("etcd-backup", EtcdBackupsArgs(config=config), opts=_top(self))
-        gates: tuple[pulumi.Resource, ...] = (preflight,)
-        restored: Optional[pulumi.Output[str]] = None
-        if config.etcd.restore is not None and backups.key is not None:
-            restore = _restore(self, config, replace(args, ssh=ssh), backups.key, after=[preflight])
-            gates, restored = (preflight, restore), restore.report
-        self.outputs = {**self._build(config, replace(ssh, gates=gates), backups), "etcdRestore": restored}
+        self._project = args.project
+        self.outputs = self._build(config, replace(ssh, gates=(preflight,)), backups)
         self.register_outputs(self.outputs)
 
     def _build(self, config: ClusterConfig, ssh: SshAccess, backups: EtcdBackups) -> dict[str, Any]:
@@ -204,13 +214,29 @@ class Cluster(pulumi.ComponentResource):
         cluster = ClusterContext.for_config(config, ssh)
         lead = config.lead_control_plane
 
-        # Node-side load balancing rolls one node at a time, control planes first.
+        # Node-side load balancing rolls one node at a time, control planes first; a restore's
+        # control plane first of all.
         rolling: Optional[pulumi.Resource] = None
         control_planes: dict[str, ControlPlaneNode] = {}
-        for host in config.control_plane_entries:
+        restore: Optional[EtcdRestore] = None
+        restoring = config.etcd.restore if backups.key is not None else None
+        entries = sorted(config.control_plane_entries,
+                         key=lambda entry: restoring is None or entry.name != restoring.on)
+        for host in entries:
             node = ControlPlaneNode(host.name, ControlPlaneNodeArgs(host=host, cluster=cluster,
                                                                     load_balancing_after=rolling), opts=_top(self))
             control_planes[host.name], rolling = node, node.load_balancing_done
+            if restoring is not None and restore is None:
+                # The restore is a gate: no later step can reach a cluster whose etcd lost its
+                # quorum. Only its own host's preparation (a new host's too), the firewall and the
+                # load balancer pair (which must forward to it) come before it.
+                assert backups.key is not None
+                restore = _restore(self, config, cluster, self._project, backups.key, after=[
+                    node.prepared, *([rolling] if rolling else []),
+                    *([load_balancer_ready] if load_balancer_ready else [])])
+                cluster = replace(cluster, ssh=replace(ssh, gates=(*ssh.gates, restore)))
+        restored = [restore] if restore is not None else []
+        ssh = cluster.ssh
         bootstrap = ClusterBootstrap("cluster", ClusterBootstrapArgs(
             cluster=cluster, lead=control_planes[lead.name], lead_host=lead, load_balancer_ready=load_balancer_ready,
             former_first=config.control_plane_entries[0].name), opts=_top(self))
@@ -223,12 +249,15 @@ class Cluster(pulumi.ComponentResource):
         for host in _join_order(config):
             cluster_side = config.cluster_side_host(host)
             joined = control_planes[host.name].join(JoinTicket(
-                bootstrap.ca_cert_hash, cluster_side=cluster_side, after=[previous, member[cluster_side.name]]))
+                bootstrap.ca_cert_hash, cluster_side=cluster_side,
+                after=[previous, member[cluster_side.name], *restored]))
             previous, member[host.name] = joined, joined
         # Membership records once every join exists: each waits for the join of the control plane it
         # runs on too, so a destroy deletes it (a no-op then) before that control plane is reset.
+        # The control planes a restore lost are removed by the restore itself.
         records: list[pulumi.Resource] = [
-            control_planes[host.name].record_membership(member[config.cluster_side_host(host).name])
+            control_planes[host.name].record_membership(member[config.cluster_side_host(host).name],
+                                                        removed_by_restore=restore is not None)
             for host in config.control_plane_entries]
         # Workers join in parallel, once the lead is a member.
         for host in config.worker_entries:
@@ -279,4 +308,5 @@ class Cluster(pulumi.ComponentResource):
             "networkVersion": config.network.version,
             "etcdBackups": backups.backups,
             "etcdBackupKey": backups.key,
+            "etcdRestore": restore.report if restore is not None else None,
         }

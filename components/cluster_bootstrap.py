@@ -9,7 +9,7 @@ join resource resets it). The CA's hash is read once too: the CA lives as long a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import yaml
@@ -27,14 +27,20 @@ def _yaml_fields(settings: dict[str, object]) -> str:
     return yaml.safe_dump(settings, sort_keys=True, default_flow_style=False).rstrip("\n") if settings else ""
 
 
-def render_kubeadm_init_config(host: Host, cluster: ClusterContext) -> str:
+# kubeadm init onto etcd data restored from a backup (etcd.restore on a new host): the data folder
+# is not empty, on purpose.
+RESTORED_ETCD_PREFLIGHT = "DirAvailable--var-lib-etcd"
+
+
+def render_kubeadm_init_config(host: Host, cluster: ClusterContext, extra_ignored: Sequence[str] = ()) -> str:
     kubernetes = cluster.kubernetes
     return render(
         "control-plane/kubeadm-config.yaml.j2", host=host, api_version=kubernetes.kubeadm_api_version,
         apiserver_port=APISERVER_PORT, cri_socket=CRI_SOCKET, cluster_name=kubernetes.cluster_name,
         kubernetes_version=kubernetes.version, control_plane_endpoint=cluster.control_plane_endpoint,
         cert_sans=cluster.cert_sans, pod_subnet=kubernetes.pod_subnet, service_subnet=kubernetes.service_subnet,
-        image_repository=kubernetes.image_repository, ignored_preflight_errors=cluster.ignored_preflight_errors,
+        image_repository=kubernetes.image_repository,
+        ignored_preflight_errors=[*cluster.ignored_preflight_errors, *extra_ignored],
         cgroup_driver=cluster.containerd.cgroup_driver.value, kubelet_settings=_yaml_fields(kubernetes.kubelet),
         kube_proxy_settings=_yaml_fields(kubernetes.kube_proxy))
 

@@ -916,15 +916,21 @@ class EtcdBackupSettings(_Model):
 
 class EtcdRestoreSettings(_Model):
     backup: str = Field(pattern=BACKUP_FILE)
-    """The backup file to restore from, on the control plane `on` (a path in etcd.backup.directory,
-    as the `etcdBackups` output lists them)."""
+    """The backup file to restore from: on the control plane `on` (a path in etcd.backup.directory,
+    as the `etcdBackups` output lists them), or with `fromCopyHost` on the copy host."""
     on: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)
-    """The control plane that becomes the restored cluster's one etcd member; the others join it
-    again as new control planes."""
+    """The control plane that becomes the restored cluster's one etcd member: the lead (the first
+    control plane by name that is not decommissioned) or the next one. It may be a new host: it is
+    prepared, then made a control plane of the restored cluster with the backup's CAs. The others
+    join it again as new control planes."""
     # A restore rewinds the cluster to the snapshot: refused while etcd has a quorum, so a healthy
     # cluster is never rewound by mistake.
     force: bool = False
     """Restore even though etcd still has a quorum (everything written since the backup is lost)."""
+    from_copy_host: bool = False
+    """`backup` is a path on etcd.backup.copyTo's host (as the `copiedTo` field of `etcdBackups`
+    gives it): the control plane `on` fetches it from there first, with the backups' own login
+    and pinned host key. For a restore onto new hosts, when every control plane was lost."""
 
 
 class EtcdSettings(_Model):
@@ -1055,6 +1061,16 @@ class ClusterConfig(_Model):
         if restore.on not in {host.name for host in self.control_planes}:
             raise ConfigKeyError("etcd.restore.on", f"{restore.on!r} is not a control plane of the cluster that is not "
                                  "decommissioned; name the control plane that holds the backup")
+        # Only the restored control plane is a member at first: the lead's join runs through it,
+        # or it is the lead (whose cluster-side steps every other node's join needs).
+        first_two = [host.name for host in self.control_planes[:2]]
+        if restore.on not in first_two:
+            raise ConfigKeyError("etcd.restore.on", f"must be the lead control plane ({first_two[0]}: the first "
+                                 f"by name that is not decommissioned) or the next one ({first_two[-1]}), "
+                                 f"not {restore.on!r}")
+        if restore.from_copy_host and self.etcd.backup.copy_to is None:
+            raise ConfigKeyError("etcd.restore.fromCopyHost", "needs etcd.backup.copyTo, the host to fetch the "
+                                 "backup from")
         if self.etcd.backup.encryption_key is None and not self.etcd.backup.enabled:
             raise ConfigKeyError("etcd.restore", "needs the backup key: keep etcd.backup.enabled (its generated key "
                                  "is in the stack's state) or set etcd.backup.encryptionKey")

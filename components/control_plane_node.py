@@ -46,9 +46,11 @@ class ControlPlaneNode(pulumi.ComponentResource):
                                    prepared=self.prepared, parent=self)
         return self.joined
 
-    def record_membership(self, cluster_side_joined: pulumi.Resource) -> pulumi.Resource:
+    def record_membership(self, cluster_side_joined: pulumi.Resource,
+                          removed_by_restore: bool = False) -> pulumi.Resource:
         self.ready = record_membership(self._name, self._host, self._cluster, self._ticket.cluster_side,
                                        control_plane=True, joined=self.joined,
-                                       cluster_side_joined=cluster_side_joined, parent=self)
+                                       cluster_side_joined=cluster_side_joined, parent=self,
+                                       removed_by_restore=removed_by_restore)
         self.register_outputs({})
         return self.ready

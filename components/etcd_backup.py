@@ -30,7 +30,7 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import ClusterConfig, EtcdBackupSettings, NodeHost
+from components.config import BackupCopySettings, ClusterConfig, EtcdBackupSettings, NodeHost
 from components.remote import SshAccess, run_script
 from components.render import render
 from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
@@ -153,6 +153,14 @@ def stale_warning(host: str, record: dict[str, Any], now: float) -> Optional[str
     return f"etcd.backup: {what} (last run: {last_run}); see `journalctl -u kubeha-etcd-backup.service` on {host}"
 
 
+def with_copy_key(key: pulumi.Output[str], copy: BackupCopySettings) -> pulumi.Output[str]:
+    """A script's stdin: the backup key's line, then the copy host's private key in base64 on one
+    line (ending in a newline: OpenSSH reads no key file without one)."""
+    private_key = copy.private_key.get_secret_value().rstrip("\n") + "\n"
+    copy_key = base64.b64encode(private_key.encode()).decode()
+    return pulumi.Output.secret(key.apply(lambda value: f"{value}\n{copy_key}\n"))
+
+
 @dataclass(frozen=True)
 class EtcdBackupsArgs:
     config: ClusterConfig
@@ -202,8 +210,7 @@ class EtcdBackups(pulumi.ComponentResource):
         copy = self._config.etcd.backup.copy_to
         if copy is None:
             return self.key
-        copy_key = base64.b64encode(copy.private_key.get_secret_value().encode()).decode()
-        return pulumi.Output.secret(self.key.apply(lambda key: f"{key}\n{copy_key}\n"))
+        return with_copy_key(self.key, copy)
 
     def _key(self, name: str, settings: EtcdBackupSettings) -> pulumi.Output[str]:
         if settings.encryption_key is not None:

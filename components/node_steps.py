@@ -202,8 +202,8 @@ def join_cluster(name: str, host: NodeHost, cluster: ClusterContext, ticket: Joi
 
 
 def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluster_side: Host, *, control_plane: bool,
-                      joined: pulumi.Resource, cluster_side_joined: pulumi.Resource,
-                      parent: pulumi.Resource) -> pulumi.Resource:
+                      joined: pulumi.Resource, cluster_side_joined: pulumi.Resource, parent: pulumi.Resource,
+                      removed_by_restore: bool = False) -> pulumi.Resource:
     """The node's last step. Depends on its own join and on the cluster-side control plane's, so
     on removal or destroy it is deleted before either reset: drain, delete and (for a control
     plane) the etcd member's removal run on a control plane that is still a member. When the
@@ -211,16 +211,22 @@ def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluste
     re-runs the harmless create), so a later removal runs where the cluster still is.
     A decommissioned node gets none: the deletion of its old record removes it from the cluster,
     and its own steps stay as they are (see run_script). It gets a mark on the cluster side
-    instead, made before that deletion (Pulumi deletes last), so the removal does not drain it."""
+    instead, made before that deletion (Pulumi deletes last), so the removal does not drain it.
+    A control plane an etcd restore lost (`removed_by_restore`) is removed by the restore (the
+    restored etcd has one member; it deletes the Node): its record is kept hands off, since it
+    would run on a control plane that may be lost too, and leaves without its delete step."""
+    membership = render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name)
+    removal = render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
+                     cluster_side=cluster_side.name, drain_timeout=cluster.kubernetes.drain_timeout_seconds)
+    if host.decommission is not None and removed_by_restore:
+        return run_script(f"{name}-membership", host=cluster_side, ssh=cluster.ssh, create=membership, delete=removal,
+                          hands_off=True, opts=pulumi.ResourceOptions(parent=parent,
+                                                                      depends_on=[joined, cluster_side_joined]))
     if host.decommission is not None:
         return run_script(
             f"{name}-unreachable", host=cluster_side, ssh=cluster.ssh,
             create=render("control-plane/mark-unreachable.sh.j2", node=host.name, cluster_side=cluster_side.name),
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[cluster_side_joined]))
     return run_script(
-        f"{name}-membership", host=cluster_side, ssh=cluster.ssh,
-        create=render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name),
-        delete=render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
-                      cluster_side=cluster_side.name,
-                      drain_timeout=cluster.kubernetes.drain_timeout_seconds),
+        f"{name}-membership", host=cluster_side, ssh=cluster.ssh, create=membership, delete=removal,
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[joined, cluster_side_joined]))

@@ -95,6 +95,7 @@ def run_script(
     secret_stdout: bool = False,
     triggers: Optional[Sequence[pulumi.Input[object]]] = None,
     runs_once: bool = False,
+    hands_off: bool = False,
     opts: pulumi.ResourceOptions,
 ) -> remote.Command:
     """One remote.Command running rendered bash on `host`.
@@ -104,6 +105,8 @@ def run_script(
     script or its connection changes (its host may be another one by then: a new lead). If it has
     a delete step, a new connection (a rotated key, another user or port) is recorded by a script
     that changes nothing, so that the delete reaches the host with the login of the day.
+    A `hands_off` step (as every step on a decommissioned host) is kept as it is in the state, and
+    leaves the stack without its delete step.
     """
     update = None
     if runs_once:
@@ -112,7 +115,7 @@ def run_script(
         update = render("connection-updated.sh.j2", step=resource_name) if delete else None
     if secret_stdout:
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(additional_secret_outputs=["stdout"]))
-    if isinstance(host, NodeHost) and host.decommission is not None:
+    if hands_off or (isinstance(host, NodeHost) and host.decommission is not None):
         # Hands off: kept as it is in the state, and when its entry goes, it leaves the stack
         # without its delete step (which would have to reach the host).
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(retain_on_delete=True,

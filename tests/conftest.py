@@ -11,6 +11,10 @@ from tests.harness import Deployment, run_program
 from tests.jail import make_jail
 
 FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n"
+# etcd.backup.copyTo: a copy host with a real (throwaway) host key.
+COPY_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMlzkELr4qZXkYAJ7qaKcVbVMzydE0dFZFFWwpjk/PRw copyhost"
+COPY_TO = {"host": "backup.example", "user": "kubeha-backup", "path": "/srv/kubeha", "hostKey": COPY_HOST_KEY,
+           "privateKey": FAKE_PRIVATE_KEY}
 
 
 def _hosts(prefix: str, first_octet: int, count: int) -> list[dict[str, str]]:

@@ -13,7 +13,7 @@ import pytest
 
 from components.config import ConfigError, parse_cluster_config
 from components.etcd_backup import is_stale, parse_status, stale_warning
-from tests.conftest import FAKE_PRIVATE_KEY
+from tests.conftest import COPY_HOST_KEY, COPY_TO, FAKE_PRIVATE_KEY
 from tests.harness import COMMAND, DYNAMIC, run_program, run_program_expecting_error, unsecret
 from tests.validators import heredoc, inner_script, shellcheck
 
@@ -164,9 +164,6 @@ def test_a_control_planes_removal_takes_a_backup_before_its_member_goes(deployme
     assert "etcd_backup_first" not in deployment.named("w1-membership").inputs["delete"]
 
 
-COPY_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMlzkELr4qZXkYAJ7qaKcVbVMzydE0dFZFFWwpjk/PRw copyhost"
-COPY_TO = {"host": "backup.example", "user": "kubeha-backup", "path": "/srv/kubeha", "hostKey": COPY_HOST_KEY,
-           "privateKey": FAKE_PRIVATE_KEY}
 
 
 def _with_copy(stack_config: dict, **changes: object) -> dict:

@@ -72,7 +72,8 @@ ORDER: tuple[Step, ...] = (
     Step("test_load_balancer_lab", "lb-pair", "keepalived and haproxy removed again"),
     Step("test_static_pods_lab", "static-pods", "the VIP moved once"),
     Step("test_etcd_restore_lab", "static-pods", "etcd lost its quorum and was restored from a backup on cp1; "
-         "cp2 and cp3 powered off and gone, cp4 and cp5 joined"),
+         "cp2 and cp3 powered off and gone, cp4 and cp5 joined; then every control plane lost and the cluster "
+         "restored onto cp6-cp8 from lb1's copy"),
     Step("test_kube_vip_lab", "kube-vip", "the VIP moved once"),
     Step("test_pod_network_lab", "kube-vip", "flannel's DaemonSet created again over a label another manager set"),
     Step("test_external_lb_lab", "external-lb", "cp2's apiserver stopped and started again; cp4 joined"),

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 
 import pytest
 
 from tests.lab.cluster import LabStack, changed_steps, kubectl
+from tests.lab.copy_host import DIRECTORY as DIRECTORY_THERE
+from tests.lab.copy_host import USER, make_copy_host, set_copy_to
 from tests.lab.hosts import LAB_DIR
 
 pytestmark = pytest.mark.lab
@@ -120,50 +121,33 @@ def test_a_keep_change_rolls_out_takes_a_backup_and_prunes(lab_stack):
         assert listed[node]["path"] == files[-1] == latest(lab_stack, node)["file"], node
 
 
-COPY_USER, COPY_PATH = "kubeha-backup", "/srv/kubeha-backup"
-COPY_DIRECTORY = f"{COPY_PATH}/kubernetes"  # <path>/<kubernetes.clusterName>
 KNOWN_HOSTS = "/etc/kubeha/etcd-backup-copy.known_hosts"
 
 
 @pytest.fixture(scope="module")
 def copy_key(lab_stack, tmp_path_factory) -> str:
-    """w1 stands in for the site's copy host: a login of its own (no sudo) that takes a key made
-    for the backups only; returns that private key."""
-    folder = tmp_path_factory.mktemp("copy-key")
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeha-lab-copy", "-f", str(folder / "key")],
-                   check=True)
-    public = (folder / "key.pub").read_text().strip()
-    home = f"/home/{COPY_USER}"
-    lab_stack.hosts["w1"].run(
-        f"id {COPY_USER} >/dev/null 2>&1 || useradd -m -s /bin/sh {COPY_USER}; usermod -p '*' {COPY_USER}; "
-        f"install -d -m 0700 -o {COPY_USER} -g {COPY_USER} {home}/.ssh {COPY_PATH}; "
-        f"printf '%s\\n' '{public}' > {home}/.ssh/authorized_keys; "
-        f"chown {COPY_USER}: {home}/.ssh/authorized_keys; chmod 0600 {home}/.ssh/authorized_keys")
-    return (folder / "key").read_text()
+    """w1 stands in for the site's copy host (tests/lab/copy_host); the backups' private key."""
+    return make_copy_host(lab_stack.hosts["w1"], tmp_path_factory.mktemp("copy-key"))
 
 
 def copies(stack: LabStack, node: str) -> list[str]:
-    listing = stack.hosts["w1"].run(f"find {COPY_DIRECTORY} -maxdepth 1 -name 'kubeha-etcd-*-{node}.tar.enc' "
+    listing = stack.hosts["w1"].run(f"find {DIRECTORY_THERE} -maxdepth 1 -name 'kubeha-etcd-*-{node}.tar.enc' "
                                     f"-printf '%f\\n' | sort").stdout
     return listing.split()
 
 
 def test_with_copy_to_every_new_backup_goes_to_the_copy_host_with_its_checksum(lab_stack, copy_key):
     w1 = lab_stack.hosts["w1"]
-    settings = {"host": w1.address, "user": COPY_USER, "path": COPY_PATH,
-                "hostKey": w1.run("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()}
-    for key, value in settings.items():
-        lab_stack.pulumi("config", "set", "--path", f"etcd.backup.copyTo.{key}", value)
-    lab_stack.pulumi("config", "set", "--secret", "--path", "etcd.backup.copyTo.privateKey", stdin=copy_key)
+    set_copy_to(lab_stack, w1, copy_key)
     lab_stack.pulumi("up", "--yes", "--skip-preview")  # each install takes a backup, now copied
     listed = {entry["host"]: entry for entry in lab_stack.output("etcdBackups")}
     for node in CONTROL_PLANES:
         record = latest(lab_stack, node)
         name = record["file"].rsplit("/", 1)[1]
-        assert record["copiedTo"] == listed[node]["copiedTo"] == f"{w1.address}:{COPY_DIRECTORY}/{name}", node
+        assert record["copiedTo"] == listed[node]["copiedTo"] == f"{w1.address}:{DIRECTORY_THERE}/{name}", node
         local = lab_stack.hosts[node].run(f"sha256sum < {record['file']}").stdout.split()[0]
-        assert w1.run(f"sha256sum < {COPY_DIRECTORY}/{name}").stdout.split()[0] == local, node
-        assert w1.run(f"stat -c '%a %U' {COPY_DIRECTORY}/{name}").stdout.strip() == f"600 {COPY_USER}", node
+        assert w1.run(f"sha256sum < {DIRECTORY_THERE}/{name}").stdout.split()[0] == local, node
+        assert w1.run(f"stat -c '%a %U' {DIRECTORY_THERE}/{name}").stdout.strip() == f"600 {USER}", node
     assert copy_key.splitlines()[1] not in lab_stack.pulumi("stack", "export").stdout  # a secret in the state
 
 

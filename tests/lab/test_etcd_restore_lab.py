@@ -1,19 +1,34 @@
 """etcd.restore on the lab's real Kubernetes: the static-pods cluster (3 control planes holding the
 VIP by keepalived, 1 worker) loses two control planes, and with them etcd's quorum, and comes
-back from a backup of cp1's; then two new control planes join it.
+back from a backup of cp1's; then two new control planes join it. Then it loses every control
+plane, and comes back on three new hosts (cp6-cp8, new addresses) from the copy of a backup that
+etcd.backup.copyTo sent to lb1, which stands in for the site's copy host.
 
-Real etcd 3.6 (etcdutl snapshot restore in etcd's own image), real apiservers and kubelets. The
-last module on this cluster: it leaves cp2 and cp3 powered off and gone, cp4 and cp5 in their
-place.
+Real etcd 3.6 (etcdutl snapshot restore in etcd's own image), real apiservers, kubelets and
+kubeadm, real OpenSSH between the hosts. The last module on this cluster: it leaves cp1-cp5
+powered off and gone, cp6-cp8 in their place.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.lab.cluster import PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, wait_for
-from tests.lab.quorum_loss import backup_by_hand, configmaps_back, lose_quorum, set_restore, write_configmaps
+from tests.lab.copy_host import make_copy_host, set_copy_to
+from tests.lab.hosts import lab
+from tests.lab.quorum_loss import (
+    DIRECTORY,
+    NAMESPACE,
+    api_answers,
+    backup_by_hand,
+    configmaps_back,
+    lose_quorum,
+    set_restore,
+    write_configmaps,
+)
 
 pytestmark = pytest.mark.lab
 CONFIGMAPS = 200
@@ -111,3 +126,85 @@ def test_new_control_planes_join_the_restored_cluster(restored, lab_stack, kubec
     lab_stack.pulumi("up", "--yes", "--skip-preview", timeout=1200)
     assert sorted(etcd_members(kubeconfig_file, on="cp1")) == [("started", name) for name in ("cp1", "cp4", "cp5")]
     assert {"cp4", "cp5"} <= ready_nodes(kubeconfig_file)
+
+
+LOST_AGAIN = ("cp1", "cp4", "cp5")
+NEW_HOSTS = ("cp6", "cp7", "cp8")
+KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
+
+
+@dataclass(frozen=True)
+class RestoredOntoNewHosts:
+    copied: str  # the copy restored from, on lb1
+    pods_before: set[str]
+    kubelet_conf_before: str  # the worker's kubelet.conf checksum before every control plane was lost
+    kubeconfig: Path  # the stack's kubeconfig output after the restore
+
+
+@pytest.fixture(scope="module")
+def onto_new_hosts(restored, lab_stack, kubeconfig_file, tmp_path_factory) -> RestoredOntoNewHosts:
+    """lb1 made the copy host and etcd.backup.copyTo set; a marker ConfigMap written, then a backup
+    taken by hand on cp4 and copied; every control plane (cp1, cp4, cp5) powered off; then the
+    documented change: all three marked unreachable, cp6-cp8 added, etcd.restore from lb1's copy
+    on cp6 (fromCopyHost), `pulumi up`."""
+    assert {"cp4", "cp5"} <= ready_nodes(kubeconfig_file)  # (the joins above)
+    lb1 = lab_stack.add_host("lb1")
+    set_copy_to(lab_stack, lb1, make_copy_host(lb1, tmp_path_factory.mktemp("copy-key")))
+    lab_stack.pulumi("up", "--yes", "--skip-preview", timeout=1200)
+    marker = kubectl(kubeconfig_file, "-n", NAMESPACE, "create", "configmap", "before-every-loss", "--from-literal=a=b")
+    assert marker.returncode == 0, marker.stderr
+    lab_stack.hosts["cp4"].run("systemctl start kubeha-etcd-backup.service")
+    copied = json.loads(lab_stack.hosts["cp4"].run(f"cat {DIRECTORY}/latest.json").stdout)["copiedTo"]
+    assert copied.startswith(f"{lb1.address}:"), copied
+    pods_before = pods_on(kubeconfig_file, "w1")
+    kubelet_conf = lab_stack.hosts["w1"].run(f"sha256sum < {KUBELET_CONF}").stdout
+
+    for name in LOST_AGAIN:
+        lab("power-off", name)
+        lab_stack.hosts.pop(name)
+    assert wait_for(lambda: not api_answers(kubeconfig_file), 120)
+    entries = [{**entry, "decommission": "unreachable"} for entry in lab_stack.config_value("controlPlanes")]
+    entries += [{"name": name, "address": lab_stack.add_host(name).address} for name in NEW_HOSTS]
+    lab_stack.set_config_value("controlPlanes", entries)
+    for key, value in (("backup", copied.split(":", 1)[1]), ("on", "cp6"), ("fromCopyHost", "true")):
+        lab_stack.pulumi("config", "set", "--secret", "--path", f"etcd.restore.{key}", value)
+    lab_stack.pulumi("up", "--yes", "--skip-preview", timeout=1800)
+    kubeconfig = tmp_path_factory.mktemp("kube-new") / "config"
+    kubeconfig.write_text(lab_stack.kubeconfig())
+    kubeconfig.chmod(0o600)
+    return RestoredOntoNewHosts(copied, pods_before, kubelet_conf, kubeconfig)
+
+
+def test_onto_new_hosts_the_api_answers_through_the_vip(onto_new_hosts, lab_stack):
+    assert str(lab_stack.output("etcdRestore")).startswith("cp6: etcd restored from")
+    result = kubectl(onto_new_hosts.kubeconfig, "--server", f"https://{VIP}:{PORT}", "get", "--raw", "/readyz")
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_onto_new_hosts_the_data_of_the_copy_is_back(onto_new_hosts):
+    assert configmaps_back(onto_new_hosts.kubeconfig) == CONFIGMAPS
+    marker = kubectl(onto_new_hosts.kubeconfig, "-n", NAMESPACE, "get", "configmap", "before-every-loss")
+    assert marker.returncode == 0, marker.stderr
+
+
+def test_onto_new_hosts_etcd_has_the_three_new_members_and_the_old_nodes_are_gone(onto_new_hosts):
+    assert etcd_members(onto_new_hosts.kubeconfig, on="cp6") == [("started", name) for name in NEW_HOSTS]
+    nodes = set(kubectl(onto_new_hosts.kubeconfig, "get", "nodes", "-o", "name").stdout.split())
+    assert nodes == {f"node/{name}" for name in (*NEW_HOSTS, "w1")}
+
+
+def test_onto_new_hosts_the_worker_kept_its_pods_without_a_new_join(onto_new_hosts, lab_stack):
+    assert wait_for(lambda: {"w1", *NEW_HOSTS} <= ready_nodes(onto_new_hosts.kubeconfig), 300)
+    assert onto_new_hosts.pods_before <= pods_on(onto_new_hosts.kubeconfig, "w1")
+    # Not joined again: its kubelet kept its credentials and its way in (the VIP).
+    assert lab_stack.hosts["w1"].run(f"sha256sum < {KUBELET_CONF}").stdout == onto_new_hosts.kubelet_conf_before
+
+
+def test_onto_new_hosts_the_new_control_planes_back_up_to_the_copy_host(onto_new_hosts, lab_stack):
+    listed = {entry["host"]: entry for entry in lab_stack.output("etcdBackups")}
+    assert sorted(listed) == list(NEW_HOSTS)
+    assert all(listed[name]["copiedTo"] for name in NEW_HOSTS), listed
+
+
+def test_onto_new_hosts_a_no_op_preview_changes_nothing(onto_new_hosts, lab_stack):
+    assert changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout) == []
