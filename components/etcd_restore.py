@@ -13,6 +13,7 @@ The restore itself: templates/etcd-backup/restore-etcd.sh.j2.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -22,6 +23,7 @@ from pulumi import dynamic
 from components.ssh_session import SshTarget, run_over_ssh
 
 _SAME_RESTORE = ("backup", "on")
+_KEY_LINE = re.compile(r"^(ssh-|ecdsa-sha2-)[a-z0-9-]+ [A-Za-z0-9+/=]+")
 
 
 def refusals(project: str, status: dict[str, Any], props: dict[str, Any]) -> list[dynamic.CheckFailure]:
@@ -38,6 +40,13 @@ def refusals(project: str, status: dict[str, Any], props: dict[str, Any]) -> lis
     return failures
 
 
+def host_key_known(node: dict[str, Any]) -> bool:
+    """Whether the target's host key is known (a key line, or none pinned): in a preview, the key
+    of a host first seen in this run is a placeholder."""
+    host_key = node.get("host_key")
+    return not host_key or bool(_KEY_LINE.match(str(host_key)))
+
+
 @dataclass(frozen=True)
 class _RestoreProvider(dynamic.ResourceProvider):
     project: str
@@ -51,6 +60,10 @@ class _RestoreProvider(dynamic.ResourceProvider):
         # A restore done (the same file on the same host) is not checked again: its cluster has a
         # quorum now, by design.
         if olds and all(olds.get(key) == news.get(key) for key in _SAME_RESTORE):
+            return dynamic.CheckResult(news, [])
+        # A new host's key is not known in a preview (it is trusted on first use, at `up`): its
+        # check runs at `up`, once the host is prepared and before the restore changes anything.
+        if not host_key_known(news["node"]):
             return dynamic.CheckResult(news, [])
         status = json.loads(self._run(news, "check", "etcd restore check"))
         return dynamic.CheckResult(news, refusals(self.project, status, news))

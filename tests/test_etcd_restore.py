@@ -8,7 +8,7 @@ import json
 import pytest
 
 from components.config import ConfigError, parse_cluster_config
-from components.etcd_restore import refusals
+from components.etcd_restore import host_key_known, refusals
 from components.settings_guard import fixed_settings
 from components.settings_guard import refusals as guard_refusals
 from tests.conftest import COPY_TO, FAKE_PRIVATE_KEY
@@ -196,3 +196,9 @@ def test_the_new_restore_host_is_prepared_before_the_restore_and_the_others_afte
     assert not deployment.depends_on("cp4-containerd", "etcd-restore")
     assert deployment.depends_on("cp5-prepare", "etcd-restore")
     assert deployment.depends_on("cp4-join", "etcd-restore")
+
+
+def test_a_host_key_not_known_yet_leaves_the_check_to_up():
+    assert not host_key_known({"address": "198.51.100.44", "host_key": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"})
+    assert host_key_known({"address": "198.51.100.44", "host_key": COPY_TO["hostKey"]})
+    assert host_key_known({"address": "198.51.100.44", "host_key": None})
