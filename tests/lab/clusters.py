@@ -79,8 +79,9 @@ ORDER: tuple[Step, ...] = (
     Step("test_external_lb_lab", "external-lb", "cp2's apiserver stopped and started again; cp4 joined"),
     Step("test_local_nginx_lab", "local-nginx", "nothing"),
     Step("test_etcd_backup_lab", "local-nginx", "backups taken by hand, one run failed on purpose, "
-         "etcd.backup.keep set to 2"),
+         "etcd.backup.keep set to 2, etcd.backup.copyTo set to w1"),
     Step("test_containerd_lab", "local-nginx", "packages.proxy removed (containerd restarted node by node)"),
+    Step("test_key_rotation_lab", "local-nginx", "the SSH key rotated, the credential replaced, w1 removed"),
 )
 RANK = {step.module: index for index, step in enumerate(ORDER)}
 TOPOLOGY_OF = {step.module: step.topology for step in ORDER}
