@@ -10,23 +10,23 @@ powered off and gone, cp6-cp8 in their place.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.lab.cluster import PORT, VIP, LabStack, changed_steps, etcd_members, kubectl, ready_nodes, wait_for
-from tests.lab.copy_host import make_copy_host, set_copy_to
-from tests.lab.hosts import lab
 from tests.lab.quorum_loss import (
-    DIRECTORY,
     NAMESPACE,
-    api_answers,
+    NEW_HOSTS,
     backup_by_hand,
+    backup_copied,
     configmaps_back,
+    copy_backups_to_lb1,
+    lose_every_control_plane,
     lose_quorum,
     set_restore,
+    set_restore_onto_new_hosts,
     write_configmaps,
 )
 
@@ -128,8 +128,6 @@ def test_new_control_planes_join_the_restored_cluster(restored, lab_stack, kubec
     assert {"cp4", "cp5"} <= ready_nodes(kubeconfig_file)
 
 
-LOST_AGAIN = ("cp1", "cp4", "cp5")
-NEW_HOSTS = ("cp6", "cp7", "cp8")
 KUBELET_CONF = "/etc/kubernetes/kubelet.conf"
 
 
@@ -143,31 +141,19 @@ class RestoredOntoNewHosts:
 
 @pytest.fixture(scope="module")
 def onto_new_hosts(restored, lab_stack, kubeconfig_file, tmp_path_factory) -> RestoredOntoNewHosts:
-    """lb1 made the copy host and etcd.backup.copyTo set; a marker ConfigMap written, then a backup
-    taken by hand on cp4 and copied; every control plane (cp1, cp4, cp5) powered off; then the
+    """lb1 made the copy host (etcd.backup.copyTo); a marker ConfigMap written, then a backup taken
+    by hand on cp4 and copied; every control plane (cp1, cp4, cp5) powered off; then the
     documented change: all three marked unreachable, cp6-cp8 added, etcd.restore from lb1's copy
     on cp6 (fromCopyHost), `pulumi up`."""
     assert {"cp4", "cp5"} <= ready_nodes(kubeconfig_file)  # (the joins above)
-    lb1 = lab_stack.add_host("lb1")
-    set_copy_to(lab_stack, lb1, make_copy_host(lb1, tmp_path_factory.mktemp("copy-key")))
-    lab_stack.pulumi("up", "--yes", "--skip-preview", timeout=1200)
+    copy_backups_to_lb1(lab_stack, tmp_path_factory.mktemp("copy-key"))
     marker = kubectl(kubeconfig_file, "-n", NAMESPACE, "create", "configmap", "before-every-loss", "--from-literal=a=b")
     assert marker.returncode == 0, marker.stderr
-    lab_stack.hosts["cp4"].run("systemctl start kubeha-etcd-backup.service")
-    copied = json.loads(lab_stack.hosts["cp4"].run(f"cat {DIRECTORY}/latest.json").stdout)["copiedTo"]
-    assert copied.startswith(f"{lb1.address}:"), copied
+    copied = backup_copied(lab_stack, "cp4")
     pods_before = pods_on(kubeconfig_file, "w1")
     kubelet_conf = lab_stack.hosts["w1"].run(f"sha256sum < {KUBELET_CONF}").stdout
-
-    for name in LOST_AGAIN:
-        lab("power-off", name)
-        lab_stack.hosts.pop(name)
-    assert wait_for(lambda: not api_answers(kubeconfig_file), 120)
-    entries = [{**entry, "decommission": "unreachable"} for entry in lab_stack.config_value("controlPlanes")]
-    entries += [{"name": name, "address": lab_stack.add_host(name).address} for name in NEW_HOSTS]
-    lab_stack.set_config_value("controlPlanes", entries)
-    for key, value in (("backup", copied.split(":", 1)[1]), ("on", "cp6"), ("fromCopyHost", "true")):
-        lab_stack.pulumi("config", "set", "--secret", "--path", f"etcd.restore.{key}", value)
+    assert lose_every_control_plane(lab_stack, kubeconfig_file) == ["cp1", "cp4", "cp5"]
+    set_restore_onto_new_hosts(lab_stack, copied)
     lab_stack.pulumi("up", "--yes", "--skip-preview", timeout=1800)
     kubeconfig = tmp_path_factory.mktemp("kube-new") / "config"
     kubeconfig.write_text(lab_stack.kubeconfig())
