@@ -1,5 +1,6 @@
 """The last of the lab's shared `ha` cluster (tests/lab/clusters.py): a consumer program reads its
-outputs through a StackReference, then `pulumi destroy` leaves every host without cluster state.
+outputs through a StackReference, then `pulumi destroy`, with one worker dead (w6, marked
+unreachable first), leaves every live host without cluster state.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import pytest
 
 from tests.lab.cluster import PORT, ROOT, VIP
+from tests.lab.hosts import lab
 
 pytestmark = pytest.mark.lab
 CONSUMER = ROOT / "examples" / "cluster-consumer"
@@ -26,6 +28,18 @@ def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stac
                                            stack=consumer).stdout)
     assert "certificate-authority-data" in revealed["kubeconfig"]
     lab_stack.pulumi("stack", "rm", "--yes", "--force", cwd=CONSUMER, stack=consumer)
+
+
+def test_a_dead_worker_marked_unreachable_is_out_of_the_way_of_the_destroy(lab_stack):
+    """w6 powered off, then the documented way to destroy a cluster with a dead node: mark it
+    `decommission: unreachable` and `pulumi up` (no step connects to it, its resources leave the
+    stack without their delete steps); the destroy below then never dials it."""
+    lab("power-off", "w6")
+    lab_stack.hosts.pop("w6")
+    entries = lab_stack.config_value("workers")
+    lab_stack.set_config_value("workers", [{**entry, "decommission": "unreachable"} if entry["name"] == "w6" else entry
+                                           for entry in entries])
+    lab_stack.pulumi("up", "--yes", "--skip-preview")
 
 
 def test_destroy_leaves_the_hosts_without_cluster_state(lab_stack):
