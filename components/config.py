@@ -1145,6 +1145,11 @@ class ClusterConfig(_Model):
             ("workers", self.worker_entries))
         return [(f"{key}[{index}]", host) for key, hosts in groups for index, host in enumerate(hosts)]
 
+    def live_hosts_with_keys(self) -> list[tuple[str, Host]]:
+        """Every host kubeha still connects to (decommissioned entries left out), with its key."""
+        return [(key, host) for key, host in self.all_hosts_with_keys()
+                if not (isinstance(host, NodeHost) and host.decommission is not None)]
+
     @property
     def control_planes(self) -> list[NodeHost]:
         """The control planes the cluster keeps (decommissioned entries left out), by name: the

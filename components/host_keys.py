@@ -112,7 +112,6 @@ class HostKeys(dynamic.Resource):
         # Decommissioned hosts are left out: nothing connects to them any more.
         hosts = [{"name": host.name, "address": host.ip, "port": config.ssh.port,
                   "pinned": config.ssh.host_keys.get(host.name)}
-                 for _, host in sorted(config.all_hosts_with_keys(), key=lambda keyed: keyed[1].name)
-                 if getattr(host, "decommission", None) is None]
+                 for _, host in sorted(config.live_hosts_with_keys(), key=lambda keyed: keyed[1].name)]
         scan = not pulumi.runtime.is_dry_run() or config.preflight.on_preview
         super().__init__(_HostKeysProvider(project), name, {"hosts": hosts, KEYS: None, SCAN: scan}, opts)

@@ -107,8 +107,8 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         _RESTORE: config.etcd.restore.backup if config.etcd.restore is not None else "(none)",
         # Decommissioned entries are left out: their steps stay as they are and never reach the
         # machine again, so the entry's removal, or a new host at its address, is safe.
-        _HOSTS: json.dumps({host.name: f"{key.split('[')[0]} {host.ip}" for key, host in config.all_hosts_with_keys()
-                            if getattr(host, "decommission", None) is None}, sort_keys=True),
+        _HOSTS: json.dumps({host.name: f"{key.split('[')[0]} {host.ip}" for key, host in config.live_hosts_with_keys()},
+                           sort_keys=True),
     }
 
 
