@@ -26,7 +26,7 @@ import yaml
 from cryptography import x509
 from pulumi import dynamic
 
-from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
+from components.ssh_session import RemoteScriptFailed, SshTarget, StackLogin, run_over_ssh
 
 USER_PREFIX = "kubeha-admin-"
 # Past this share of its validity, the next `pulumi up` renews the credential.
@@ -62,6 +62,12 @@ def _user_name(now: float) -> str:
 
 
 class _AdminCredentialProvider(dynamic.ResourceProvider):
+    # The stack's login of the day (configure), for a revocation whose recorded key was rotated.
+    _today: Optional[StackLogin] = None
+
+    def configure(self, req: dynamic.ConfigureRequest) -> None:
+        self._today = StackLogin.from_config(req.config.get)
+
     def _run_on_a_control_plane(self, props: dict[str, Any], script: str, user: str, label: str) -> str:
         """`script` on the first control plane that answers; its stdout."""
         errors: list[str] = []
@@ -101,12 +107,24 @@ class _AdminCredentialProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs=outs)
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        # Best effort: on `pulumi destroy` the cluster goes anyway, and an unreachable cluster
-        # must not keep a stack from being destroyed.
-        try:
-            self._run_on_a_control_plane(props, "revoke", props["user"], f"revoking {props['user']}")
-        except RemoteScriptFailed:
-            pass
+        # With the login it recorded, else (a key rotated since: `pulumi up --replace` after a
+        # rotation) with the stack's login of the day. Best effort: on `pulumi destroy` the
+        # cluster goes anyway, and an unreachable cluster must not keep a stack from being destroyed.
+        for login in self._logins(props):
+            try:
+                self._run_on_a_control_plane(login, "revoke", props["user"], f"revoking {props['user']}")
+                return
+            except RemoteScriptFailed:
+                continue
+
+    def _logins(self, props: dict[str, Any]) -> list[dict[str, Any]]:
+        """The recorded login, then today's if it differs."""
+        today = self._today
+        if today is None or not today.private_key or today.private_key == props["private_key"]:
+            return [props]
+        return [props, {**props, "private_key": today.private_key,
+                        "control_planes": [{**candidate, "target": today.target(candidate["target"])}
+                                           for candidate in props["control_planes"]]}]
 
 
 class AdminCredential(dynamic.Resource):

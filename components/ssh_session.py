@@ -6,10 +6,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
+import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Optional, cast
+from pathlib import Path
+from typing import Any, Callable, Optional, cast
 
 import paramiko
 
@@ -154,3 +157,40 @@ def run_over_ssh(target: SshTarget, private_key: str, command: str, *, label: st
         tail = "\n".join(stderr.rstrip().splitlines()[-_STDERR_TAIL_LINES:])
         raise RemoteScriptFailed(f"{label} on {target.address} failed (exit {status}):\n{tail}")
     return ScriptResult(status, stdout, stderr)
+
+
+@dataclass(frozen=True)
+class StackLogin:
+    """The stack's login of the day, from the stack config a dynamic provider is configured with
+    (`configure`). A delete step has only what its resource recorded; once that key no longer logs
+    in (it was rotated since), it tries this one."""
+
+    private_key: Optional[str] = None
+    user: Optional[str] = None
+    port: Optional[int] = None
+
+    @classmethod
+    def from_config(cls, get: Callable[[str], Any]) -> "StackLogin":
+        """From the provider config's getter (`dynamic.Config.get`): `sshPrivateKey`, or the file
+        `ssh.privateKeyPath` names; `ssh.user` and `ssh.port`. What is missing stays None."""
+        settings = get("ssh") or {}
+        if isinstance(settings, str):
+            try:
+                settings = json.loads(settings)
+            except ValueError:
+                settings = {}
+        private_key = get("sshPrivateKey")
+        path = settings.get("privateKeyPath") if isinstance(settings, dict) else None
+        if not private_key and path:
+            try:
+                private_key = Path(os.path.expanduser(str(path))).read_text()
+            except OSError:
+                private_key = None
+        port = settings.get("port") if isinstance(settings, dict) else None
+        user = settings.get("user") if isinstance(settings, dict) else None
+        return cls(private_key=str(private_key) if private_key else None, user=str(user) if user else None,
+                   port=int(port) if port else None)
+
+    def target(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """A recorded target (SshTarget.from_dict's shape) with today's user and port."""
+        return {**recorded, **({"user": self.user} if self.user else {}), **({"port": self.port} if self.port else {})}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import json
 from typing import Any
 
 import pytest
@@ -12,11 +13,12 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from pulumi import dynamic
 
 from components import admin_credential
 from components.admin_credential import RENEW_AFTER_SHARE, _AdminCredentialProvider, certificate_not_after
 from components.config import ConfigError, parse_cluster_config
-from components.ssh_session import RemoteScriptFailed, ScriptResult
+from components.ssh_session import RemoteScriptFailed, ScriptResult, StackLogin
 
 VALID_HOURS = 3
 
@@ -98,6 +100,30 @@ def test_deleting_it_revokes_it_and_an_unreachable_cluster_does_not_stop_a_destr
     _AdminCredentialProvider().delete("id", {**props("cp2"), "user": "kubeha-admin-1"})
     assert runs == [("cp2", "REVOKE", "kubeha-admin-1\n")]
     _AdminCredentialProvider().delete("id", {**props("cp1"), "user": "kubeha-admin-1"})
+
+
+def test_a_revocation_whose_recorded_key_was_rotated_uses_the_stacks_login_of_the_day(monkeypatch):
+    """`pulumi up --replace` after a key rotation: the old credential's delete has only the old key."""
+    keys: list[tuple[str, str, int]] = []
+
+    def run_over_ssh(target, private_key, command, *, label, stdin="", check=True) -> ScriptResult:
+        keys.append((private_key, target.user, target.port))
+        if private_key != "ROTATED":
+            raise RemoteScriptFailed(f"{label}: no SSH session after 6 attempts: Authentication failed.")
+        return ScriptResult(0, "revoked", "")
+    monkeypatch.setattr(admin_credential, "run_over_ssh", run_over_ssh)
+    provider = _AdminCredentialProvider()
+    config = {"kubeha:sshPrivateKey": "ROTATED", "kubeha:ssh": '{"user": "kubeha", "port": 2222}'}
+    provider.configure(dynamic.ConfigureRequest(dynamic.Config(config, "kubeha")))
+    provider.delete("id", {**props("cp2"), "user": "kubeha-admin-1"})
+    assert keys == [("KEY", "root", 22), ("ROTATED", "kubeha", 2222)]
+
+
+def test_the_login_of_the_day_is_read_from_the_key_file_the_config_names(tmp_path):
+    (tmp_path / "key").write_text("FROM-FILE")
+    config = {"kubeha:ssh": json.dumps({"privateKeyPath": str(tmp_path / "key")})}
+    login = StackLogin.from_config(dynamic.Config(config, "kubeha").get)
+    assert login == StackLogin(private_key="FROM-FILE")
 
 
 def test_the_expiry_is_read_from_the_client_certificate():
