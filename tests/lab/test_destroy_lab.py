@@ -1,6 +1,6 @@
 """The last of the lab's shared `ha` cluster (tests/lab/clusters.py): a consumer program reads its
-outputs through a StackReference, then `pulumi destroy`, with one worker dead (w6, marked
-unreachable first), leaves every live host without cluster state.
+outputs through a StackReference, then `pulumi destroy`, with one worker dead (marked unreachable
+first), leaves every live host without cluster state.
 """
 from __future__ import annotations
 
@@ -31,13 +31,15 @@ def test_a_consumer_program_reads_the_outputs_through_a_stack_reference(lab_stac
 
 
 def test_a_dead_worker_marked_unreachable_is_out_of_the_way_of_the_destroy(lab_stack):
-    """w6 powered off, then the documented way to destroy a cluster with a dead node: mark it
-    `decommission: unreachable` and `pulumi up` (no step connects to it, its resources leave the
-    stack without their delete steps); the destroy below then never dials it."""
-    lab("power-off", "w6")
-    lab_stack.hosts.pop("w6")
+    """The last live worker (w6 after the secrets module) powered off, then the documented way to
+    destroy a cluster with a dead node: mark it `decommission: unreachable` and `pulumi up` (no
+    step connects to it, its resources leave the stack without their delete steps); the destroy
+    below then never dials it."""
     entries = lab_stack.config_value("workers")
-    lab_stack.set_config_value("workers", [{**entry, "decommission": "unreachable"} if entry["name"] == "w6" else entry
+    dead = [entry["name"] for entry in entries if "decommission" not in entry][-1]
+    lab("power-off", dead)
+    lab_stack.hosts.pop(dead)
+    lab_stack.set_config_value("workers", [{**entry, "decommission": "unreachable"} if entry["name"] == dead else entry
                                            for entry in entries])
     lab_stack.pulumi("up", "--yes", "--skip-preview")
 
