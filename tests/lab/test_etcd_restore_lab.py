@@ -86,10 +86,12 @@ def restored(lab_stack, backup, kubeconfig_file) -> Restored:
 
 
 def pods_on(kubeconfig_file, node: str) -> set[str]:
+    """The node's pods, each as `uid namespace/name` (a new pod of the same name has another uid)."""
     listed = kubectl(kubeconfig_file, "get", "pods", "-A", "--field-selector", f"spec.nodeName={node}",
-                     "-o", "jsonpath={range .items[*]}{.metadata.uid}{'\\n'}{end}")
+                     "-o", "jsonpath={range .items[*]}{.metadata.uid} {.metadata.namespace}/{.metadata.name}"
+                           "{'\\n'}{end}")
     assert listed.returncode == 0, listed.stderr
-    return set(listed.stdout.split())
+    return set(listed.stdout.strip().splitlines())
 
 
 def test_the_restore_brings_the_api_back_through_the_vip(restored, kubeconfig_file):
@@ -110,7 +112,8 @@ def test_etcd_has_one_member_and_the_lost_control_planes_are_gone(restored, kube
 
 def test_the_worker_kept_its_pods_and_is_ready(restored, kubeconfig_file):
     assert wait_for(lambda: "w1" in ready_nodes(kubeconfig_file), 180)
-    assert restored.pods_before <= pods_on(kubeconfig_file, "w1")  # the same pods, not new ones
+    gone = restored.pods_before - pods_on(kubeconfig_file, "w1")
+    assert not gone, gone  # the same pods, not new ones
 
 
 def test_the_restore_left_in_place_is_not_done_again(restored, lab_stack):
@@ -181,7 +184,8 @@ def test_onto_new_hosts_etcd_has_the_three_new_members_and_the_old_nodes_are_gon
 
 def test_onto_new_hosts_the_worker_kept_its_pods_without_a_new_join(onto_new_hosts, lab_stack):
     assert wait_for(lambda: {"w1", *NEW_HOSTS} <= ready_nodes(onto_new_hosts.kubeconfig), 300)
-    assert onto_new_hosts.pods_before <= pods_on(onto_new_hosts.kubeconfig, "w1")
+    gone = onto_new_hosts.pods_before - pods_on(onto_new_hosts.kubeconfig, "w1")
+    assert not gone, gone
     # Not joined again: its kubelet kept its credentials and its way in (the VIP).
     assert lab_stack.hosts["w1"].run(f"sha256sum < {KUBELET_CONF}").stdout == onto_new_hosts.kubelet_conf_before
 
