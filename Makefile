@@ -71,7 +71,7 @@ CONFIGS ?= product,ha-guide
 bench-failover: lab-setup lab-kubernetes venv  ## Failover benchmark, product vs kubeadm HA guide LB config (needs root): table, build/bench/failover.json and *.png (KEEP_LAB=1: leave the cluster running; CONFIGS=product: the product's only).
 	$(PYTHON) -m tests.lab.bench.failover --runs $(RUNS) --configs $(CONFIGS) $(if $(KEEP_LAB),--keep-lab)
 
-bench-restore: lab-setup lab-kubernetes venv  ## Restore benchmark (needs root): static-pods cluster loses etcd's quorum, etcd.restore under a 20 Hz probe; table, build/bench/restore.json and restore-timeline.png.
+bench-restore: lab-setup lab-kubernetes venv  ## Restore benchmark (needs root): static-pods cluster loses etcd's quorum, then every control plane; both etcd.restores under a 20 Hz probe; table, build/bench/restore.json and restore-timeline.png.
 	$(PYTHON) -m tests.lab.bench.restore
 
 bench-upgrade: lab-setup lab-kubernetes venv  ## Upgrade benchmark (needs root): 1.34.3 -> 1.34.4 under a 20 Hz probe; table, build/bench/upgrade.json and upgrade-timeline.png.
