@@ -15,6 +15,9 @@ DIRECTORY = f"{PATH}/kubernetes"  # <path>/<kubernetes.clusterName>
 
 def make_copy_host(host: LabHost, folder: Path) -> str:
     """`host` takes the backups' login; returns the private key (made in `folder`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for made in (folder / "key", folder / "key.pub"):
+        made.unlink(missing_ok=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "kubeha-lab-copy", "-f", str(folder / "key")],
                    check=True)
     public = (folder / "key.pub").read_text().strip()
@@ -27,9 +30,10 @@ def make_copy_host(host: LabHost, folder: Path) -> str:
 
 
 def set_copy_to(stack: LabStack, host: LabHost, private_key: str) -> None:
-    """etcd.backup.copyTo on the stack: `host`, its pinned host key, the key as a secret."""
+    """etcd.backup.copyTo on the stack: `host`, its pinned host key, the key as a secret (only the
+    key: Pulumi masks a secret's value wherever it shows, a host name or an address too)."""
     settings = {"host": host.address, "user": USER, "path": PATH,
                 "hostKey": host.run("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.strip()}
     for key, value in settings.items():
-        stack.pulumi("config", "set", "--secret", "--path", f"etcd.backup.copyTo.{key}", value)
+        stack.pulumi("config", "set", "--path", f"etcd.backup.copyTo.{key}", value)
     stack.pulumi("config", "set", "--secret", "--path", "etcd.backup.copyTo.privateKey", stdin=private_key)

@@ -112,4 +112,4 @@ def set_restore_onto_new_hosts(stack: LabStack, copied: str) -> None:
     entries += [{"name": name, "address": stack.add_host(name).address} for name in NEW_HOSTS]
     stack.set_config_value("controlPlanes", entries)
     for key, value in (("backup", copied), ("on", NEW_HOSTS[0]), ("fromCopyHost", "true")):
-        stack.pulumi("config", "set", "--secret", "--path", f"etcd.restore.{key}", value)
+        stack.pulumi("config", "set", "--path", f"etcd.restore.{key}", value)
