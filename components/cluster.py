@@ -161,9 +161,9 @@ def _restore(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterCon
                                    kubeadm_config=init_config.rstrip("\n"),
                                    restore_static_pods=cluster.load_balancing.static_pods),
                             f"{host.name}-etcd-restore"))
-    stdin = with_copy_key(key, copy) if copy is not None else key
     return EtcdRestore("etcd-restore", project=project, backup=restore.backup, on=restore.on, force=restore.force,
-                       node=ssh.target(host), private_key=ssh.private_key, key=stdin, scripts=scripts,
+                       node=ssh.target(host), private_key=ssh.private_key, key=with_copy_key(key, copy),
+                       scripts=scripts,
                        opts=ssh.gated(_top(parent, pulumi.ResourceOptions(depends_on=after))))
 
 

@@ -186,6 +186,10 @@ class NodeHost(Host):
 _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/]+={0,3}( \S.*)?$")
 
 
+# A private key file's content (PEM or OpenSSH), not a path or a public key.
+_PRIVATE_KEY_FILE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
 def host_key_problem(key: str) -> Optional[str]:
     """What is wrong with an OpenSSH public key line, or None."""
     if not _HOST_KEY.match(key.strip()):
@@ -860,7 +864,7 @@ class BackupCopySettings(_Model):
     @field_validator("private_key")
     @classmethod
     def _a_private_key(cls, value: SecretStr) -> SecretStr:
-        if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", value.get_secret_value()):
+        if not _PRIVATE_KEY_FILE.search(value.get_secret_value()):
             raise ValueError("must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
                              "not a path or a public key")
         return value
@@ -1320,7 +1324,7 @@ def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
 
 def check_private_key(text: str, key: str) -> None:
     """`text` is a private key file's content (PEM or OpenSSH), not a path or a public key."""
-    if not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", text):
+    if not _PRIVATE_KEY_FILE.search(text):
         raise ConfigError(f"{key}: must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
                           f"not a path or a public key; e.g. `pulumi config set --secret sshPrivateKey < KEYFILE`")
 

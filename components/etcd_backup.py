@@ -153,9 +153,11 @@ def stale_warning(host: str, record: dict[str, Any], now: float) -> Optional[str
     return f"etcd.backup: {what} (last run: {last_run}); see `journalctl -u kubeha-etcd-backup.service` on {host}"
 
 
-def with_copy_key(key: pulumi.Output[str], copy: BackupCopySettings) -> pulumi.Output[str]:
-    """A script's stdin: the backup key's line, then the copy host's private key in base64 on one
-    line (ending in a newline: OpenSSH reads no key file without one)."""
+def with_copy_key(key: pulumi.Output[str], copy: Optional[BackupCopySettings]) -> pulumi.Output[str]:
+    """A script's stdin: the backup key's line, then (with a copy host) the copy host's private key
+    in base64 on one line (ending in a newline: OpenSSH reads no key file without one)."""
+    if copy is None:
+        return key
     private_key = copy.private_key.get_secret_value().rstrip("\n") + "\n"
     copy_key = base64.b64encode(private_key.encode()).decode()
     return pulumi.Output.secret(key.apply(lambda value: f"{value}\n{copy_key}\n"))
@@ -188,10 +190,11 @@ class EtcdBackups(pulumi.ComponentResource):
         self.installs = []
         entries: list[pulumi.Output[Optional[dict[str, Any]]]] = []
         if settings.enabled and self.key is not None:
+            stdin = with_copy_key(self.key, settings.copy_to)
             previous: list[pulumi.Resource] = []
             for host in self._config.control_plane_entries:
                 install = run_script(
-                    f"{name}-{host.name}", host=host, ssh=ssh, stdin=self._install_stdin(),
+                    f"{name}-{host.name}", host=host, ssh=ssh, stdin=stdin,
                     create=_install_script(self._config, host),
                     delete=render("etcd-backup/remove-etcd-backup.sh.j2", host=host, directory=settings.directory),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *previous]))
@@ -202,15 +205,6 @@ class EtcdBackups(pulumi.ComponentResource):
         self.backups = pulumi.Output.all(*entries).apply(lambda items: [item for item in items if item])
         self.register_outputs({"backups": self.backups})
         return self.installs
-
-    def _install_stdin(self) -> pulumi.Output[str]:
-        """The install's secrets, one per line: the backup key, then (etcd.backup.copyTo) the copy
-        host's private key in base64."""
-        assert self.key is not None
-        copy = self._config.etcd.backup.copy_to
-        if copy is None:
-            return self.key
-        return with_copy_key(self.key, copy)
 
     def _key(self, name: str, settings: EtcdBackupSettings) -> pulumi.Output[str]:
         if settings.encryption_key is not None:

@@ -13,17 +13,16 @@ The restore itself: templates/etcd-backup/restore-etcd.sh.j2.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import pulumi
 from pulumi import dynamic
 
+from components.config import host_key_problem
 from components.ssh_session import SshTarget, run_over_ssh
 
 _SAME_RESTORE = ("backup", "on")
-_KEY_LINE = re.compile(r"^(ssh-|ecdsa-sha2-)[a-z0-9-]+ [A-Za-z0-9+/=]+")
 
 
 def refusals(project: str, status: dict[str, Any], props: dict[str, Any]) -> list[dynamic.CheckFailure]:
@@ -44,7 +43,7 @@ def host_key_known(node: dict[str, Any]) -> bool:
     """Whether the target's host key is known (a key line, or none pinned): in a preview, the key
     of a host first seen in this run is a placeholder."""
     host_key = node.get("host_key")
-    return not host_key or bool(_KEY_LINE.match(str(host_key)))
+    return not host_key or host_key_problem(str(host_key)) is None
 
 
 @dataclass(frozen=True)

@@ -218,15 +218,12 @@ def record_membership(name: str, host: NodeHost, cluster: ClusterContext, cluste
     membership = render("control-plane/node-membership.sh.j2", node=host.name, cluster_side=cluster_side.name)
     removal = render("control-plane/remove-node.sh.j2", node=host.name, control_plane=control_plane,
                      cluster_side=cluster_side.name, drain_timeout=cluster.kubernetes.drain_timeout_seconds)
-    if host.decommission is not None and removed_by_restore:
-        return run_script(f"{name}-membership", host=cluster_side, ssh=cluster.ssh, create=membership, delete=removal,
-                          hands_off=True, opts=pulumi.ResourceOptions(parent=parent,
-                                                                      depends_on=[joined, cluster_side_joined]))
-    if host.decommission is not None:
+    if host.decommission is not None and not removed_by_restore:
         return run_script(
             f"{name}-unreachable", host=cluster_side, ssh=cluster.ssh,
             create=render("control-plane/mark-unreachable.sh.j2", node=host.name, cluster_side=cluster_side.name),
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[cluster_side_joined]))
     return run_script(
         f"{name}-membership", host=cluster_side, ssh=cluster.ssh, create=membership, delete=removal,
+        hands_off=host.decommission is not None,  # decommissioned here: the restore removed it
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[joined, cluster_side_joined]))
