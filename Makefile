@@ -15,7 +15,7 @@ STATE_DIR := $(CURDIR)/build/state
 VENDOR_DIR ?= $(abspath $(CURDIR)/../shared/vendor)
 export VENDOR_DIR
 
-.PHONY: setup test preview engine venv vendor-check lab-setup lab-kubernetes lab-up lab-test lab-down bench-failover bench-restore bench-upgrade clean
+.PHONY: setup test preview engine venv vendor-check lab-setup lab-kubernetes conformance-build lab-up lab-test lab-down conformance bench-failover bench-restore bench-upgrade clean
 
 setup:  ## Install the Debian and Python packages the tests need; build kubeadm (its `config validate` checks every rendered config).
 	tools/apt-install.sh $(APT_PACKAGES)
@@ -47,7 +47,10 @@ lab-kubernetes: lab-setup vendor-check  ## Build kubeadm, kubelet, kubectl, the 
 	    --components-only
 	CACHE_DIR=$(CACHE_DIR) KUBERNETES_VERSIONS="$(UPGRADE_FROM_VERSION) $(LAB_RELEASE)" tests/lab/kubernetes/packages.sh
 
-lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py); ends with a table of the time per module and topology; tears the labs down.
+conformance-build: lab-kubernetes  ## The lab release's conformance suite (e2e.test, ginkgo) and the images its tests run, made here (tests/lab/conformance).
+	CACHE_DIR=$(CACHE_DIR) tests/lab/conformance/build.sh
+
+lab-test: lab-setup lab-kubernetes conformance-build venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py); ends with a table of the time per module and topology; tears the labs down.
 	$(PYTHON) -m tests.lab.run
 
 # The lab stack's settings: LB_MODE (keepalived-haproxy, static-pods, kube-vip, local-nginx), or
@@ -65,6 +68,12 @@ lab-up: lab-setup lab-kubernetes venv  ## Boot the lab hosts and `pulumi up` the
 lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them, remove bridge and route.
 	KUBEHA_ROOT=$(CURDIR) ENGINE_DIR=$(ENGINE_DIR) tests/lab/lab-stack.sh destroy
 	tests/lab/lab.sh down
+
+FOCUS ?=
+SKIP ?=
+PROCS ?= 4
+conformance: conformance-build  ## The conformance suite's [Conformance] tests on the `make lab-up` cluster (FOCUS=, SKIP= regexes narrow it; PROCS= parallel processes): JUnit, logs and summary in build/conformance/.
+	$(PYTHON) -m tests.lab.conformance.run --focus '$(FOCUS)' --skip '$(SKIP)' --procs $(PROCS)
 
 RUNS ?= 3
 CONFIGS ?= product,ha-guide

@@ -7,6 +7,10 @@
 # source snapshot in ../shared/vendor, VENDOR_DIR; the image of the kube-vip mode). Later runs
 # reuse every binary whose version stamp matches. Versions: modules/*/go.mod and the table below.
 # Usage: build.sh [BINARY...] (default: all; `build.sh kubeadm` is what the unit tests need).
+# `build.sh conformance` builds, into $KUBE_DIR/conformance/bin and only when asked, the release's
+# conformance suite from modules/conformance: e2e.test (`go test -c k8s.io/kubernetes/test/e2e`),
+# ginkgo (its parallel runner) and the programs of the suite's images (agnhost, nnp,
+# sample-apiserver, and etcd at the release's own v3.6.4).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
@@ -90,6 +94,32 @@ build_snapshot() {  # $1 binary, $2 its snapshot in VENDOR_DIR, $3 version: unpa
     (cd "${source}" && go build -ldflags "-s -w -X main.Version=v$3" -o "${bin}" .)
     stamp "${bin}" "v$3"
 }
+
+build_suite() {  # $1 binary, $2 package: the conformance suite's, stamped with the release
+    local bin="${KUBE_DIR}/conformance/bin/$1"
+    built "${bin}" "v${KUBERNETES_VERSION}" && return
+    mkdir -p "${bin%/*}"
+    if [ "$1" = e2e.test ]; then
+        (cd "${here}/modules/conformance" && go test -c -ldflags "$(kubernetes_ldflags)" -o "${bin}" "$2")
+    else
+        (cd "${here}/modules/conformance" && go build -ldflags "$(kubernetes_ldflags)" -o "${bin}" "$2")
+    fi
+    stamp "${bin}" "v${KUBERNETES_VERSION}"
+}
+
+if [ "${1:-}" = conformance ]; then
+    if [ "$(module_version conformance k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
+        echo "modules/conformance/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
+        exit 1
+    fi
+    build_suite e2e.test k8s.io/kubernetes/test/e2e
+    build_suite ginkgo github.com/onsi/ginkgo/v2/ginkgo
+    build_suite agnhost k8s.io/kubernetes/test/images/agnhost
+    build_suite nnp k8s.io/kubernetes/test/images/nonewprivs
+    build_suite sample-apiserver k8s.io/sample-apiserver
+    build_suite etcd go.etcd.io/etcd/server/v3
+    exit 0
+fi
 
 requested=("$@")
 started=${EPOCHREALTIME}

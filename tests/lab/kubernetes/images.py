@@ -57,10 +57,10 @@ class Layer:
         info.type, info.mode, info.mtime = kind, mode, 0
         return info
 
-    def directory(self, path: str) -> None:
+    def directory(self, path: str, mode: int = 0o755) -> None:
         if path in ("", ".", "/"):
             return
-        info = self._entry(path, tarfile.DIRTYPE, 0o755)
+        info = self._entry(path, tarfile.DIRTYPE, mode)
         if info is not None:
             self.tar.addfile(info)
 
@@ -87,18 +87,25 @@ class Layer:
 @dataclass(frozen=True)
 class ImageSpec:
     reference: str  # exactly as kubeadm lists it, or as the product pins it
-    entrypoint: str
+    entrypoint: str  # "" for none (the image's command alone runs)
     user: str = "0"
     stop_signal: str = "SIGTERM"
+    command: tuple[str, ...] = ()  # the image's default arguments (CMD)
+    working_dir: str = "/"
 
 
 def write_archive(out: Path, spec: ImageSpec, layer: Layer) -> None:
     layer_bytes = layer.bytes()
     diff_id = "sha256:" + hashlib.sha256(layer_bytes).hexdigest()
+    run: dict[str, object] = {"Env": [PATH_ENV], "User": spec.user, "WorkingDir": spec.working_dir,
+                              "StopSignal": spec.stop_signal}
+    if spec.entrypoint:
+        run["Entrypoint"] = [spec.entrypoint]
+    if spec.command:
+        run["Cmd"] = list(spec.command)
     config = json.dumps({
         "architecture": "amd64", "os": "linux", "created": "1970-01-01T00:00:00Z",
-        "config": {"Entrypoint": [spec.entrypoint], "Env": [PATH_ENV], "User": spec.user, "WorkingDir": "/",
-                   "StopSignal": spec.stop_signal},
+        "config": run,
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
         "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "kubeha lab images.py"}],
     }, sort_keys=True).encode()
@@ -187,7 +194,8 @@ def pinned_images(class_name: str) -> dict[str, str]:
     for node in ast.walk(module):
         if isinstance(node, ast.ClassDef) and node.name == class_name:
             for statement in node.body:
-                if isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", "") == "DEFAULTS":
+                if (isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", "") == "DEFAULTS"
+                        and statement.value is not None):
                     return ast.literal_eval(statement.value)
     raise SystemExit(f"{PRODUCT_CONFIG}: no {class_name}.DEFAULTS")
 
