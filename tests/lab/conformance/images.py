@@ -7,8 +7,8 @@ name a test asks for (`make conformance` imports them into every node before the
 - agnhost: the suite's own program (built by tests/lab/kubernetes/build.sh conformance from the
   release's test/images/agnhost), laid out as its Dockerfile does (/agnhost, /agnhost-2, /uploads,
   porter's certificate, the users and group a test looks for, /coredns), on a userland of Debian's
-  busybox-static with Debian's curl, nc, dig, ip, ss, getent and bash, the tools its Alpine base
-  gives the tests.
+  busybox-static with Debian's curl, nc, dig, ip, ss, getent, bash and dash (as /bin/sh), the
+  tools its Alpine base gives the tests.
 - busybox: Debian's busybox-static and its applets.
 - httpd (both tags): Debian's apache2, serving /usr/local/apache2/htdocs as the official image does.
 - nginx (both tags): Debian's nginx, serving /usr/share/nginx/html.
@@ -36,7 +36,7 @@ from tests.lab.kubernetes.images import ImageSpec, Layer, add_debian_binaries, b
 REGISTRY = "registry.k8s.io/e2e-test-images"
 # Debian's tools the suite's Alpine-based images give the tests (agnhost's Dockerfile installs
 # bind-tools, curl, netcat-openbsd, iproute2 and bash), by path in the Debian root.
-USERLAND_TOOLS = {"/usr/bin/curl", "/usr/bin/dig", "/usr/bin/nslookup", "/usr/bin/host", "/usr/bin/nc.openbsd",
+USERLAND_TOOLS = {"/usr/bin/dash", "/usr/bin/curl", "/usr/bin/dig", "/usr/bin/nslookup", "/usr/bin/host", "/usr/bin/nc.openbsd",
                   "/usr/bin/getent", "/usr/bin/bash", "/usr/bin/ip", "/usr/bin/ss"}
 HTDOCS = "/usr/local/apache2/htdocs"
 HTTPD_CONF = f"""ServerRoot /usr/local/apache2
@@ -98,6 +98,10 @@ def userland(debian: Path, tools: set[str] = USERLAND_TOOLS, passwd: str = PASSW
         layer.symlink("/usr/bin/nc", "nc.openbsd")
     if "/usr/bin/bash" in tools:
         layer.symlink("/bin/bash", "../usr/bin/bash")
+    if "/usr/bin/dash" in tools:
+        # Debian's busybox-static prefers its own applets to any program on PATH when its shell
+        # runs a command (its nc, not Debian's, which the tests' `nc -v` needs): /bin/sh is dash.
+        layer.symlink("/bin/sh", "../usr/bin/dash")
     layer.file(debian / "usr/bin/busybox", "/bin/busybox")
     applets = subprocess.run(["chroot", str(debian), "/usr/bin/busybox", "--list-full"], capture_output=True,
                              text=True, check=True).stdout.split()

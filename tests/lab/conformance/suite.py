@@ -11,15 +11,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import tarfile
 import time
 import xml.etree.ElementTree as ElementTree
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from tests.lab.cluster import KUBE_DIR
-from tests.lab.hosts import LabHost
+from tests.lab.hosts import LAB_SCRIPT, LabHost
 
 SUITE_DIR = KUBE_DIR / "conformance"
 E2E_TEST = SUITE_DIR / "bin" / "e2e.test"
@@ -98,21 +100,38 @@ def images() -> list[Path]:
     return sorted(IMAGES_DIR.glob("*.tar"))
 
 
+def image_identity(archive: Path) -> tuple[str, str]:
+    """(name, image ID) of a single-image docker archive: its tag and its config's digest."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("manifest.json")
+        assert member is not None, archive
+        [manifest] = json.load(member)
+    return manifest["RepoTags"][0], "sha256:" + manifest["Config"].removesuffix(".json")
+
+
+def node_images(host: LabHost) -> set[tuple[str, str]]:
+    """(name, image ID) of every image a node's container runtime has."""
+    listed = json.loads(host.run("crictl images --output json").stdout)["images"]
+    return {(tag, image["id"]) for image in listed for tag in image.get("repoTags") or []}
+
+
 def load_images(hosts: list[LabHost]) -> None:
-    """Every suite image into every node's containerd, under its name (a node that has them all skips)."""
-    wanted = set((IMAGES_DIR / "list").read_text().split())
-    for host in hosts:
-        present = set(host.run("ctr --namespace k8s.io images ls --quiet").stdout.split())
-        if wanted <= present:
-            continue
-        for archive in images():
+    """Every suite image into every node's containerd, under its name, the nodes side by side: the
+    images a node lacks, or has under that name with other contents (made again since)."""
+    archives = {archive: image_identity(archive) for archive in images()}
+
+    def load(host: LabHost) -> None:
+        present = node_images(host)
+        for archive in [archive for archive, identity in archives.items() if identity not in present]:
             with archive.open("rb") as stream:
-                result = subprocess.run(["tests/lab/lab.sh", "ssh", host.name,
+                result = subprocess.run([str(LAB_SCRIPT), "ssh", host.name,
                                          "ctr --namespace k8s.io images import --all-platforms -"],
-                                        stdin=stream, capture_output=True, text=True, timeout=600,
-                                        cwd=Path(__file__).resolve().parents[3])
+                                        stdin=stream, capture_output=True, text=True, timeout=600)
             if result.returncode != 0:
                 raise AssertionError(f"{host.name}: importing {archive.name} failed: {result.stderr}")
+
+    with ThreadPoolExecutor(max_workers=len(hosts) or 1) as pool:
+        list(pool.map(load, hosts))  # list(): a node's failure is raised here
 
 
 @dataclass
