@@ -7,9 +7,9 @@ name a test asks for (`make conformance` imports them into every node before the
 - agnhost: the suite's own program (built by tests/lab/kubernetes/build.sh conformance from the
   release's test/images/agnhost), laid out as its Dockerfile does (/agnhost, /agnhost-2, /uploads,
   porter's certificate, the users and group a test looks for, /coredns), on a userland of Debian's
-  busybox-static with Debian's curl, nc, dig, ip, ss, getent, bash and dash (as /bin/sh), the
-  tools its Alpine base gives the tests.
-- busybox: Debian's busybox-static and its applets.
+  busybox-static with Debian's curl, nc, dig, ip, ss and getent, the tools its Alpine base gives
+  the tests, and Debian's bash as /bin/sh in every image here (userland() says why).
+- busybox: Debian's busybox-static and its applets (with bash as /bin/sh).
 - httpd (both tags): Debian's apache2, serving /usr/local/apache2/htdocs as the official image does.
 - nginx (both tags): Debian's nginx, serving /usr/share/nginx/html.
 - jessie-dnsutils: the userland with Debian's dig (its image is Debian with dnsutils).
@@ -29,15 +29,15 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tests.lab.kubernetes.images import ImageSpec, Layer, add_debian_binaries, base_layer, write_archive
 
 REGISTRY = "registry.k8s.io/e2e-test-images"
 # Debian's tools the suite's Alpine-based images give the tests (agnhost's Dockerfile installs
 # bind-tools, curl, netcat-openbsd, iproute2 and bash), by path in the Debian root.
-USERLAND_TOOLS = {"/usr/bin/dash", "/usr/bin/curl", "/usr/bin/dig", "/usr/bin/nslookup", "/usr/bin/host", "/usr/bin/nc.openbsd",
-                  "/usr/bin/getent", "/usr/bin/bash", "/usr/bin/ip", "/usr/bin/ss"}
+USERLAND_TOOLS = {"/usr/bin/curl", "/usr/bin/dig", "/usr/bin/nslookup", "/usr/bin/host", "/usr/bin/nc.openbsd",
+                  "/usr/bin/getent", "/usr/bin/ip", "/usr/bin/ss"}
 HTDOCS = "/usr/local/apache2/htdocs"
 HTTPD_CONF = f"""ServerRoot /usr/local/apache2
 Listen 80
@@ -85,28 +85,35 @@ GROUP = "root:x:0:\ndaemon:x:1:\nnogroup:x:65534:\n"
 
 
 def userland(debian: Path, tools: set[str] = USERLAND_TOOLS, passwd: str = PASSWD, group: str = GROUP) -> Layer:
-    """Debian's busybox-static with every applet, Debian's `tools` before it, a writable /tmp, accounts."""
+    """Debian's busybox-static with every applet, Debian's bash as /bin/sh and `tools` before them,
+    a writable /tmp, accounts.
+
+    Not busybox's shell: Debian's busybox-static prefers its own applets to any program on PATH
+    (its nc, not the OpenBSD nc whose `-v` the Service tests use), and Debian's busybox and dash
+    both drop environment variables whose names are not shell names, which the env-prefix tests
+    (`data-1`, `$_-data-1`) need passed through, as the published images' shell does. bash does.
+    """
     layer = Layer()
     layer.directory("tmp", 0o1777)
     layer.directory("var/tmp", 0o1777)
     for directory in ("etc", "run", "var/run", "root", "usr/local/bin"):
         layer.directory(directory)
-    add_debian_binaries(layer, debian, tools)
+    add_debian_binaries(layer, debian, {"/usr/bin/bash", *tools})
     for library in sorted((debian / "usr/lib/x86_64-linux-gnu").glob("libnss_*.so.2")):
         layer.file(library, f"/usr/lib/x86_64-linux-gnu/{library.name}", 0o644)  # glibc tools' name lookups
     if "/usr/bin/nc.openbsd" in tools:
         layer.symlink("/usr/bin/nc", "nc.openbsd")
-    if "/usr/bin/bash" in tools:
-        layer.symlink("/bin/bash", "../usr/bin/bash")
-    if "/usr/bin/dash" in tools:
-        # Debian's busybox-static prefers its own applets to any program on PATH when its shell
-        # runs a command (its nc, not Debian's, which the tests' `nc -v` needs): /bin/sh is dash.
-        layer.symlink("/bin/sh", "../usr/bin/dash")
+    layer.symlink("/bin/bash", "../usr/bin/bash")
+    layer.symlink("/bin/sh", "../usr/bin/bash")
     layer.file(debian / "usr/bin/busybox", "/bin/busybox")
     applets = subprocess.run(["chroot", str(debian), "/usr/bin/busybox", "--list-full"], capture_output=True,
                              text=True, check=True).stdout.split()
-    for applet in applets:  # a path a Debian tool already took keeps the Debian tool
+    # At Debian's paths for them (Alpine's too), and every one in /bin as well, where the published
+    # busybox image has them all (a test runs /bin/sysctl). A path a Debian tool took keeps it.
+    for applet in applets:
         layer.symlink(f"/{applet}", "/bin/busybox")
+    for applet in applets:
+        layer.symlink(f"/bin/{PurePosixPath(applet).name}", "/bin/busybox")
     layer.data("/etc/passwd", passwd.encode())
     layer.data("/etc/group", group.encode())
     layer.data("/etc/nsswitch.conf", b"passwd: files\ngroup: files\nhosts: files dns\n")
