@@ -50,7 +50,7 @@ lab-kubernetes: lab-setup vendor-check  ## Build kubeadm, kubelet, kubectl, the 
 conformance-build: lab-kubernetes  ## The lab release's conformance suite (e2e.test, ginkgo) and the images its tests run, made here (tests/lab/conformance).
 	CACHE_DIR=$(CACHE_DIR) tests/lab/conformance/build.sh
 
-lab-test: lab-setup lab-kubernetes conformance-build venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py); ends with a table of the time per module and topology; tears the labs down.
+lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py); ends with a table of the time per module and topology; tears the labs down.
 	$(PYTHON) -m tests.lab.run
 
 # The lab stack's settings: LB_MODE (keepalived-haproxy, static-pods, kube-vip, local-nginx), or
@@ -72,8 +72,9 @@ lab-down:  ## `pulumi destroy` the lab stack if its hosts run; always stop them,
 FOCUS ?=
 SKIP ?=
 PROCS ?= 4
-conformance: conformance-build  ## The conformance suite's [Conformance] tests on the `make lab-up` cluster (FOCUS=, SKIP= regexes narrow it; PROCS= parallel processes): JUnit, logs and summary in build/conformance/.
-	$(PYTHON) -m tests.lab.conformance.run --focus '$(FOCUS)' --skip '$(SKIP)' --procs $(PROCS)
+SMOKE ?=
+conformance: conformance-build  ## The conformance suite's [Conformance] tests on the `make lab-up` cluster (FOCUS=, SKIP= regexes narrow it; PROCS= parallel processes; SMOKE=1: the 20-test smoke subset): JUnit, logs and summary in build/conformance/.
+	$(PYTHON) -m tests.lab.conformance.run --focus '$(FOCUS)' --skip '$(SKIP)' --procs $(PROCS) $(if $(SMOKE),--smoke)
 
 RUNS ?= 3
 CONFIGS ?= product,ha-guide

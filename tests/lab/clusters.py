@@ -64,7 +64,6 @@ ORDER: tuple[Step, ...] = (
     Step("test_cluster_lab", "ha", "refused edits set back; loadBalancer.statsPort changed"),
     Step("test_failover_lab", "ha", "hosts rebooted; w5 joined under a cut link, then removed again"),
     Step("test_upgrade_lab", "ha", f"every node upgraded from {UPGRADE_FROM_VERSION} to the lab's release"),
-    Step("test_conformance_lab", "ha", "the suite's images on every node; its test namespaces deleted by the suite"),
     Step("test_membership_lab", "ha", "w3 added and removed, cp1 removed and joined again, certificates renewed, "
          "kubeconfig reissued, w2 powered off and removed, cp3 powered off and replaced by cp5"),
     Step("test_secrets_lab", "ha", "w6 and cp4 joined after failed runs"),

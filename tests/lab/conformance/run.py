@@ -5,7 +5,7 @@ every node's containerd first; then e2e.test runs through ginkgo, the tests not 
 parallel (--procs), then the [Serial] ones alone, skipping the skip list (skip-list.yaml). The
 JUnit reports, logs and a summary (summary.txt, summary.json) land in build/conformance/.
 
-usage: python3 -m tests.lab.conformance.run [--focus REGEX] [--skip REGEX] [--procs N]
+usage: python3 -m tests.lab.conformance.run [--focus REGEX] [--skip REGEX] [--procs N] [--smoke]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import shutil
 import sys
 
 from tests.lab.cluster import ROOT, LabStack
-from tests.lab.conformance.suite import CONFORMANCE, load_images, run_suite
+from tests.lab.conformance.suite import CONFORMANCE, SMOKE, any_of, load_images, run_suite
 from tests.lab.hosts import LAB_DIR, lab_host
 
 OUT_DIR = ROOT / "build" / "conformance"
@@ -34,6 +34,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--focus", default="", help=f"run only the tests matching this regex (default {CONFORMANCE})")
     parser.add_argument("--skip", default="", help="also skip the tests matching this regex")
     parser.add_argument("--procs", type=int, default=4, help="ginkgo processes for the parallel phase")
+    parser.add_argument("--smoke", action="store_true", help="the smoke subset only (suite.SMOKE; none is [Serial])")
     args = parser.parse_args(argv)
     stack = lab_cluster()
     if OUT_DIR.exists():
@@ -45,9 +46,9 @@ def main(argv: list[str]) -> int:
     nodes = [host for name, host in stack.hosts.items() if not name.startswith("lb")]
     print(f"loading the suite's images into {', '.join(host.name for host in nodes)}", flush=True)
     load_images(nodes)
-    focus = args.focus or CONFORMANCE
+    focus = any_of(SMOKE) if args.smoke else args.focus or CONFORMANCE
     print(f"running e2e.test --focus={focus!r} --skip={args.skip!r} (logs: {OUT_DIR}/*.log)", flush=True)
-    run = run_suite(kubeconfig, OUT_DIR, focus=focus, skip=args.skip, procs=args.procs)
+    run = run_suite(kubeconfig, OUT_DIR, focus=focus, skip=args.skip, procs=args.procs, serial=not args.smoke)
     kubeconfig.unlink()  # the admin credential does not stay behind in build/
     print(run.table())
     return 0 if run.ok() else 1

@@ -30,7 +30,7 @@ IMAGES_DIR = SUITE_DIR / "images"
 SKIP_LIST = Path(__file__).resolve().parent / "skip-list.yaml"
 CONFORMANCE = r"\[Conformance\]"
 SERIAL = r"\[Serial\]"
-# The smoke subset CI runs: sig-network (Services, DNS, EndpointSlices), sig-node (exec, logs,
+# The smoke subset (`make conformance SMOKE=1`): sig-network (Services, DNS, EndpointSlices), sig-node (exec, logs,
 # probes), sig-apps (Deployments, StatefulSets) and sig-auth (RBAC, ServiceAccounts); each a
 # [Conformance] test's full name, none [Serial], so they run in parallel in a few minutes.
 SMOKE = (
