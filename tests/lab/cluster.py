@@ -18,7 +18,7 @@ from typing import Callable
 
 import yaml
 
-from tests.lab.hosts import LAB_DIR, LAB_INSTANCE, VIP, LabHost, lab, lab_down, lab_host
+from tests.lab.hosts import LAB_DIR, LAB_INSTANCE, VIP, LabHost, lab, lab_down, lab_host, running_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_SCRIPT = Path(__file__).resolve().parent / "lab-stack.sh"
@@ -205,8 +205,7 @@ def boot_cluster(options: LabOptions = LabOptions()) -> LabStack:
                             text=True, timeout=1800)
     if result.returncode != 0:
         raise AssertionError(f"lab-stack.sh up failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
-    names = (LAB_DIR / "hosts").read_text().split()
-    stack = LabStack({name: lab_host(name) for name in names}, up_output=result.stdout)
+    stack = LabStack(running_hosts(), up_output=result.stdout)
     stack.timings["pulumi_up_s"] = float((LAB_DIR / "last-up.seconds").read_text())  # from bare hosts unless reused
     stack.timings["lab_up_total_s"] = round(time.monotonic() - started, 1)
     return stack

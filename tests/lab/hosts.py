@@ -60,6 +60,11 @@ def lab_host(name: str) -> LabHost:
     return LabHost(name, lab("address", name))
 
 
+def running_hosts() -> dict[str, LabHost]:
+    """The hosts this lab booted last (lab.sh writes their names to LAB_DIR/hosts)."""
+    return {name: lab_host(name) for name in (LAB_DIR / "hosts").read_text().split()}
+
+
 def boot_hosts(names: list[str]) -> dict[str, LabHost]:
     """Bare hosts, freshly booted (any running lab goes first)."""
     lab_down()

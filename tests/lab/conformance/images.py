@@ -31,9 +31,15 @@ import sys
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from tests.lab.kubernetes.images import ImageSpec, Layer, add_debian_binaries, base_layer, write_archive
+from tests.lab.kubernetes.images import (
+    ImageSpec,
+    Layer,
+    add_debian_binaries,
+    add_nss_libraries,
+    base_layer,
+    write_archive,
+)
 
-REGISTRY = "registry.k8s.io/e2e-test-images"
 # Debian's tools the suite's Alpine-based images give the tests (agnhost's Dockerfile installs
 # bind-tools, curl, netcat-openbsd, iproute2 and bash), by path in the Debian root.
 USERLAND_TOOLS = {"/usr/bin/curl", "/usr/bin/dig", "/usr/bin/nslookup", "/usr/bin/host", "/usr/bin/nc.openbsd",
@@ -93,14 +99,11 @@ def userland(debian: Path, tools: set[str] = USERLAND_TOOLS, passwd: str = PASSW
     both drop environment variables whose names are not shell names, which the env-prefix tests
     (`data-1`, `$_-data-1`) need passed through, as the published images' shell does. bash does.
     """
-    layer = Layer()
-    layer.directory("tmp", 0o1777)
+    layer = base_layer(tmp_mode=0o1777)
     layer.directory("var/tmp", 0o1777)
-    for directory in ("etc", "run", "var/run", "root", "usr/local/bin"):
-        layer.directory(directory)
+    layer.directory("root")
     add_debian_binaries(layer, debian, {"/usr/bin/bash", *tools})
-    for library in sorted((debian / "usr/lib/x86_64-linux-gnu").glob("libnss_*.so.2")):
-        layer.file(library, f"/usr/lib/x86_64-linux-gnu/{library.name}", 0o644)  # glibc tools' name lookups
+    add_nss_libraries(layer, debian)
     if "/usr/bin/nc.openbsd" in tools:
         layer.symlink("/usr/bin/nc", "nc.openbsd")
     layer.symlink("/bin/bash", "../usr/bin/bash")

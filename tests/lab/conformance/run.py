@@ -10,13 +10,12 @@ usage: python3 -m tests.lab.conformance.run [--focus REGEX] [--skip REGEX] [--pr
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 
 from tests.lab.cluster import ROOT, LabStack
 from tests.lab.conformance.suite import CONFORMANCE, SMOKE, any_of, load_images, run_suite
-from tests.lab.hosts import LAB_DIR, lab_host
+from tests.lab.hosts import LAB_DIR, running_hosts
 
 OUT_DIR = ROOT / "build" / "conformance"
 
@@ -26,7 +25,7 @@ def lab_cluster() -> LabStack:
     hosts_file = LAB_DIR / "hosts"
     if not (LAB_DIR / "env").exists() or not hosts_file.exists():
         raise SystemExit(f"no lab cluster runs ({LAB_DIR}): `make lab-up` first")
-    return LabStack({name: lab_host(name) for name in hosts_file.read_text().split()})
+    return LabStack(running_hosts())
 
 
 def main(argv: list[str]) -> int:
@@ -55,5 +54,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    os.umask(0o022)
     raise SystemExit(main(sys.argv[1:]))

@@ -85,9 +85,6 @@ def go_regexp_literal(text: str) -> str:
     return re.sub(" +", " +", escaped)
 
 
-def same_test(name: str, other: str) -> bool:
-    return " ".join(name.split()) == " ".join(other.split())
-
 
 def any_of(names: list[str] | tuple[str, ...]) -> str:
     return "|".join(go_regexp_literal(name) for name in names)
@@ -164,7 +161,7 @@ def run_phase(name: str, kubeconfig: Path, report_dir: Path, focus: str, skip: s
               log: Path) -> PhaseResult:
     """One ginkgo run of e2e.test, with the options the conformance image passes."""
     report_dir.mkdir(parents=True, exist_ok=True)
-    command = [str(GINKGO), f"--focus={focus}", f"--skip={skip}" if skip else "--skip=", "--no-color",
+    command = [str(GINKGO), f"--focus={focus}", f"--skip={skip}", "--no-color",
                "--timeout=24h", *([f"--procs={procs}"] if procs > 1 else []), str(E2E_TEST), "--",
                "--disable-log-dump", "--provider=skeleton", f"--report-dir={report_dir}", f"--kubeconfig={kubeconfig}"]
     started = time.monotonic()

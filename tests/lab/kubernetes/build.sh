@@ -42,10 +42,13 @@ module_version() {  # $1 module folder, $2 module path: the version its go.mod r
     awk -v module="$2" '$1 == module || ($1 == "require" && $2 == module) {print $NF; exit}' "${here}/modules/$1/go.mod"
 }
 
-if [ "$(module_version "${KUBERNETES_MODULE}" k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
-    echo "modules/${KUBERNETES_MODULE}/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
-    exit 1
-fi
+require_release() {  # $1 module folder: its go.mod requires k8s.io/kubernetes at KUBERNETES_VERSION
+    if [ "$(module_version "$1" k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
+        echo "modules/$1/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
+        exit 1
+    fi
+}
+require_release "${KUBERNETES_MODULE}"
 
 built() {  # $1 binary, $2 version stamp
     [ -x "$1" ] && [ "$(cat "$1.version" 2>/dev/null)" = "$2" ] && return 0
@@ -98,20 +101,15 @@ build_snapshot() {  # $1 binary, $2 its snapshot in VENDOR_DIR, $3 version: unpa
 build_suite() {  # $1 binary, $2 package: the conformance suite's, stamped with the release
     local bin="${KUBE_DIR}/conformance/bin/$1"
     built "${bin}" "v${KUBERNETES_VERSION}" && return
+    local compile=(build)
+    [ "$1" != e2e.test ] || compile=(test -c)  # the suite is a test binary
     mkdir -p "${bin%/*}"
-    if [ "$1" = e2e.test ]; then
-        (cd "${here}/modules/conformance" && go test -c -ldflags "$(kubernetes_ldflags)" -o "${bin}" "$2")
-    else
-        (cd "${here}/modules/conformance" && go build -ldflags "$(kubernetes_ldflags)" -o "${bin}" "$2")
-    fi
+    (cd "${here}/modules/conformance" && go "${compile[@]}" -ldflags "$(kubernetes_ldflags)" -o "${bin}" "$2")
     stamp "${bin}" "v${KUBERNETES_VERSION}"
 }
 
 if [ "${1:-}" = conformance ]; then
-    if [ "$(module_version conformance k8s.io/kubernetes)" != "v${KUBERNETES_VERSION}" ]; then
-        echo "modules/conformance/go.mod does not require k8s.io/kubernetes v${KUBERNETES_VERSION}" >&2
-        exit 1
-    fi
+    require_release conformance
     build_suite e2e.test k8s.io/kubernetes/test/e2e
     build_suite ginkgo github.com/onsi/ginkgo/v2/ginkgo
     build_suite agnhost k8s.io/kubernetes/test/images/agnhost

@@ -122,11 +122,18 @@ def write_archive(out: Path, spec: ImageSpec, layer: Layer) -> None:
     print(f"{out.name}: {spec.reference} ({len(layer_bytes) // 1024} KiB layer)")
 
 
-def base_layer() -> Layer:
+def base_layer(tmp_mode: int = 0o755) -> Layer:
     layer = Layer()
-    for directory in ("tmp", "etc", "run", "var/run", "usr/local/bin"):
+    layer.directory("tmp", tmp_mode)
+    for directory in ("etc", "run", "var/run", "usr/local/bin"):
         layer.directory(directory)
     return layer
+
+
+def add_nss_libraries(layer: Layer, host_root: Path) -> None:
+    """glibc's NSS modules from the host image, which getent's and curl's name lookups load."""
+    for library in sorted((host_root / "usr/lib/x86_64-linux-gnu").glob("libnss_*.so.2")):
+        layer.file(library, f"/usr/lib/x86_64-linux-gnu/{library.name}", 0o644)
 
 
 def resolve_in(root: Path, path: str) -> Path:
@@ -250,8 +257,7 @@ NETTOOLS_IMAGE = "kubeha.lab/nettools:1"
 def nettools_image(host_root: Path) -> tuple[ImageSpec, Layer]:
     layer = base_layer()
     add_debian_binaries(layer, host_root, {"/usr/bin/dash", "/usr/bin/ping", "/usr/bin/getent", "/usr/bin/sleep"})
-    for library in sorted((host_root / "usr/lib/x86_64-linux-gnu").glob("libnss_*.so.2")):
-        layer.file(library, f"/usr/lib/x86_64-linux-gnu/{library.name}", 0o644)  # getent's name lookups
+    add_nss_libraries(layer, host_root)
     layer.symlink("/bin/sh", "../usr/bin/dash")
     layer.data("/etc/nsswitch.conf", b"hosts: files dns\n")
     return ImageSpec(NETTOOLS_IMAGE, "/usr/bin/sleep"), layer
