@@ -50,8 +50,9 @@ lab-kubernetes: lab-setup vendor-check  ## Build kubeadm, kubelet, kubectl, the 
 conformance-build: lab-kubernetes  ## The lab release's conformance suite (e2e.test, ginkgo) and the images its tests run, made here (tests/lab/conformance).
 	CACHE_DIR=$(CACHE_DIR) tests/lab/conformance/build.sh
 
-lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py); ends with a table of the time per module and topology; tears the labs down.
-	$(PYTHON) -m tests.lab.run
+LABS ?=
+lab-test: lab-setup lab-kubernetes venv  ## Real scripts on real Debian hosts (systemd-nspawn); needs root. One cluster per topology, shared by the modules, in two labs side by side (tests/lab/clusters.py, tests/lab/run.py; LABS=1: lab 1's alone); ends with a table of the time per module and topology; tears the labs down.
+	LABS="$(LABS)" $(PYTHON) -m tests.lab.run
 
 # The lab stack's settings: LB_MODE (keepalived-haproxy, static-pods, kube-vip, local-nginx), or
 # TOPOLOGY, one of the lab tests' topologies (tests/lab/clusters.py) exactly as they build it:

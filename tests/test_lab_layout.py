@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.lab.clusters import ORDER, TOPOLOGIES
-from tests.lab.run import modules_by_lab
+from tests.lab.run import modules_by_lab, selected_labs
 
 LAB_TESTS = Path(__file__).resolve().parent / "lab"
 
@@ -30,3 +32,16 @@ def test_a_labs_modules_keep_the_order():
 def test_the_ha_topology_is_lab_0s_the_one_make_lab_up_builds():
     assert TOPOLOGIES["ha"].lab == 0
     assert modules_by_lab()[0][0] == "test_cluster_lab"
+
+
+def test_labs_selects_the_named_labs_only():
+    assert selected_labs(modules_by_lab(), "1") == {1: modules_by_lab()[1]}
+
+
+def test_an_empty_labs_selects_every_lab():
+    assert selected_labs(modules_by_lab(), "") == modules_by_lab()
+
+
+def test_a_lab_that_does_not_exist_is_refused_naming_labs():
+    with pytest.raises(SystemExit, match="LABS='7'"):
+        selected_labs(modules_by_lab(), "7")

@@ -58,7 +58,7 @@ options="mode=${mode} user=${LAB_SSH_USER:-root} firewall=${LAB_FIREWALL:-unmana
 
 lab_running() {  # exactly this mode's hosts run, built with these options (another lab does not count)
     # shellcheck disable=SC2086 # word splitting of the host list is wanted
-    "${lab}" running ${hosts} && ! "${lab}" status | grep -q stopped \
+    "${lab}" running ${hosts} && ! grep -q stopped <<< "$("${lab}" status)" \
         && { [ "${mode}" = keepalived-haproxy ] || [ "${mode}" = external ] || ! grep -q '^lb' "${lab_dir}/hosts"; } \
         && [ "$(cat "${lab_dir}/options" 2>/dev/null)" = "${options}" ]
 }
@@ -234,7 +234,7 @@ up() {
 }
 
 destroy() {
-    if [ -s "${lab_dir}/hosts" ] && ! "${lab}" status | grep -q stopped && [ -f "${lab_dir}/env" ]; then
+    if [ -s "${lab_dir}/hosts" ] && ! grep -q stopped <<< "$("${lab}" status)" && [ -f "${lab_dir}/env" ]; then
         # shellcheck source=/dev/null
         source "${lab_dir}/env"
         cd "${root}"

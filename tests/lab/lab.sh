@@ -299,7 +299,7 @@ down() {
     ip link delete "${BRIDGE}" 2>/dev/null || true
     rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir" "${LAB_DIR}/options" "$(owner_file)"
     # The last lab on this machine puts back what they all share.
-    if ! ip -o link show type bridge 2>/dev/null | grep -q ': khlab[0-9]:'; then
+    if ! grep -q ': khlab[0-9]:' <<< "$(ip -o link show type bridge 2>/dev/null)"; then
         ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
         if [ -f "${SHARED_DIR}/inotify-instances.saved" ]; then
             sysctl -qw fs.inotify.max_user_instances="$(cat "${SHARED_DIR}/inotify-instances.saved")"

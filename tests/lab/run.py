@@ -6,6 +6,9 @@ whole when its run ends. The exit status is the first failing run's (pytest's ow
 test ran, fails too).
 
     python3 -m tests.lab.run [PYTEST ARGS...]   # e.g. -k readyz, -x
+    LABS=1 python3 -m tests.lab.run             # only lab 1's modules (make lab-test LABS=1)
+
+CI starts lab 1's run beside the failover benchmark on lab 0's cluster, and lab 0's after it.
 """
 from __future__ import annotations
 
@@ -45,6 +48,17 @@ def modules_by_lab() -> dict[int, list[str]]:
     return dict(sorted(labs.items()))
 
 
+def selected_labs(labs: dict[int, list[str]], selection: str) -> dict[int, list[str]]:
+    """The labs LABS names ("0", "1", "0 1"; empty: all of them)."""
+    if not selection.strip():
+        return labs
+    wanted = [int(lab) for lab in selection.replace(",", " ").split()]
+    unknown = sorted(set(wanted) - set(labs))
+    if unknown:
+        raise SystemExit(f"LABS={selection!r}: no lab {unknown} (the labs: {sorted(labs)})")
+    return {lab: modules for lab, modules in labs.items() if lab in wanted}
+
+
 def start(run: LabRun, pytest_args: list[str]) -> None:
     paths = [f"tests/lab/{module}.py" for module in run.modules]
     environment = {**os.environ, "LAB_INSTANCE": str(run.lab)}
@@ -72,7 +86,8 @@ def finish(run: LabRun) -> int:
 
 
 def main(pytest_args: list[str]) -> int:
-    runs = [LabRun(lab, modules) for lab, modules in modules_by_lab().items()]
+    labs = selected_labs(modules_by_lab(), os.environ.get("LABS", ""))
+    runs = [LabRun(lab, modules) for lab, modules in labs.items()]
     for run in runs:
         start(run, pytest_args)
     statuses: dict[int, int] = {}
