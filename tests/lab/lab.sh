@@ -72,23 +72,29 @@ owns_lab() {  # no other clone owns lab N
 
 network_up() {
     claim_lab
-    ip route replace unreachable "${LAB_RANGE}"
-    if ! ip link show "${BRIDGE}" >/dev/null 2>&1; then
-        ip link add "${BRIDGE}" type bridge
-        ip address add "${BRIDGE_ADDRESS}/24" dev "${BRIDGE}"
-    fi
-    ip link set "${BRIDGE}" up
-    # Every systemd and kubelet in the lab takes inotify instances from one machine-wide budget
-    # (128 by default): raised while the lab runs, the old value put back by `down` (LAB-NOTES).
+    # Two labs may start or stop at once (CI): what they share (the route, the inotify limit, the
+    # nspawn tmpfs) is set up, and put back by the last one down, by one lab at a time.
     mkdir -p "${SHARED_DIR}"
-    if [ ! -f "${SHARED_DIR}/inotify-instances.saved" ] \
-        && [ "$(sysctl -n fs.inotify.max_user_instances)" -lt "${INOTIFY_INSTANCES}" ]; then
-        sysctl -n fs.inotify.max_user_instances > "${SHARED_DIR}/inotify-instances.saved"
-        sysctl -qw fs.inotify.max_user_instances="${INOTIFY_INSTANCES}"
-    fi
-    # nspawn needs a private tmpfs here on a machine without systemd as PID 1 (LAB-NOTES).
-    mkdir -p /run/systemd/nspawn
-    mountpoint -q /run/systemd/nspawn || mount -t tmpfs tmpfs /run/systemd/nspawn
+    {
+        flock 9
+        ip route replace unreachable "${LAB_RANGE}"
+        if ! ip link show "${BRIDGE}" >/dev/null 2>&1; then
+            ip link add "${BRIDGE}" type bridge
+            ip address add "${BRIDGE_ADDRESS}/24" dev "${BRIDGE}"
+        fi
+        ip link set "${BRIDGE}" up
+        # Every systemd and kubelet in the lab takes inotify instances from one machine-wide budget
+        # (128 by default): raised while the lab runs, the old value put back by `down` (LAB-NOTES).
+        if [ ! -f "${SHARED_DIR}/inotify-instances.saved" ] \
+            && [ "$(sysctl -n fs.inotify.max_user_instances)" -lt "${INOTIFY_INSTANCES}" ]; then
+            sysctl -n fs.inotify.max_user_instances > "${SHARED_DIR}/inotify-instances.saved"
+            sysctl -qw fs.inotify.max_user_instances="${INOTIFY_INSTANCES}"
+        fi
+        # nspawn needs a private tmpfs here on a machine without systemd as PID 1 (LAB-NOTES); a
+        # second mount would hide the first lab's files.
+        mkdir -p /run/systemd/nspawn
+        mountpoint -q /run/systemd/nspawn || mount -t tmpfs tmpfs /run/systemd/nspawn
+    } 9> "${SHARED_DIR}/lock"
 }
 
 lab_key() {
@@ -296,16 +302,20 @@ down() {
     for veth in $(ip -o link show master "${BRIDGE}" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
         ip link delete "${veth}" 2>/dev/null || true
     done
-    ip link delete "${BRIDGE}" 2>/dev/null || true
     rm -f "${LAB_DIR}/hosts" "${LAB_DIR}/images-dir" "${LAB_DIR}/options" "$(owner_file)"
     # The last lab on this machine puts back what they all share.
-    if ! grep -q ': khlab[0-9]:' <<< "$(ip -o link show type bridge 2>/dev/null)"; then
-        ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
-        if [ -f "${SHARED_DIR}/inotify-instances.saved" ]; then
-            sysctl -qw fs.inotify.max_user_instances="$(cat "${SHARED_DIR}/inotify-instances.saved")"
-            rm -f "${SHARED_DIR}/inotify-instances.saved"
+    mkdir -p "${SHARED_DIR}"
+    {
+        flock 9
+        ip link delete "${BRIDGE}" 2>/dev/null || true
+        if ! grep -q ': khlab[0-9]:' <<< "$(ip -o link show type bridge 2>/dev/null)"; then
+            ip route delete unreachable "${LAB_RANGE}" 2>/dev/null || true
+            if [ -f "${SHARED_DIR}/inotify-instances.saved" ]; then
+                sysctl -qw fs.inotify.max_user_instances="$(cat "${SHARED_DIR}/inotify-instances.saved")"
+                rm -f "${SHARED_DIR}/inotify-instances.saved"
+            fi
         fi
-    fi
+    } 9> "${SHARED_DIR}/lock"
     echo "lab down"
 }
 

@@ -8,7 +8,7 @@ test ran, fails too).
     python3 -m tests.lab.run [PYTEST ARGS...]   # e.g. -k readyz, -x
     LABS=1 python3 -m tests.lab.run             # only lab 1's modules (make lab-test LABS=1)
 
-CI starts lab 1's run beside the failover benchmark on lab 0's cluster, and lab 0's after it.
+CI starts lab 1's run with `make lab-up`'s boot of lab 0, and lab 0's after the failover benchmark.
 """
 from __future__ import annotations
 
