@@ -2,8 +2,8 @@
 import pulumi
 
 from components.cluster import Cluster, ClusterArgs
-from components.config import load_cluster_config, load_ssh_private_key
-from components.remote import SshAccess
+from components.config.loading import load_cluster_config, load_ssh_private_key
+from components.ssh.remote import SshAccess
 
 config = pulumi.Config()
 cluster_config = load_cluster_config(config)

@@ -11,29 +11,38 @@ from typing import Any, Optional, Sequence
 
 import pulumi
 
-from components.admin_credential import AdminCredential, CredentialScripts, with_server
-from components.certificates import CertificateScripts, ControlPlaneCertificates
-from components.cluster_bootstrap import (
+from components.config.grammar import APISERVER_PORT, host_port
+from components.config.model import (
+    ClusterConfig,
+    FirewallMode,
+    Host,
+    LoadBalancerMode,
+    NodeHost,
+    kubernetes_package_source,
+)
+from components.day2.admin_credential import AdminCredential, CredentialScripts, with_server
+from components.day2.certificates import CertificateScripts, ControlPlaneCertificates
+from components.day2.etcd_backup import EtcdBackups, EtcdBackupsArgs, with_copy_key
+from components.day2.etcd_restore import EtcdRestore, RestoreScripts
+from components.day2.upgrade import KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts, UpgradeScripts
+from components.gates.preflight import Preflight
+from components.gates.release_check import release_check
+from components.gates.settings_guard import SettingsGuard
+from components.loadbalancer.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
+from components.network.firewall import Firewall, FirewallArgs
+from components.network.pod_network import PodNetwork, PodNetworkArgs
+from components.nodes.cluster_bootstrap import (
     RESTORED_ETCD_PREFLIGHT,
     ClusterBootstrap,
     ClusterBootstrapArgs,
     render_kubeadm_init_config,
 )
-from components.config import APISERVER_PORT, ClusterConfig, FirewallMode, Host, LoadBalancerMode, NodeHost, host_port
-from components.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
-from components.etcd_backup import EtcdBackups, EtcdBackupsArgs, with_copy_key
-from components.etcd_restore import EtcdRestore, RestoreScripts
-from components.firewall import Firewall, FirewallArgs
-from components.host_keys import HostKeys, warn_unpinned
-from components.load_balancer_pair import LoadBalancerPair, LoadBalancerPairArgs
-from components.node_steps import CRI_SOCKET, ClusterContext, JoinTicket, kubernetes_package_source
-from components.pod_network import PodNetwork, PodNetworkArgs
-from components.preflight import Preflight
-from components.remote import SshAccess, run_script
+from components.nodes.control_plane_node import ControlPlaneNode, ControlPlaneNodeArgs
+from components.nodes.node_steps import CRI_SOCKET, ClusterContext, JoinTicket
+from components.nodes.worker_node import WorkerNode, WorkerNodeArgs
 from components.render import render
-from components.settings_guard import SettingsGuard
-from components.upgrade import KubernetesUpgrade, KubernetesUpgradeArgs, NodeScripts, UpgradeScripts, release_check
-from components.worker_node import WorkerNode, WorkerNodeArgs
+from components.ssh.host_keys import HostKeys, warn_unpinned
+from components.ssh.remote import SshAccess, run_script
 
 
 def _top(parent: pulumi.Resource, opts: Optional[pulumi.ResourceOptions] = None) -> pulumi.ResourceOptions:
@@ -111,7 +120,7 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
 def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,
              after: list[pulumi.Resource]) -> KubernetesUpgrade:
     """The cluster at kubernetes.version: `kubeadm upgrade apply` on the lead, then the other
-    control planes, then the kubelets (components/upgrade); cluster-side steps on the lead."""
+    control planes, then the kubelets (components/day2/upgrade); cluster-side steps on the lead."""
     ssh, lead = cluster.ssh, config.lead_control_plane
     control_planes = [lead, *(host for host in config.control_planes if host.name != lead.name)]
     source = kubernetes_package_source(config.kubernetes, config.packages)
@@ -143,7 +152,7 @@ def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterCon
 
 def _restore(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext, project: str,
              key: pulumi.Output[str], after: list[pulumi.Resource]) -> EtcdRestore:
-    """etcd.restore on its control plane, once that host is prepared (components/etcd_restore)."""
+    """etcd.restore on its control plane, once that host is prepared (components/day2/etcd_restore)."""
     restore, ssh, settings = config.etcd.restore, cluster.ssh, config.etcd.backup
     assert restore is not None
     host = next(host for host in config.control_planes if host.name == restore.on)

@@ -19,7 +19,12 @@ from pulumi.runtime.sync_await import _sync_await
 
 PROJECT = "kubeha"
 COMMAND = "command:remote:Command"
-DYNAMIC = "pulumi-python:dynamic:Resource"
+DYNAMIC_PREFIX = "pulumi-python:dynamic/kubeha:"  # components/dynamic_resource.py
+
+
+def dynamic(class_name: str) -> str:
+    """The type token of one of kubeha's dynamic resources."""
+    return DYNAMIC_PREFIX + class_name
 KUBEADM_JOIN_SCRIPTS = ("member_check", "mint", "join", "forget")
 PREFLIGHT_SCRIPTS = ("facts_command",)
 CREDENTIAL_SCRIPTS = ("issue", "revoke")
@@ -85,6 +90,9 @@ class Deployment:
     def of_type(self, type_token: str) -> list[Registration]:
         return [r for r in self.registrations if r.type == type_token]
 
+    def dynamic_resources(self) -> list[Registration]:
+        return [r for r in self.registrations if r.type.startswith(DYNAMIC_PREFIX)]
+
     def scripts(self) -> dict[str, str]:
         """Every script sent to a host, as "resource:phase": each command's create and delete, and
         each KubeadmJoin's four (member_check, mint, join, forget), the preflight's facts, and the
@@ -107,7 +115,7 @@ class Deployment:
                       ("status",) if registration.name.startswith("etcd-backup-") and registration.name.endswith("-status") else
                       ("check", "restore") if registration.name == "etcd-restore" else ("create", "delete"))
             for phase in phases:
-                if registration.type in (COMMAND, DYNAMIC) and registration.inputs.get(phase):
+                if (registration.type == COMMAND or registration.type.startswith(DYNAMIC_PREFIX)) and registration.inputs.get(phase):
                     found[f"{registration.name}:{phase}"] = unsecret(registration.inputs[phase])
         return found
 

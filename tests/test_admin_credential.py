@@ -15,10 +15,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pulumi import dynamic
 
-from components import admin_credential
-from components.admin_credential import RENEW_AFTER_SHARE, _AdminCredentialProvider, certificate_not_after
-from components.config import ConfigError, parse_cluster_config
-from components.ssh_session import RemoteScriptFailed, ScriptResult, StackLogin
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.day2 import admin_credential
+from components.day2.admin_credential import RENEW_AFTER_SHARE, _AdminCredentialProvider, certificate_not_after
+from components.ssh.ssh_session import RemoteScriptFailed, ScriptResult, StackLogin
 
 VALID_HOURS = 3
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.config import ClusterConfig
-from components.pod_network import render_calico_manifest
+from components.config.model import ClusterConfig
+from components.network.pod_network import render_calico_manifest
 from tests.validators import manifest_check
 
 PROVIDER = "pulumi:providers:kubernetes"
@@ -95,7 +95,8 @@ def test_calico_is_applied_through_the_clusters_provider_and_named_in_the_output
 
 
 def test_calico_settings_are_refused_with_an_unknown_key(calico_config):
-    from components.config import ConfigError, parse_cluster_config
+    from components.config.loading import parse_cluster_config
+    from components.config.model import ConfigError
     calico_config["network"]["calico"] = {"backend": "bgp"}
     with pytest.raises(ConfigError, match=r"^kubeha:network.calico.backend: is not a known key"):
         parse_cluster_config(calico_config)

@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from components import certificates
-from components.certificates import DAY_S, _CertificatesProvider, earliest_expiry
-from components.config import ConfigError, parse_cluster_config
-from components.ssh_session import RemoteScriptFailed, ScriptResult
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.day2 import certificates
+from components.day2.certificates import DAY_S, _CertificatesProvider, earliest_expiry
+from components.ssh.ssh_session import RemoteScriptFailed, ScriptResult
 
 # What real `kubeadm certs check-expiration -o json` printed for certificates made by
 # `kubeadm init phase certs all` (the kubeconfigs missing).

@@ -6,7 +6,7 @@ from itertools import pairwise
 import pytest
 
 from tests.conftest import FAKE_PRIVATE_KEY
-from tests.harness import COMMAND, DYNAMIC, FAKE_CA_HASH, FAKE_KUBECONFIG, unsecret
+from tests.harness import COMMAND, FAKE_CA_HASH, FAKE_KUBECONFIG, dynamic, unsecret
 
 
 def _commands(deployment, suffix: str) -> list[str]:
@@ -36,22 +36,22 @@ def test_the_roots_own_children_carry_an_alias_to_the_top_of_the_stack(deploymen
 
 
 def test_only_commands_joins_certificates_and_backup_records_below_the_components(deployment):
-    below = {(r.type, r.name.split("-")[-1] if r.type == DYNAMIC else "") for r in deployment.registrations
-             if _parent_type(r).startswith("kubeha:index:")
+    below = {r.type for r in deployment.registrations if _parent_type(r).startswith("kubeha:index:")
              and _parent_type(r) not in ("kubeha:index:Cluster", "kubeha:index:PodNetwork")}
-    assert below == {(COMMAND, ""), (DYNAMIC, "join"), (DYNAMIC, "certificates"), (DYNAMIC, "status"),
-                     (DYNAMIC, "key")}
+    assert below == {COMMAND, dynamic("KubeadmJoin"), dynamic("ControlPlaneCertificates"), dynamic("EtcdBackupStatus"),
+                     dynamic("EtcdBackupKey")}
 
 
 def test_the_cluster_wide_resources_are_beside_the_components(deployment):
     beside = [r for r in deployment.registrations if not r.type.startswith("kubeha:index:")
               and _parent_type(r) == "kubeha:index:Cluster"]
     # (Registered in whatever order their inputs resolve.)
-    assert {(r.type, r.name) for r in beside} == {(DYNAMIC, "cluster-settings"), (DYNAMIC, "cluster-preflight"),
-                                                  (DYNAMIC, "cluster-host-keys"),
+    assert {(r.type, r.name) for r in beside} == {(dynamic("SettingsGuard"), "cluster-settings"),
+                                                  (dynamic("Preflight"), "cluster-preflight"),
+                                                  (dynamic("HostKeys"), "cluster-host-keys"),
                                                   (COMMAND, "cluster-teardown"),
-                                                  (DYNAMIC, "cluster-admin-credential"),
-                                                  (DYNAMIC, "kubernetes-upgrade")}
+                                                  (dynamic("AdminCredential"), "cluster-admin-credential"),
+                                                  (dynamic("KubernetesUpgrade"), "kubernetes-upgrade")}
 
 
 def test_every_command_is_a_child_of_its_component(deployment):

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import pytest
 
-from components.config import ConfigError, parse_cluster_config
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program_expecting_error
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, parse_cluster_config
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
 from components.render import render
 from tests.harness import unsecret
 from tests.jail import run_in_jail

@@ -1,4 +1,4 @@
-"""Scheduled etcd backups (components/etcd_backup) under Pulumi mocks and real validators: what
+"""Scheduled etcd backups (components/day2/etcd_backup) under Pulumi mocks and real validators: what
 reaches each control plane, the key's secrecy, the order, and the staleness the output warns of."""
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import subprocess
 
 import pytest
 
-from components.config import ConfigError, parse_cluster_config
-from components.etcd_backup import is_stale, parse_status, stale_warning
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.day2.etcd_backup import is_stale, parse_status, stale_warning
 from tests.conftest import COPY_HOST_KEY, COPY_TO, FAKE_PRIVATE_KEY
-from tests.harness import COMMAND, DYNAMIC, run_program, run_program_expecting_error, unsecret
+from tests.harness import COMMAND, run_program, run_program_expecting_error, unsecret
 from tests.validators import heredoc, inner_script, shellcheck
 
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
@@ -29,7 +30,7 @@ def install(deployment) -> str:
 
 def test_every_control_plane_gets_an_install_step_and_a_status_record(deployment):
     installs = sorted(r.name for r in deployment.of_type(COMMAND) if r.name.startswith("etcd-backup-"))
-    records = sorted(r.name for r in deployment.of_type(DYNAMIC) if r.name.endswith("-status"))
+    records = sorted(r.name for r in deployment.dynamic_resources() if r.name.endswith("-status"))
     assert installs == [f"etcd-backup-{name}" for name in CONTROL_PLANES]
     assert records == [f"etcd-backup-{name}-status" for name in CONTROL_PLANES]
 
@@ -56,7 +57,7 @@ def test_a_configured_key_is_used_and_no_key_is_generated(stack_config):
     secret = {"sshPrivateKey": FAKE_PRIVATE_KEY, "etcd": json.dumps({"backup": {"encryptionKey": key}})}
     deployment = run_program(stack_config, secret)
     assert unsecret(deployment.named("etcd-backup-cp1").inputs["stdin"]) == key
-    assert [r.name for r in deployment.of_type(DYNAMIC) if r.name == "etcd-backup-key"] == []
+    assert [r.name for r in deployment.dynamic_resources() if r.name == "etcd-backup-key"] == []
 
 
 def test_a_key_stored_in_plain_text_is_refused_naming_the_key(stack_config):

@@ -1,4 +1,4 @@
-"""etcd.restore (components/etcd_restore) under Pulumi mocks: what is refused, what runs where,
+"""etcd.restore (components/day2/etcd_restore) under Pulumi mocks: what is refused, what runs where,
 and that every other host step waits for the restore."""
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ import json
 
 import pytest
 
-from components.config import ConfigError, parse_cluster_config
-from components.etcd_restore import host_key_known, refusals
-from components.settings_guard import fixed_settings
-from components.settings_guard import refusals as guard_refusals
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.day2.etcd_restore import host_key_known, refusals
+from components.gates.settings_guard import fixed_settings
+from components.gates.settings_guard import refusals as guard_refusals
 from tests.conftest import COPY_TO, FAKE_PRIVATE_KEY
-from tests.harness import COMMAND, DYNAMIC, run_program, unsecret
+from tests.harness import COMMAND, dynamic, run_program, unsecret
 from tests.validators import heredoc, inner_script, kubeadm_validate, shellcheck
 
 BACKUP = "/var/lib/kubeha/etcd-backup/kubeha-etcd-20261204T100000Z-cp1.tar.enc"
@@ -58,7 +59,7 @@ def test_without_a_restore_the_guard_still_refuses_two_removals(restoring):
 
 def test_the_restore_runs_on_its_control_plane_with_the_key_as_a_secret(deploy, restoring, control_plane_hosts):
     restore = deploy(restoring).named("etcd-restore")
-    assert restore.type == DYNAMIC
+    assert restore.type == dynamic("EtcdRestore")
     assert unsecret(restore.inputs["node"])["address"] == control_plane_hosts[0]["address"]
     assert restore.input_is_secret("key") and restore.input_is_secret("private_key")
 

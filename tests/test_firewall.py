@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from components.config import ConfigError, parse_cluster_config
-from components.firewall import host_firewall, render_ruleset
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.network.firewall import host_firewall, render_ruleset
 from tests.harness import COMMAND
 from tests.test_load_balancer_modes import in_mode
 from tests.validators import heredoc, inner_script, nft_check

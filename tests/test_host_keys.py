@@ -1,4 +1,4 @@
-"""HostKeys (components/host_keys): which key each host must offer, pinned or trusted on first
+"""HostKeys (components/ssh/host_keys): which key each host must offer, pinned or trusted on first
 use, and that every connection of every kind requires it."""
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from components import host_keys
-from components.host_keys import required_keys, warn_unpinned
-from components.ssh_session import fingerprint, host_key_over
+from components.ssh import host_keys
+from components.ssh.host_keys import required_keys, warn_unpinned
+from components.ssh.ssh_session import fingerprint, host_key_over
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program
 

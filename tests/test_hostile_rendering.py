@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from components.config import ContainerdSettings, Host
+from components.config.model import ContainerdSettings, Host
 from components.render import render
 from tests.jail import an_argument_holds, run_in_jail
 

@@ -7,10 +7,11 @@ from typing import Any
 import paramiko
 import pytest
 
-from components import kubeadm_join, ssh_session
-from components.kubeadm_join import NOT_A_MEMBER, _KubeadmJoinProvider
+from components.nodes import kubeadm_join
+from components.nodes.kubeadm_join import NOT_A_MEMBER, _KubeadmJoinProvider
 from components.render import TEMPLATES_DIR, render
-from components.ssh_session import RemoteScriptFailed, ScriptResult, SshTarget
+from components.ssh import ssh_session
+from components.ssh.ssh_session import RemoteScriptFailed, ScriptResult, SshTarget
 
 MATERIAL = "abcdef.0123456789abcdef " + "0f" * 32 + "\n"
 PROPS: dict[str, Any] = {

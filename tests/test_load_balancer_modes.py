@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from components.config import ConfigError, parse_cluster_config
-from components.node_load_balancer import NodeLoadBalancing
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.loadbalancer.node_load_balancer import NodeLoadBalancing
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import run_program_expecting_error, unsecret
 from tests.validators import (

@@ -7,8 +7,8 @@ import json
 import pytest
 import yaml
 
-from components.config import ClusterConfig
-from components.pod_network import render_flannel_manifest
+from components.config.model import ClusterConfig
+from components.network.pod_network import render_flannel_manifest
 from tests.harness import unsecret
 from tests.validators import inner_script, manifest_check, shellcheck
 

@@ -11,17 +11,18 @@ from typing import Any
 
 import pytest
 
-from components import preflight
-from components.config import ConfigError, parse_cluster_config
-from components.preflight import (
+from components.config.loading import parse_cluster_config
+from components.config.model import ConfigError
+from components.gates import preflight
+from components.gates.preflight import (
     CHECK_IN_PREVIEW,
     PreflightFailed,
     _PreflightProvider,
     planned_hosts,
     policy_of,
 )
-from components.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
-from components.ssh_session import RemoteScriptFailed, ScriptResult
+from components.gates.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
+from components.ssh.ssh_session import RemoteScriptFailed, ScriptResult
 from tests.conftest import FAKE_PRIVATE_KEY
 from tests.harness import COMMAND, run_program
 from tests.test_load_balancer_modes import in_mode

@@ -6,9 +6,9 @@ import tomllib
 
 import pytest
 
-from components.config import parse_cluster_config
-from components.load_balancer_pair import render_lb_files
-from components.node_steps import ClusterContext, render_join_config
+from components.config.loading import parse_cluster_config
+from components.loadbalancer.load_balancer_pair import render_lb_files
+from components.nodes.node_steps import ClusterContext, render_join_config
 from tests.harness import FAKE_CA_HASH
 from tests.validators import haproxy_check, heredoc, inner_script, keepalived_check, kubeadm_validate, shellcheck
 

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from components.config import ClusterConfig
-from components.settings_guard import SETTINGS, _GuardProvider, fixed_settings
+from components.config.model import ClusterConfig
+from components.gates.settings_guard import SETTINGS, _GuardProvider, fixed_settings
 
 COMMAND = "command:remote:Command"
 

@@ -6,11 +6,8 @@ from typing import Any
 
 import pytest
 
-from components import upgrade
-from components.settings_guard import SETTINGS, _GuardProvider
-from components.ssh_session import RemoteScriptFailed, ScriptResult
-from components.upgrade import (
-    RELEASE_MISSING,
+from components.day2 import upgrade
+from components.day2.upgrade import (
     ClusterStatus,
     StepKind,
     UpgradeStep,
@@ -18,6 +15,10 @@ from components.upgrade import (
     plan,
     planned_steps,
 )
+from components.gates import release_check
+from components.gates.release_check import RELEASE_MISSING
+from components.gates.settings_guard import SETTINGS, _GuardProvider
+from components.ssh.ssh_session import RemoteScriptFailed, ScriptResult
 from tests.validators import inner_script
 
 CONTROL_PLANES, WORKERS = ["cp1", "cp2", "cp3"], ["w1", "w2", "w3"]
@@ -131,6 +132,7 @@ class FakeCluster:
 def cluster(monkeypatch) -> FakeCluster:
     fake = FakeCluster([ALL_AT_1_34_3, ALL_AT_1_34_4])
     monkeypatch.setattr(upgrade, "run_over_ssh", fake)
+    monkeypatch.setattr(release_check, "run_over_ssh", fake)
     return fake
 
 

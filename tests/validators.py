@@ -47,7 +47,7 @@ def kubeadm_validate(config: str) -> None:
 
 
 def inner_script(command_text: str) -> str:
-    """The bash script inside a remote command built by components.remote.as_remote_command."""
+    """The bash script inside a remote command built by components.ssh.remote.as_remote_command."""
     match = _WRAPPED.match(command_text)
     if not match:
         raise ToolFailed(f"not a kubeha remote command:\n{command_text[:200]}")

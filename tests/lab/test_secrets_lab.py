@@ -18,7 +18,7 @@ import json
 import pytest
 import yaml
 
-from components.ssh_session import fingerprint
+from components.ssh.ssh_session import fingerprint
 from tests.lab.cluster import LabStack
 from tests.lab.clusters import LabClusters
 from tests.lab.hosts import LAB_DIR

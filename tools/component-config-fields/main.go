@@ -2,7 +2,7 @@
 // kube-proxy's KubeProxyConfiguration, read by reflection from their real Go types, as JSON:
 // for each field its JSON name and kind, nested for objects, lists and maps. kubeha checks
 // kubernetes.kubelet and kubernetes.kubeProxy against that file before any host is touched
-// (components/config.py), so a mistyped or misspelt field fails at preview, naming the key.
+// (components/config/model.py), so a mistyped or misspelt field fails at preview, naming the key.
 //
 // Usage (tools/component-config-fields.sh does this): go run . > components/component_config_fields.json
 package main

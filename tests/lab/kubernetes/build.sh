@@ -33,8 +33,8 @@ COREDNS_VERSION=1.12.1
 CNI_PLUGINS_VERSION=1.7.1  # what the official kubernetes-cni package of 1.34 ships
 CNI_PLUGINS="plugins/main/bridge plugins/main/loopback plugins/main/ptp plugins/ipam/host-local plugins/meta/portmap
     plugins/meta/bandwidth plugins/meta/firewall plugins/meta/tuning"
-KUBE_VIP_VERSION=1.2.3  # the product's pinned kube-vip image (components/config.py)
-FLANNEL_VERSION=0.28.10  # the product's pinned flannel (components/config.py); modules/flannel requires it
+KUBE_VIP_VERSION=1.2.3  # the product's pinned kube-vip image (components/config/catalogue.py)
+FLANNEL_VERSION=0.28.10  # the product's pinned flannel (components/config/catalogue.py); modules/flannel requires it
 FLANNEL_CNI_VERSION=1.9.1-flannel1  # flannel's own CNI plugin, from its snapshot in VENDOR_DIR
 KUBERNETES_BINARIES="kubeadm kubelet kubectl kube-apiserver kube-controller-manager kube-scheduler kube-proxy"
 

@@ -8,7 +8,7 @@ kubeadm's preflight finds it present. kube-proxy also gets Debian's iptables (nf
 the lab host image, which it calls.
 
 The load-balancer modes' static pods and the pod network get images under the exact names the
-product pins (LoadBalancerImages.DEFAULTS, NetworkImages.DEFAULTS in components/config.py):
+product pins (LOAD_BALANCER_IMAGES, NETWORK_IMAGES in components/config/catalogue.py):
 kube-vip, flanneld (with flannel's install-conf) and flannel's CNI plugin built by build.sh,
 haproxy and keepalived from Debian's binaries in the lab host image (with bash and curl, which
 the keepalived health check runs; cp for the CNI plugin's installer). They are NOT the published
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 PATH_ENV = "PATH=/usr/local/bin:/usr/local/sbin:/usr/bin:/usr/sbin:/bin:/sbin"
-PRODUCT_CONFIG = Path(__file__).resolve().parents[3] / "components" / "config.py"
+PRODUCT_CATALOGUE = Path(__file__).resolve().parents[3] / "components" / "config" / "catalogue.py"
 IPTABLES_TOOLS = ("iptables", "iptables-save", "iptables-restore", "ip6tables", "ip6tables-save", "ip6tables-restore")
 
 
@@ -195,16 +195,14 @@ def image_for(reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec
     return ImageSpec(reference, f"/usr/local/bin/{name}"), layer
 
 
-def pinned_images(class_name: str) -> dict[str, str]:
-    """`class_name`.DEFAULTS of the product (image name -> reference), read from its source."""
-    module = ast.parse(PRODUCT_CONFIG.read_text())
-    for node in ast.walk(module):
-        if isinstance(node, ast.ClassDef) and node.name == class_name:
-            for statement in node.body:
-                if (isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", "") == "DEFAULTS"
-                        and statement.value is not None):
-                    return ast.literal_eval(statement.value)
-    raise SystemExit(f"{PRODUCT_CONFIG}: no {class_name}.DEFAULTS")
+def pinned_images(name: str) -> dict[str, str]:
+    """The product's catalogue entry `name` (image name -> reference), read from its source."""
+    module = ast.parse(PRODUCT_CATALOGUE.read_text())
+    for statement in module.body:
+        if (isinstance(statement, ast.AnnAssign) and getattr(statement.target, "id", "") == name
+                and statement.value is not None):
+            return ast.literal_eval(statement.value)
+    raise SystemExit(f"{PRODUCT_CATALOGUE}: no {name}")
 
 
 def load_balancer_image(name: str, reference: str, bin_dir: Path, host_root: Path) -> tuple[ImageSpec, Layer]:
@@ -281,9 +279,9 @@ def main(kube_dir: Path, host_root: Path, components_only: bool = False) -> None
     if components_only:
         (out_dir / "list").write_text("\n".join(listed) + "\n")
         return
-    for prefix, class_name, make in (("lb", "LoadBalancerImages", load_balancer_image),
-                                     ("network", "NetworkImages", network_image)):
-        for name, reference in sorted(pinned_images(class_name).items()):
+    for prefix, catalogue_name, make in (("lb", "LOAD_BALANCER_IMAGES", load_balancer_image),
+                                         ("network", "NETWORK_IMAGES", network_image)):
+        for name, reference in sorted(pinned_images(catalogue_name).items()):
             if name in NOT_IN_THE_LAB:
                 print(f"{reference}: not built in the lab")
                 continue

@@ -1,8 +1,8 @@
 """One remote command with a secret on stdin, through the same helper the product uses."""
 import pulumi
 
-from components.config import Host, SshSettings
-from components.remote import SshAccess, run_script
+from components.config.model import Host, SshSettings
+from components.ssh.remote import SshAccess, run_script
 
 config = pulumi.Config()
 host = Host(name=config.require("hostName"), address=config.require("hostAddress"))

@@ -7,10 +7,10 @@ from typing import Sequence
 import pulumi
 from pulumi_command import remote
 
-from components.config import Host, LoadBalancerSettings, PackageSettings
-from components.lb_files import render_check_script, render_haproxy_cfg, render_keepalived_conf
-from components.remote import SshAccess, run_script
+from components.config.model import Host, LoadBalancerSettings, PackageSettings
+from components.loadbalancer.lb_files import render_check_script, render_haproxy_cfg, render_keepalived_conf
 from components.render import render
+from components.ssh.remote import SshAccess, run_script
 
 # haproxy's unit writes 0/1 here on start/stop; keepalived tracks it (see haproxy-track.conf.j2).
 _TRACK_DIR = "/run/kubeha"

@@ -7,19 +7,20 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from components.config import (
-    APISERVER_PORT,
+from components.config.grammar import APISERVER_PORT
+from components.config.model import (
     ClusterConfig,
     ContainerdSettings,
     Host,
     KubernetesSettings,
     NodeHost,
     PackageSettings,
+    kubernetes_package_source,
 )
-from components.kubeadm_join import NOT_A_MEMBER, JoinScripts, KubeadmJoin
-from components.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
-from components.remote import SshAccess, run_script
+from components.loadbalancer.node_load_balancer import STATIC_PODS_PREFLIGHT, NodeLoadBalancing
+from components.nodes.kubeadm_join import NOT_A_MEMBER, JoinScripts, KubeadmJoin
 from components.render import render
+from components.ssh.remote import SshAccess, run_script
 
 CRI_SOCKET = "unix:///var/run/containerd/containerd.sock"
 # Join material is made as each join runs and its token deleted right after; the lifetime only
@@ -81,7 +82,7 @@ def prepare_host(name: str, host: Host, cluster: ClusterContext, parent: pulumi.
                     ipv6=host.address.version == 6 or cluster.kubernetes.pod_subnet.version == 6)
     prepared = run_script(f"{name}-prepare", host=host, ssh=cluster.ssh, create=script,
                           opts=pulumi.ResourceOptions(parent=parent))
-    # Made once: a later kubernetes.version is the upgrade's (components/upgrade), not this step's.
+    # Made once: a later kubernetes.version is the upgrade's (components/day2/upgrade), not this step's.
     return run_script(
         f"{name}-kubernetes-packages", host=host, ssh=cluster.ssh,
         create=render("node/kubernetes-packages.sh.j2", host=host,
@@ -106,12 +107,6 @@ def configure_containerd(name: str, host: Host, cluster: ClusterContext, *, prep
     step: a change that restarts containerd goes one node at a time."""
     return run_script(f"{name}-containerd", host=host, ssh=cluster.ssh, create=render_containerd_config(host, cluster),
                       opts=pulumi.ResourceOptions(parent=parent, depends_on=[prepared, *([after] if after else [])]))
-
-
-def kubernetes_package_source(kubernetes: KubernetesSettings, packages: PackageSettings) -> dict[str, object]:
-    """What lib/kubernetes-packages.sh.j2 renders with: the release and where its packages are."""
-    return {"kubernetes_version": kubernetes.version, "kubernetes_minor": kubernetes.minor,
-            "package_repository": kubernetes.package_repository, "package_proxy": packages.proxy}
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-from components.config import APISERVER_PORT, Host, LoadBalancerSettings, host_port
+from components.config.grammar import APISERVER_PORT, host_port
+from components.config.model import Host, LoadBalancerSettings
 from components.render import render
 
 # The first host starts with the higher priority; with nopreempt this only decides who takes

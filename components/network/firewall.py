@@ -22,9 +22,9 @@ from typing import Iterable, Optional
 
 import pulumi
 
-from components.config import ClusterConfig, Host, LoadBalancerMode, NetworkPlugin
-from components.remote import SshAccess, run_script
+from components.config.model import ClusterConfig, Host, LoadBalancerMode, NetworkPlugin
 from components.render import render
+from components.ssh.remote import SshAccess, run_script
 
 KUBELET_PORT = 10250
 ETCD_PORTS = "2379-2380"

@@ -26,7 +26,8 @@ import yaml
 from cryptography import x509
 from pulumi import dynamic
 
-from components.ssh_session import RemoteScriptFailed, SshTarget, StackLogin, run_over_ssh
+from components.dynamic_resource import DynamicResource
+from components.ssh.ssh_session import RemoteScriptFailed, SshTarget, StackLogin, run_over_ssh
 
 USER_PREFIX = "kubeha-admin-"
 # Past this share of its validity, the next `pulumi up` renews the credential.
@@ -127,7 +128,7 @@ class _AdminCredentialProvider(dynamic.ResourceProvider):
                                            for candidate in props["control_planes"]]}]
 
 
-class AdminCredential(dynamic.Resource):
+class AdminCredential(DynamicResource):
     """The `kubeconfig` output's credential (see the module docstring); `kubeconfig` is a secret."""
 
     kubeconfig: pulumi.Output[str]

@@ -21,7 +21,8 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
+from components.dynamic_resource import DynamicResource
+from components.ssh.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 
 # Where the joining host's member check exits with this, it is not a member yet.
 NOT_A_MEMBER = 3
@@ -70,7 +71,7 @@ class _KubeadmJoinProvider(dynamic.ResourceProvider):
         return None
 
 
-class KubeadmJoin(dynamic.Resource):
+class KubeadmJoin(DynamicResource):
     """One node's join with material minted for it as it runs (see the module docstring)."""
 
     def __init__(self, name: str, *, node_name: str, node: pulumi.Input[dict], cluster_side_name: str,

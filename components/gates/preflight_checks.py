@@ -9,18 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
+from components.config.grammar import NODE_PORT_RANGE
+
 # Debian and Ubuntu releases kubeha's package steps are written for (apt, pkgs.k8s.io).
 SUPPORTED_OS: dict[str, tuple[str, ...]] = {"debian": ("11", "12", "13"), "ubuntu": ("22.04", "24.04")}
 # kubeadm's own minimums for a control plane.
 MIN_CONTROL_PLANE_CPUS = 2
 MIN_CONTROL_PLANE_MEMORY_MB = 1700
 MAX_CLOCK_SKEW_S = 1.0
-# kube-proxy's NodePort range (the apiserver's default): a node's packets to these ports go to Services.
-NODE_PORT_RANGE = range(30000, 32768)
-# Check names, as `preflight.skip` takes them.
-CHECKS = ("ssh", "os", "swap", "cgroup", "ports", "cpu", "memory", "unique-hostname", "unique-mac",
-          "unique-product-uuid",
-          "time-sync", "clock-skew", "vip-free", "endpoint")
 
 
 @dataclass(frozen=True)

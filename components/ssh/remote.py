@@ -7,7 +7,7 @@ from typing import Any, Optional, Sequence, cast
 import pulumi
 from pulumi_command import remote
 
-from components.config import Host, NodeHost, SshSettings
+from components.config.model import Host, NodeHost, SshSettings
 from components.render import render
 
 # The provider stops retrying a host after this many failed dials (about a minute and a half
@@ -29,7 +29,7 @@ class SshAccess:
     settings: SshSettings
     private_key: pulumi.Output[str]
     gates: tuple[pulumi.Resource, ...] = ()
-    # Every host's required host key (components/host_keys): pinned, or trusted on first use.
+    # Every host's required host key (components/ssh/host_keys): pinned, or trusted on first use.
     host_keys: Optional[pulumi.Output[dict[str, str]]] = None
 
     def host_key(self, host: Host) -> pulumi.Input[Optional[str]]:

@@ -15,16 +15,10 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 import yaml
 
-from components.config import (
-    CALICO_HEALTHZ_PORT,
-    FLANNEL_HEALTHZ_PORT,
-    Host,
-    KubernetesSettings,
-    NetworkPlugin,
-    NetworkSettings,
-)
-from components.remote import SshAccess, run_script
+from components.config.grammar import CALICO_HEALTHZ_PORT, FLANNEL_HEALTHZ_PORT
+from components.config.model import Host, KubernetesSettings, NetworkPlugin, NetworkSettings
 from components.render import render
+from components.ssh.remote import SshAccess, run_script
 
 
 @dataclass(frozen=True)

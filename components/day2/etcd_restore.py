@@ -19,8 +19,9 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import host_key_problem
-from components.ssh_session import SshTarget, run_over_ssh
+from components.config.model import host_key_problem
+from components.dynamic_resource import DynamicResource
+from components.ssh.ssh_session import SshTarget, run_over_ssh
 
 _SAME_RESTORE = ("backup", "on")
 
@@ -86,7 +87,7 @@ class RestoreScripts:
     restore: str
 
 
-class EtcdRestore(dynamic.Resource):
+class EtcdRestore(DynamicResource):
     """One restore of etcd from `backup` on the control plane `on` (see the module docstring)."""
 
     report: pulumi.Output[str]

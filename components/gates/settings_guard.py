@@ -11,10 +11,10 @@ up` before any host is touched.
 The values are stored when the guard is first created, which is before the first host step, so
 the guard also holds after a first `up` that failed half way.
 
-`kubernetes.version` may change, within what `kubeadm upgrade` can do (components/upgrade): one
+`kubernetes.version` may change, within what `kubeadm upgrade` can do (components/day2/upgrade): one
 minor release up at most, never down, in a run of its own (no node added or removed in it, so
 that no node joins at a release the others do not run yet), and only to a release the package
-repository has: for that one the guard asks the lead, read only (upgrade.release_check), before
+repository has: for that one the guard asks the lead, read only (components/gates/release_check), before
 it records the new release.
 """
 from __future__ import annotations
@@ -26,8 +26,9 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import ClusterConfig, release_tuple
-from components.upgrade import ReleaseCheck, release_problem
+from components.config.model import ClusterConfig, release_tuple
+from components.dynamic_resource import DynamicResource
+from components.gates.release_check import ReleaseCheck, release_problem
 
 SETTINGS = "settings"
 _CONTROL_PLANES = "controlPlanes"  # the set of names: removals are limited, not forbidden
@@ -232,7 +233,7 @@ class _GuardProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs=_news)
 
 
-class SettingsGuard(dynamic.Resource):
+class SettingsGuard(DynamicResource):
     """The cluster's fixed settings, as built; every remote command depends on it."""
 
     def __init__(self, name: str, config: ClusterConfig, project: str, *, release_check: ReleaseCheck,

@@ -30,10 +30,11 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import BackupCopySettings, ClusterConfig, EtcdBackupSettings, NodeHost
-from components.remote import SshAccess, run_script
+from components.config.model import BackupCopySettings, ClusterConfig, EtcdBackupSettings, NodeHost
+from components.dynamic_resource import DynamicResource
 from components.render import render
-from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
+from components.ssh.remote import SshAccess, run_script
+from components.ssh.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 
 # The newest backup is stale (re-read, then warned about) past this many schedule intervals.
 STALE_AFTER_INTERVALS = 2
@@ -49,7 +50,7 @@ class _BackupKeyProvider(dynamic.ResourceProvider):
         return dynamic.DiffResult(changes=False)
 
 
-class EtcdBackupKey(dynamic.Resource):
+class EtcdBackupKey(DynamicResource):
     """The generated backup key (when etcd.backup.encryptionKey is unset); `key` is a secret."""
 
     key: pulumi.Output[str]
@@ -111,7 +112,7 @@ class _BackupStatusProvider(dynamic.ResourceProvider):
         return None  # a record only; the schedule's removal is its install step's delete
 
 
-class EtcdBackupStatus(dynamic.Resource):
+class EtcdBackupStatus(DynamicResource):
     """One control plane's newest verified backup (`newest`: file, time, revision, sizeBytes,
     durationSeconds), its schedule's interval and the last run's result."""
 

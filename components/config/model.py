@@ -8,20 +8,47 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
-import os
 import re
 from enum import Enum
-from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic.alias_generators import to_camel
-from pydantic_core import ErrorDetails
 
-from components.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
-from components.preflight_checks import CHECKS, NODE_PORT_RANGE
+from components.config.catalogue import (
+    DEFAULT_IMAGE_REPOSITORY,
+    KUBERNETES_VERSION,
+    LOAD_BALANCER_IMAGES,
+    NETWORK_IMAGES,
+    PAUSE_VERSIONS,
+    on_mirror,
+)
+from components.config.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
+from components.config.grammar import (
+    APISERVER_PORT,
+    BACKUP_DIRECTORY,
+    BACKUP_FILE,
+    CALICO_HEALTHZ_PORT,
+    CLUSTER_NAME,
+    DNS_NAME,
+    FLANNEL_HEALTHZ_PORT,
+    INTERFACE_NAME,
+    INTERFACE_PATTERN,
+    MIRROR_URL,
+    NODE_PORT_RANGE,
+    ON_CALENDAR,
+    PROXY_URL,
+    REGISTRY_HOST,
+    REPOSITORY_URL,
+    TAKEN_ON_CONTROL_PLANES,
+    USER_NAME,
+    check_pinned_image,
+    check_port,
+    check_registry_path,
+    host_port,
+    parse_endpoint,
+)
 
 
 class ConfigError(pulumi.RunError):
@@ -32,50 +59,6 @@ class _Model(BaseModel):
     # camelCase keys in YAML, snake_case in Python; unknown keys are typos, so they fail.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True,
                               use_attribute_docstrings=True)
-
-
-def _check_port(value: Optional[int]) -> Optional[int]:
-    if value is not None and not 1 <= value <= 65535:
-        raise ValueError(f"must be a port between 1 and 65535 (got {value})")
-    return value
-
-
-# The port every apiserver listens on; the load balancer fronts them on loadBalancer.port.
-APISERVER_PORT = 6443
-
-
-def host_port(address: ipaddress.IPv4Address | ipaddress.IPv6Address | str, port: int) -> str:
-    """'10.0.0.1:6443', '[fd00::1]:6443' for IPv6, or 'api.example.org:6443' for a name."""
-    return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
-
-
-# A DNS name (RFC 1123 labels, at least one letter in the last one, so it is no IPv4 address).
-DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                      r"[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_ENDPOINT = re.compile(r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>[0-9]{1,5})$")
-
-
-def parse_endpoint(value: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address | str, int]:
-    """`host:port` (a DNS name or an IPv4 address) or `[IPv6]:port`: the host and the port."""
-    match = _ENDPOINT.match(value)
-    if match is None:
-        raise ValueError(f"must be host:port, such as api.example.org:6443, 10.0.0.10:6443 or [fd00::10]:6443 "
-                         f"(got {value!r})")
-    port = int(match["port"])
-    if not 1 <= port <= 65535:
-        raise ValueError(f"the port must be between 1 and 65535 (got {port})")
-    if match["ipv6"] is not None:
-        try:
-            return ipaddress.IPv6Address(match["ipv6"]), port
-        except ValueError:
-            raise ValueError(f"{match['ipv6']!r} is no IPv6 address") from None
-    try:
-        return ipaddress.IPv4Address(match["host"]), port
-    except ValueError:
-        pass
-    if not DNS_NAME.match(match["host"]):
-        raise ValueError(f"{match['host']!r} is neither a DNS name nor an IPv4 address")
-    return match["host"].lower(), port
 
 
 class LoadBalancerMode(str, Enum):
@@ -91,62 +74,6 @@ class LoadBalancerMode(str, Enum):
 class LocalProxy(str, Enum):
     NGINX = "nginx"
     HAPROXY = "haproxy"
-
-
-# Well-known ports on a control plane (kubeadm-ha's port table); a proxy that runs there must not
-# take one of them.
-CONTROL_PLANE_PORTS = {APISERVER_PORT: "kube-apiserver", 2379: "etcd client", 2380: "etcd peer",
-                       10250: "kubelet", 10257: "kube-controller-manager", 10259: "kube-scheduler"}
-# Local ports the node components also take (on 127.0.0.1), which a proxy there must not take either.
-NODE_LOCAL_PORTS = {2381: "etcd metrics", 10248: "the kubelet's health endpoint", 10249: "kube-proxy metrics",
-                    10256: "kube-proxy's health endpoint"}
-_TAKEN_ON_CONTROL_PLANES = {**CONTROL_PLANE_PORTS, **NODE_LOCAL_PORTS}
-# The pod network's health endpoint on every node (host network). flannel's is not upstream's 8081,
-# which is kubeadm-ha's (and kubeha's) load-balancer health port; calico's is upstream's.
-FLANNEL_HEALTHZ_PORT = 8475
-CALICO_HEALTHZ_PORT = 9099
-
-# Grammars of the strings that reach a host (scripts, configs, manifests): nothing in them can
-# close a quote, a heredoc or a YAML scalar, or start a command.
-# A Linux interface name (at most 15 bytes, no '/' or whitespace).
-INTERFACE_NAME = r"^[A-Za-z0-9_.:-]{1,15}$"
-# calico's interface setting is a regular expression over interface names (`interface=eth.*`).
-INTERFACE_PATTERN = r"^[A-Za-z0-9_.:*+|()\[\]-]{1,64}$"
-# kubeadm's clusterName: a name as in a kubeconfig, letters, digits, '-', '_' and '.'.
-CLUSTER_NAME = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
-# An http(s) URL: host name, IPv4 or [IPv6] address, optional port and path; user:password@
-# only for a proxy (whose validator then refuses it, naming why). Percent-encoding stands in
-# for any other character.
-_URL_PATH = r"(/[A-Za-z0-9._~%/:+@=-]*)?"
-_URL_HOST = r"([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"
-REPOSITORY_URL = rf"^https?://{_URL_HOST}{_URL_PATH}$"
-PROXY_URL = rf"^https?://([A-Za-z0-9._~%-]+(:[A-Za-z0-9._~%-]*)?@)?{_URL_HOST}/?$"
-
-
-# systemd's OnCalendar grammar, narrowed to what calendar events are written with ("hourly",
-# "*-*-* 02:30:00", "Mon..Fri 22:00", "*:0/15"): no `%` (a unit-file specifier), no newline.
-ON_CALENDAR = r"^[A-Za-z0-9*][A-Za-z0-9*:/,.~+ -]{0,63}$"
-# A POSIX login name (it lands in SSH connections and sudo's checks).
-USER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
-# An absolute path of plain names: it lands in a unit file, a shell word and a `find`.
-BACKUP_DIRECTORY = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
-# A backup file's path: plain names, ending in the name the backups get.
-BACKUP_FILE = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)*/kubeha-etcd-[0-9]{8}T[0-9]{6}Z-[a-z0-9-]+\.tar\.enc$"
-
-
-# What each grammar allows, for the error that names the key.
-_GRAMMARS = {
-    INTERFACE_NAME: "a network interface name such as eth0 (letters, digits, '_', '.', ':' and '-'; at most 15)",
-    INTERFACE_PATTERN: "an interface name or a regular expression over names such as eth.* (no spaces or quotes)",
-    CLUSTER_NAME: "a name of letters, digits, '_', '.' and '-' (at most 63), such as kubernetes",
-    REPOSITORY_URL: "an http(s) URL such as https://pkgs.k8s.io/core:/stable: (no spaces, quotes or '$')",
-    PROXY_URL: "an http(s) proxy URL such as http://proxy.example:3128 (no path, spaces, quotes or '$')",
-    ON_CALENDAR: "a systemd OnCalendar value such as hourly, *:0/15 or '*-*-* 02:30:00' (no '%' or quotes)",
-    USER_NAME: "a login name of lowercase letters, digits, '_' and '-' such as kubeha",
-    BACKUP_DIRECTORY: "an absolute path of letters, digits, '_', '.' and '-', such as /var/lib/kubeha/etcd-backup",
-    BACKUP_FILE: "the absolute path of a kubeha backup file, such as "
-                 "/var/lib/kubeha/etcd-backup/kubeha-etcd-20261204T100000Z-cp1.tar.enc",
-}
 
 
 class Host(_Model):
@@ -187,7 +114,7 @@ _HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A
 
 
 # A private key file's content (PEM or OpenSSH), not a path or a public key.
-_PRIVATE_KEY_FILE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+PRIVATE_KEY_FILE = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 
 
 def host_key_problem(key: str) -> Optional[str]:
@@ -229,7 +156,7 @@ class SshSettings(_Model):
     Changing a pin runs that host's steps once more (each is idempotent).
     """
 
-    _port = field_validator("port")(_check_port)
+    _port = field_validator("port")(check_port)
 
     @field_validator("host_keys")
     @classmethod
@@ -239,36 +166,6 @@ class SshSettings(_Model):
             if problem:
                 raise ConfigKeyError(f"ssh.hostKeys.{name}", problem)
         return {name: key.strip() for name, key in keys.items()}
-
-
-# Image references must pin a version: a tag other than `latest`, or a digest.
-_IMAGE_REFERENCE = re.compile(
-    r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})|@sha256:[0-9a-f]{64})")
-_REGISTRY_PATH = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
-
-
-# A registry host (name or address, optional port), and a mirror's URL (no credentials in it).
-_REGISTRY_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:\d{1,5})?")
-_MIRROR_URL = re.compile(r"https?://[A-Za-z0-9.\[\]:-]+(/[A-Za-z0-9._/-]*)?")
-
-
-def _check_registry_path(value: Optional[str]) -> Optional[str]:
-    if value is not None and not _REGISTRY_PATH.fullmatch(value):
-        raise ValueError(f"must be a registry path such as registry.example:5000/k8s (got {value!r})")
-    return value
-
-
-def _check_pinned_image(value: Optional[str]) -> Optional[str]:
-    if value is None:
-        return value
-    match = _IMAGE_REFERENCE.fullmatch(value)
-    if match is None:
-        raise ValueError(f"must be an image reference with a version, e.g. docker.io/library/haproxy:3.0.7 "
-                         f"(got {value!r})")
-    if match.group("tag") == "latest":
-        raise ValueError(f"must pin a version, not `latest` (got {value!r})")
-    return value
 
 
 class LoadBalancerImages(_Model):
@@ -286,27 +183,14 @@ class LoadBalancerImages(_Model):
     kube_vip: Optional[str] = None
     """The kube-vip image. Default ghcr.io/kube-vip/kube-vip:v1.2.3."""
 
-    _pinned = field_validator("haproxy", "keepalived", "kube_vip")(_check_pinned_image)
+    _pinned = field_validator("haproxy", "keepalived", "kube_vip")(check_pinned_image)
 
-    # Each is the image its project publishes. The pods name their command, so an image only has
-    # to provide the program on PATH (and, for keepalived, bash and curl for the health check).
-    DEFAULTS: ClassVar[dict[str, str]] = {
-        "haproxy": "docker.io/library/haproxy:3.0.7",
-        "keepalived": "docker.io/osixia/keepalived:2.0.20",
-        "kube_vip": "ghcr.io/kube-vip/kube-vip:v1.2.3",
-    }
+    DEFAULTS: ClassVar[dict[str, str]] = LOAD_BALANCER_IMAGES  # the catalogue's
 
     def reference(self, name: str, image_repository: Optional[str]) -> str:
         """The image to run: as configured, else the default (on the mirror, if there is one)."""
         configured = getattr(self, name)
         return configured if configured is not None else on_mirror(self.DEFAULTS[name], image_repository)
-
-
-def on_mirror(image: str, image_repository: Optional[str]) -> str:
-    """`image` pulled from `image_repository` (a mirror keeping the upstream paths), if one is set."""
-    if image_repository is None:
-        return image
-    return f"{image_repository.rstrip('/')}/{image.split('/', 1)[1]}"
 
 
 class KubeVipSettings(_Model):
@@ -390,7 +274,7 @@ class LoadBalancerSettings(_Model):
     with `GET /readyz` over HTTPS; the first control plane's at least before the first `pulumi up`.
     """
 
-    _ports = field_validator("port", "health_port", "stats_port")(_check_port)
+    _ports = field_validator("port", "health_port", "stats_port")(check_port)
 
     @field_validator("endpoint")
     @classmethod
@@ -454,10 +338,10 @@ class LoadBalancerSettings(_Model):
             if port in seen:
                 raise ConfigKeyError(f"loadBalancer.{key}", f"{port} is also loadBalancer.{seen[port]}")
             seen[port] = key
-            if self.mode in _ON_CONTROL_PLANES and port in _TAKEN_ON_CONTROL_PLANES:
+            if self.mode in _ON_CONTROL_PLANES and port in TAKEN_ON_CONTROL_PLANES:
                 raise ConfigKeyError(
                     f"loadBalancer.{key}",
-                    f"{port} is taken by {_TAKEN_ON_CONTROL_PLANES[port]} on the control planes, "
+                    f"{port} is taken by {TAKEN_ON_CONTROL_PLANES[port]} on the control planes, "
                     f"where loadBalancer.mode {self.mode.value} runs its proxy; pick another (e.g. {_DEFAULT_PORT})")
 
     def interface_of(self, host: Host) -> str:
@@ -491,11 +375,6 @@ class LoadBalancerSettings(_Model):
         return host_port(self.endpoint_address, self.listen_port)
 
 
-# The pause (sandbox) image each kubeadm release expects (`kubeadm config images list`); containerd
-# must run the same one, or the kubelet and containerd disagree about the sandbox.
-_PAUSE_VERSIONS = {(1, 28): "3.9", (1, 29): "3.9", (1, 30): "3.9", (1, 31): "3.10", (1, 32): "3.10",
-                   (1, 33): "3.10", (1, 34): "3.10.1"}
-_DEFAULT_IMAGE_REPOSITORY = "registry.k8s.io"
 # Configuration fields kubeha or kubeadm set from other settings, or that the rest of the design
 # depends on (the port table, the firewall, the static pod manifests): given in
 # kubernetes.kubelet or kubeProxy, the two would disagree. Each says where the value comes from.
@@ -542,7 +421,7 @@ def release_tuple(version: str) -> tuple[int, int, int]:
 
 
 class KubernetesSettings(_Model):
-    version: str = "1.34.4"
+    version: str = KUBERNETES_VERSION
     """The Kubernetes release (1.28-1.34) of kubeadm, kubelet and kubectl. A higher one on a built
     cluster upgrades it node by node, one minor at a time.
     """
@@ -580,7 +459,7 @@ class KubernetesSettings(_Model):
     """How long removing a node waits for its drain; still blocked then (a PodDisruptionBudget), the
     removal fails saying so and the node stays cordoned.
     """
-    # How long the `kubeconfig` output's client certificate is valid (components/admin_credential);
+    # How long the `kubeconfig` output's client certificate is valid (components/day2/admin_credential);
     # `pulumi up` renews it past two thirds of that. A year, as kubeadm's own certificates, so that
     # nothing expires sooner than with kubeadm; shorter is safer where `pulumi up` runs often.
     kubeconfig_validity_hours: int = Field(8760, ge=1, le=5 * 8760)
@@ -594,15 +473,15 @@ class KubernetesSettings(_Model):
         _check_component_config("kubeProxy", KUBE_PROXY_CONFIGURATION, self.kube_proxy, _KUBE_PROXY_KEYS_SET_BY_KUBEHA)
         return self
 
-    _mirror = field_validator("image_repository")(_check_registry_path)
+    _mirror = field_validator("image_repository")(check_registry_path)
 
     @field_validator("version")
     @classmethod
     def _supported_release(cls, value: str) -> str:
         if not re.fullmatch(r"\d+\.\d+\.\d+", value):
             raise ValueError(f"must be x.y.z, e.g. 1.31.4 (got {value!r})")
-        if tuple(int(part) for part in value.split(".")[:2]) not in _PAUSE_VERSIONS:
-            known = ", ".join(f"{a}.{b}" for a, b in sorted(_PAUSE_VERSIONS))
+        if tuple(int(part) for part in value.split(".")[:2]) not in PAUSE_VERSIONS:
+            known = ", ".join(f"{a}.{b}" for a, b in sorted(PAUSE_VERSIONS))
             raise ValueError(f"{value}: kubeha supports Kubernetes {known}")
         return value
 
@@ -620,7 +499,7 @@ class KubernetesSettings(_Model):
     def pause_image(self) -> str:
         """The sandbox image kubeadm expects for this release, from imageRepository if set."""
         major, minor, _ = self.version_tuple
-        return f"{self.image_repository or _DEFAULT_IMAGE_REPOSITORY}/pause:{_PAUSE_VERSIONS[(major, minor)]}"
+        return f"{self.image_repository or DEFAULT_IMAGE_REPOSITORY}/pause:{PAUSE_VERSIONS[(major, minor)]}"
 
     @property
     def kubeadm_api_version(self) -> str:
@@ -657,12 +536,12 @@ class ContainerdSettings(_Model):
     @classmethod
     def _mirrors(cls, mirrors: dict[str, list[str]]) -> dict[str, list[str]]:
         for registry, urls in mirrors.items():
-            if not _REGISTRY_HOST.fullmatch(registry):
+            if not REGISTRY_HOST.fullmatch(registry):
                 raise ValueError(f"{registry!r} is not a registry host such as registry.k8s.io or docker.io")
             if not urls:
                 raise ValueError(f"{registry}: give at least one mirror URL")
             for url in urls:
-                if not _MIRROR_URL.fullmatch(url):
+                if not MIRROR_URL.fullmatch(url):
                     raise ValueError(f"{registry}: {url!r} is not an http(s) URL such as https://mirror.example:5000")
         return mirrors
 
@@ -680,15 +559,7 @@ class NetworkPlugin(str, Enum):
 class NetworkImages(_Model):
     """The pod network's images, pinned and tested together (flannel's own release pairing)."""
 
-    # The flannel release and the CNI plugin its DaemonSet installs on every node.
-    DEFAULTS: ClassVar[dict[str, str]] = {
-        "flannel": "ghcr.io/flannel-io/flannel:v0.28.10",
-        "flannel_cni_plugin": "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel1",
-        # calico's manifest install (node agent, CNI plugin, controllers), one release.
-        "calico_node": "quay.io/calico/node:v3.30.3",
-        "calico_cni": "quay.io/calico/cni:v3.30.3",
-        "calico_kube_controllers": "quay.io/calico/kube-controllers:v3.30.3",
-    }
+    DEFAULTS: ClassVar[dict[str, str]] = NETWORK_IMAGES  # the catalogue's
     # The image whose tag is the plugin's release (the networkVersion output).
     RELEASE_IMAGE: ClassVar[dict[str, str]] = {"flannel": "flannel", "calico": "calico_node"}
 
@@ -735,7 +606,7 @@ class NetworkSettings(_Model):
     ready_timeout_seconds: int = Field(default=300, ge=30, le=3600)
     """How long `pulumi up` waits for every node Ready and CoreDNS available."""
 
-    _mirror = field_validator("image_repository")(_check_registry_path)
+    _mirror = field_validator("image_repository")(check_registry_path)
 
     @model_validator(mode="after")
     def _settings_of_the_plugin_in_use(self) -> "NetworkSettings":
@@ -777,11 +648,17 @@ class PackageSettings(_Model):
         return value
 
 
+def kubernetes_package_source(kubernetes: KubernetesSettings, packages: PackageSettings) -> dict[str, object]:
+    """What lib/kubernetes-packages.sh.j2 renders with: the release and where its packages are."""
+    return {"kubernetes_version": kubernetes.version, "kubernetes_minor": kubernetes.minor,
+            "package_repository": kubernetes.package_repository, "package_proxy": packages.proxy}
+
+
 class FirewallMode(str, Enum):
     # kubeha leaves the hosts' firewalls to the site: the default, because many sites manage
     # host firewalls with their own tooling, and rules kubeha wrote unasked could fight them.
     UNMANAGED = "unmanaged"
-    # kubeha's own nftables table guards the cluster's ports by source (components/firewall).
+    # kubeha's own nftables table guards the cluster's ports by source (components/network/firewall).
     MANAGED = "managed"
 
 
@@ -801,7 +678,7 @@ class FirewallSettings(_Model):
 
 class CertificateSettings(_Model):
     # `pulumi up` renews a control plane's certificates once the earliest expires within this
-    # many days (components/certificates). kubeadm's certificates live a year; half of it at most,
+    # many days (components/day2/certificates). kubeadm's certificates live a year; half of it at most,
     # so that a renewal is never due again right after it ran.
     renew_before_days: int = Field(30, ge=1, le=180)
     """`pulumi up` renews a control plane's kubeadm certificates once the earliest expires within
@@ -810,7 +687,7 @@ class CertificateSettings(_Model):
 
 
 class UpgradeSettings(_Model):
-    # How many workers a Kubernetes upgrade drains and upgrades at once (components/upgrade):
+    # How many workers a Kubernetes upgrade drains and upgrades at once (components/day2/upgrade):
     # control planes always go one at a time; workers in batches of this many.
     max_unavailable_workers: int = Field(1, ge=1, le=100)
     """How many workers an upgrade drains and upgrades at once; control planes always go one at a
@@ -840,7 +717,7 @@ class BackupCopySettings(_Model):
     """The private key the control planes log in with (a key of its own, authorised on the copy
     host for `user` only): `pulumi config set --secret --path etcd.backup.copyTo.privateKey < KEYFILE`."""
 
-    _port = field_validator("port")(_check_port)
+    _port = field_validator("port")(check_port)
 
     @field_validator("host")
     @classmethod
@@ -864,7 +741,7 @@ class BackupCopySettings(_Model):
     @field_validator("private_key")
     @classmethod
     def _a_private_key(cls, value: SecretStr) -> SecretStr:
-        if not _PRIVATE_KEY_FILE.search(value.get_secret_value()):
+        if not PRIVATE_KEY_FILE.search(value.get_secret_value()):
             raise ValueError("must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
                              "not a path or a public key")
         return value
@@ -943,6 +820,12 @@ class EtcdSettings(_Model):
     restore: Optional[EtcdRestoreSettings] = None
     """Bring the cluster back from a backup after etcd lost its quorum (docs/operations.md). Done
     once per backup file; left in place it changes nothing more."""
+
+
+# Check names, as `preflight.skip` takes them.
+CHECKS = ("ssh", "os", "swap", "cgroup", "ports", "cpu", "memory", "unique-hostname", "unique-mac",
+          "unique-product-uuid",
+          "time-sync", "clock-skew", "vip-free", "endpoint")
 
 
 class PreflightSettings(_Model):
@@ -1232,120 +1115,3 @@ def _check_unique(what: str, hosts: Iterable[tuple[str, Host]], value_of: Callab
         if value in seen:
             raise ConfigKeyError(f"{key}.{what}", f"duplicate host {what} {value!r} (also at {seen[value]})")
         seen[value] = key
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the stack config
-
-
-_TOP_LEVEL_KEYS = ("ssh", "loadBalancer", "controlPlanes", "workers", "kubernetes", "containerd", "packages",
-                   "network", "preflight", "certificates", "firewall", "upgrade", "etcd")
-
-
-def _key_path(location: tuple[Any, ...]) -> str:
-    """('loadBalancer', 'hosts', 1, 'address') -> 'loadBalancer.hosts[1].address'."""
-    path = ""
-    for part in location:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        elif part in ("IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network") or "[" in str(part):
-            continue  # pydantic names the union member it tried; the key is what matters
-        else:
-            path += f".{part}" if path else str(part)
-    return path
-
-
-def parse_cluster_config(raw: dict[str, Any], project: str = "kubeha") -> ClusterConfig:
-    """Validate raw config values; raise ConfigError naming the first bad key."""
-    try:
-        return ClusterConfig.model_validate(raw)
-    except ValidationError as error:
-        # A misspelt key (`adress`) first, rather than the key it stands in for being "required".
-        first = sorted(error.errors(), key=lambda item: item["type"] != "extra_forbidden")[0]
-        nested = first.get("ctx", {}).get("error")
-        if isinstance(nested, ConfigKeyError):
-            raise ConfigError(f"{project}:{nested.key}: {nested.message}") from None
-        key = _key_path(first["loc"]) or "config"
-        message = _describe(first)
-        raise ConfigError(f"{project}:{key}: {message}") from None
-
-
-def _describe(error: ErrorDetails) -> str:
-    kind, message = error["type"], error["msg"]
-    if kind == "missing":
-        return "is required"
-    if kind == "extra_forbidden":
-        return "is not a known key (check the spelling)"
-    if kind in ("ip_v4_address", "ip_v6_address", "ip_any_address"):
-        return f"must be an IP address (got {error.get('input')!r})"
-    if kind in ("ip_v4_network", "ip_v6_network", "ip_any_network"):
-        return f"must be a network in CIDR form, e.g. 10.244.0.0/16 (got {error.get('input')!r})"
-    if kind == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") in _GRAMMARS:
-        return f"must be {_GRAMMARS[error['ctx']['pattern']]} (got {error.get('input')!r})"
-    return message.removeprefix("Value error, ")
-
-
-# Top-level keys that are not part of the cluster model.
-_OTHER_KEYS = ("sshPrivateKey",)
-
-
-def check_known_keys(keys: Iterable[str], project: str = "kubeha") -> None:
-    """Every `project:KEY` of the stack is one kubeha knows: a misspelt top-level key (`workers`
-    as `worker`) would otherwise be ignored, and the defaults it leaves locked in by the guard."""
-    known = set(_TOP_LEVEL_KEYS) | set(_OTHER_KEYS)
-    for key in sorted(keys):
-        if key not in known:
-            close = [name for name in sorted(known) if name.lower() == key.lower() or name.startswith(key[:4])]
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            raise ConfigError(f"{project}:{key}: is not a known key{hint}; the keys are {', '.join(sorted(known))}")
-
-
-def load_cluster_config(config: pulumi.Config) -> ClusterConfig:
-    prefix = f"{config.name}:"
-    check_known_keys((key[len(prefix):] for key in pulumi.runtime.get_config_env() if key.startswith(prefix)),
-                     config.name)
-    # Read raw (as get_object does, without its warning): `kubeha:etcd` is a secret when it holds
-    # etcd.backup.encryptionKey.
-    raw = {key: json.loads(value) for key in _TOP_LEVEL_KEYS
-           if (value := pulumi.runtime.get_config(f"{prefix}{key}")) is not None}
-    cluster = parse_cluster_config(raw, config.name)
-    backup = cluster.etcd.backup
-    secret_keys = [key for key, value in (("etcd.backup.encryptionKey", backup.encryption_key),
-                                          ("etcd.backup.copyTo.privateKey", backup.copy_to)) if value is not None]
-    if secret_keys and not pulumi.runtime.is_config_secret(f"{prefix}etcd"):
-        raise ConfigError(f"{config.name}:{secret_keys[0]}: is stored in plain text in the stack's config "
-                          f"file; set it as a secret (`pulumi config set --secret --path {secret_keys[0]}`)")
-    if len(cluster.control_planes) % 2 == 0:
-        pulumi.log.warn(
-            f"{config.name}:controlPlanes: {len(cluster.control_planes)} control planes give etcd no extra "
-            f"fault tolerance over {len(cluster.control_planes) - 1}; use an odd number for quorum")
-    return cluster
-
-
-def check_private_key(text: str, key: str) -> None:
-    """`text` is a private key file's content (PEM or OpenSSH), not a path or a public key."""
-    if not _PRIVATE_KEY_FILE.search(text):
-        raise ConfigError(f"{key}: must be a private key file's content ('-----BEGIN OPENSSH PRIVATE KEY-----...'), "
-                          f"not a path or a public key; e.g. `pulumi config set --secret sshPrivateKey < KEYFILE`")
-
-
-def load_ssh_private_key(config: pulumi.Config, ssh: SshSettings) -> pulumi.Output[str]:
-    """The SSH key as a secret: from the secret config key, else from ssh.privateKeyPath."""
-    name = f"{config.name}:sshPrivateKey"
-    raw = pulumi.runtime.get_config(name)
-    if raw is not None:
-        if not pulumi.runtime.is_config_secret(name):
-            raise ConfigError(f"{name}: is stored in plain text in the stack's config file; set it as a secret "
-                              f"(`pulumi config set --secret sshPrivateKey < KEYFILE`) and remove the plain copy")
-        check_private_key(raw, name)
-        return config.require_secret("sshPrivateKey")
-    if ssh.private_key_path is None:
-        raise ConfigError(
-            f"{config.name}:sshPrivateKey: no SSH credential; set it with "
-            f"`pulumi config set --secret sshPrivateKey < KEYFILE` or set ssh.privateKeyPath")
-    path = Path(os.path.expanduser(ssh.private_key_path))
-    if not path.is_file():
-        raise ConfigError(f"{config.name}:ssh.privateKeyPath: no such file {path}")
-    text = path.read_text()
-    check_private_key(text, f"{config.name}:ssh.privateKeyPath ({path})")
-    return pulumi.Output.secret(text)

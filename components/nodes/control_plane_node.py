@@ -8,8 +8,8 @@ from typing import Optional
 import pulumi
 from pulumi_command import remote
 
-from components.config import NodeHost
-from components.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node, record_membership
+from components.config.model import NodeHost
+from components.nodes.node_steps import ClusterContext, JoinTicket, join_cluster, prepare_node, record_membership
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
+from components.dynamic_resource import DynamicResource
+from components.ssh.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 
 DAY_S = 86400
 
@@ -99,7 +100,7 @@ class _CertificatesProvider(dynamic.ResourceProvider):
         return None  # the node's reset is its join's delete
 
 
-class ControlPlaneCertificates(dynamic.Resource):
+class ControlPlaneCertificates(DynamicResource):
     """One control plane's certificates, with the date its earliest one expires."""
 
     earliest_expiry: pulumi.Output[str]

@@ -20,8 +20,9 @@ from typing import Any, Callable, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import ClusterConfig
-from components.ssh_session import fingerprint, offered_host_key
+from components.config.model import ClusterConfig
+from components.dynamic_resource import DynamicResource
+from components.ssh.ssh_session import fingerprint, offered_host_key
 
 KEYS = "keys"
 # Whether this run reads the hosts' keys: always in `pulumi up`; in a preview only with
@@ -102,7 +103,7 @@ def warn_unpinned(keys: dict[str, str], pinned: dict[str, str]) -> None:
                             f"(ssh-keygen -lf) and pin it: pulumi config set --path 'ssh.hostKeys.{name}' '{key}'")
 
 
-class HostKeys(dynamic.Resource):
+class HostKeys(DynamicResource):
     """Every host's required SSH host key, by name (see the module docstring)."""
 
     keys: pulumi.Output[dict[str, str]]

@@ -15,11 +15,12 @@ import pulumi
 import yaml
 from pulumi_command import remote
 
-from components.config import APISERVER_PORT, Host
-from components.control_plane_node import ControlPlaneNode
-from components.node_steps import CRI_SOCKET, ClusterContext
-from components.remote import run_script
+from components.config.grammar import APISERVER_PORT
+from components.config.model import Host
+from components.nodes.control_plane_node import ControlPlaneNode
+from components.nodes.node_steps import CRI_SOCKET, ClusterContext
 from components.render import render
+from components.ssh.remote import run_script
 
 
 def _yaml_fields(settings: dict[str, object]) -> str:

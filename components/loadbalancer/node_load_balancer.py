@@ -17,8 +17,8 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_command import remote
 
-from components.config import (
-    APISERVER_PORT,
+from components.config.grammar import APISERVER_PORT
+from components.config.model import (
     LOCAL_PROXY_ADDRESS,
     Host,
     KubernetesSettings,
@@ -27,9 +27,14 @@ from components.config import (
     LocalProxy,
     PackageSettings,
 )
-from components.lb_files import backends_for, render_check_script, render_haproxy_cfg, render_keepalived_conf
-from components.remote import SshAccess, run_script
+from components.loadbalancer.lb_files import (
+    backends_for,
+    render_check_script,
+    render_haproxy_cfg,
+    render_keepalived_conf,
+)
 from components.render import render
+from components.ssh.remote import SshAccess, run_script
 
 MANIFESTS_DIR = "/etc/kubernetes/manifests"
 # A copy of each static pod manifest: `kubeadm reset` after a failed init/join empties

@@ -20,11 +20,13 @@ from typing import Any, Optional
 import pulumi
 from pulumi import dynamic
 
-from components.config import CONTROL_PLANE_PORTS, ClusterConfig, LoadBalancerMode
-from components.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
-from components.remote import SshAccess
+from components.config.grammar import CONTROL_PLANE_PORTS
+from components.config.model import ClusterConfig, LoadBalancerMode
+from components.dynamic_resource import DynamicResource
+from components.gates.preflight_checks import HostFacts, PlannedHost, Policy, Survey, findings, table
 from components.render import render
-from components.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
+from components.ssh.remote import SshAccess
+from components.ssh.ssh_session import RemoteScriptFailed, SshTarget, run_over_ssh
 
 KUBELET_PORT = 10250
 _VIP_PROBE_TIMEOUT_S = 2.0
@@ -179,7 +181,7 @@ class _PreflightProvider(dynamic.ResourceProvider):
         return dynamic.UpdateResult(outs=news)
 
 
-class Preflight(dynamic.Resource):
+class Preflight(DynamicResource):
     """The check of new hosts; with the settings guard before it, every host step waits for it."""
 
     def __init__(self, name: str, config: ClusterConfig, ssh: SshAccess,
