@@ -38,7 +38,6 @@ MOVED = {
     "components.preflight": "components.gates.preflight",
     "components.preflight_checks": "components.gates.preflight_checks",
     "components.settings_guard": "components.gates.settings_guard",
-    "components.config": "components.config",
 }
 
 
@@ -47,7 +46,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]],
                   target: Optional[ModuleType] = None) -> Optional[importlib.machinery.ModuleSpec]:
-        if fullname in MOVED and MOVED[fullname] != fullname:
+        if fullname in MOVED:
             return importlib.util.spec_from_loader(fullname, self)
         return None
 
