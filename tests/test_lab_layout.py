@@ -45,3 +45,8 @@ def test_an_empty_labs_selects_every_lab():
 def test_a_lab_that_does_not_exist_is_refused_naming_labs():
     with pytest.raises(SystemExit, match="LABS='7'"):
         selected_labs(modules_by_lab(), "7")
+
+
+def test_a_lab_that_is_not_a_number_is_refused_naming_labs():
+    with pytest.raises(SystemExit, match="LABS='one'"):
+        selected_labs(modules_by_lab(), "one")

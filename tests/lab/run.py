@@ -52,10 +52,11 @@ def selected_labs(labs: dict[int, list[str]], selection: str) -> dict[int, list[
     """The labs LABS names ("0", "1", "0 1"; empty: all of them)."""
     if not selection.strip():
         return labs
-    wanted = [int(lab) for lab in selection.replace(",", " ").split()]
-    unknown = sorted(set(wanted) - set(labs))
+    names = selection.replace(",", " ").split()
+    unknown = sorted(name for name in names if not name.isdigit() or int(name) not in labs)
     if unknown:
-        raise SystemExit(f"LABS={selection!r}: no lab {unknown} (the labs: {sorted(labs)})")
+        raise SystemExit(f"LABS={selection!r}: no lab {', '.join(unknown)} (the labs: {sorted(labs)})")
+    wanted = {int(name) for name in names}
     return {lab: modules for lab, modules in labs.items() if lab in wanted}
 
 
