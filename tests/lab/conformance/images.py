@@ -7,9 +7,9 @@ name a test asks for (`make conformance` imports them into every node before the
 - agnhost: the suite's own program (built by tests/lab/kubernetes/build.sh conformance from the
   release's test/images/agnhost), laid out as its Dockerfile does (/agnhost, /agnhost-2, /uploads,
   porter's certificate, the users and group a test looks for, /coredns), on a userland of Debian's
-  busybox-static with Debian's curl, nc, dig, ip, ss and getent, the tools its Alpine base gives
-  the tests, and Debian's bash as /bin/sh in every image here (userland() says why).
-- busybox: Debian's busybox-static and its applets (with bash as /bin/sh).
+  busybox (built from Debian's source, build.sh says how) with Debian's curl, nc, dig, ip, ss,
+  getent and bash, the tools its Alpine base gives the tests (userland() says why that busybox).
+- busybox: that busybox and its applets, its shell as /bin/sh.
 - httpd (both tags): Debian's apache2, serving /usr/local/apache2/htdocs as the official image does.
 - nginx (both tags): Debian's nginx, serving /usr/share/nginx/html.
 - jessie-dnsutils: the userland with Debian's dig (its image is Debian with dnsutils).
@@ -44,6 +44,8 @@ from tests.lab.kubernetes.images import (
 # bind-tools, curl, netcat-openbsd, iproute2 and bash), by path in the Debian root.
 USERLAND_TOOLS = {"/usr/bin/curl", "/usr/bin/dig", "/usr/bin/nslookup", "/usr/bin/host", "/usr/bin/nc.openbsd",
                   "/usr/bin/getent", "/usr/bin/ip", "/usr/bin/ss"}
+# build.sh's busybox, in the Debian root.
+BUSYBOX = "/usr/local/bin/busybox"
 HTDOCS = "/usr/local/apache2/htdocs"
 HTTPD_CONF = f"""ServerRoot /usr/local/apache2
 Listen 80
@@ -91,13 +93,14 @@ GROUP = "root:x:0:\ndaemon:x:1:\nnogroup:x:65534:\n"
 
 
 def userland(debian: Path, tools: set[str] = USERLAND_TOOLS, passwd: str = PASSWD, group: str = GROUP) -> Layer:
-    """Debian's busybox-static with every applet, Debian's bash as /bin/sh and `tools` before them,
-    a writable /tmp, accounts.
+    """busybox (built from Debian's source by build.sh) with every applet and its shell as /bin/sh,
+    Debian's bash and `tools` before the applets on PATH, a writable /tmp, accounts.
 
-    Not busybox's shell: Debian's busybox-static prefers its own applets to any program on PATH
-    (its nc, not the OpenBSD nc whose `-v` the Service tests use), and Debian's busybox and dash
-    both drop environment variables whose names are not shell names, which the env-prefix tests
-    (`data-1`, `$_-data-1`) need passed through, as the published images' shell does. bash does.
+    Not busybox-static's binary: it prefers its own applets to any program on PATH (its nc, not
+    the OpenBSD nc whose `-v` the Service tests use), and its shell drops environment variables
+    whose names are not shell names, which the env-prefix tests (`data-1`, `$_-data-1`) need
+    passed on, as the published images' shell does. A test also waits for busybox's shell's own
+    words (`/bin/sh: can't create /file: Read-only file system`), so neither bash nor dash will do.
     """
     layer = base_layer(tmp_mode=0o1777)
     layer.directory("var/tmp", 0o1777)
@@ -107,9 +110,9 @@ def userland(debian: Path, tools: set[str] = USERLAND_TOOLS, passwd: str = PASSW
     if "/usr/bin/nc.openbsd" in tools:
         layer.symlink("/usr/bin/nc", "nc.openbsd")
     layer.symlink("/bin/bash", "../usr/bin/bash")
-    layer.symlink("/bin/sh", "../usr/bin/bash")
-    layer.file(debian / "usr/bin/busybox", "/bin/busybox")
-    applets = subprocess.run(["chroot", str(debian), "/usr/bin/busybox", "--list-full"], capture_output=True,
+    layer.file(debian / BUSYBOX.lstrip("/"), "/bin/busybox")
+    layer.symlink("/bin/sh", "busybox")
+    applets = subprocess.run(["chroot", str(debian), BUSYBOX, "--list-full"], capture_output=True,
                              text=True, check=True).stdout.split()
     # At Debian's paths for them (Alpine's too), and every one in /bin as well, where the published
     # busybox image has them all (a test runs /bin/sysctl). A path a Debian tool took keeps it.
