@@ -64,8 +64,8 @@ ORDER: tuple[Step, ...] = (
     Step("test_cluster_lab", "ha", "refused edits set back; loadBalancer.statsPort changed"),
     Step("test_failover_lab", "ha", "hosts rebooted; w5 joined under a cut link, then removed again"),
     Step("test_upgrade_lab", "ha", f"every node upgraded from {UPGRADE_FROM_VERSION} to the lab's release"),
-    Step("test_membership_lab", "ha", "w3 added and removed, cp1 removed and joined again, certificates renewed, "
-         "kubeconfig reissued, w2 powered off and removed, cp3 powered off and replaced by cp5"),
+    Step("test_membership_lab", "ha", "w3 added and removed, cp1 removed and joined again, two control planes' "
+         "certificates renewed, kubeconfig reissued, w2 powered off and removed, cp3 powered off and replaced by cp5"),
     Step("test_secrets_lab", "ha", "w6 and cp4 joined after failed runs"),
     Step("test_destroy_lab", "ha", "the cluster destroyed"),
     Step("test_engine_lab", "lb-pair", "nothing (its program's file on lb1 is deleted by its destroy)"),

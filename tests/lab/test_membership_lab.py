@@ -309,11 +309,15 @@ def days_left(lab_stack: LabStack, name: str) -> float:
 
 
 def test_certificates_about_to_expire_are_renewed_by_up_while_the_cluster_serves(lab_stack):
-    control_planes = sorted(entry["name"] for entry in lab_stack.config_value("controlPlanes"))
+    """Two of the three control planes due: renewed one after the other (both at once would restart
+    two of three etcd members together, and the probes would see the quorum lost); the third,
+    not due, is left alone."""
+    *due, not_due = sorted(entry["name"] for entry in lab_stack.config_value("controlPlanes"))
     version = lab_stack.kubernetes_version
-    for name in control_planes:
+    for name in due:
         lab_stack.hosts[name].run(shorten_certificates(version))
         assert days_left(lab_stack, name) < 11, name
+    not_due_end = lab_stack.hosts[not_due].run(APISERVER_CERTIFICATE_END).stdout
     prober = Prober(VIP, PORT, lab_stack.cluster_ca, interval=0.05, max_seconds=900, retries=1).start()
     try:
         # --refresh: the dates are read again from the hosts (a plain `up` connects to none).
@@ -322,8 +326,9 @@ def test_certificates_about_to_expire_are_renewed_by_up_while_the_cluster_serves
         results = prober.stop()
     assert len(results) > 20
     assert prober.failures == [], prober.failures[:5]
-    for name in control_planes:  # renewed with the cluster's own validity, a year
+    for name in due:  # renewed with the cluster's own validity, a year
         assert days_left(lab_stack, name) > 360, name
+    assert lab_stack.hosts[not_due].run(APISERVER_CERTIFICATE_END).stdout == not_due_end
     expires = datetime.datetime.fromisoformat(lab_stack.output("certificatesExpire"))
     assert expires - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(days=360)
     # Nothing is due any more: the next preview changes nothing.

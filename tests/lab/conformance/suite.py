@@ -53,8 +53,8 @@ SMOKE = (
     "[sig-cli] Kubectl logs logs should be able to retrieve and filter logs [Conformance]",
     "[sig-apps] Deployment RollingUpdateDeployment should delete old pods and create new ones [Conformance]",
     "[sig-apps] Deployment deployment should support proportional scaling [Conformance]",
-    "[sig-apps] StatefulSet Basic StatefulSet functionality [StatefulSetBasic] should perform rolling updates "
-    "and roll backs of template modifications [Conformance]",
+    "[sig-apps] StatefulSet Basic StatefulSet functionality [StatefulSetBasic] Should recreate evicted "
+    "statefulset [Conformance]",
     "[sig-apps] ReplicaSet should serve a basic image on each replica with a public image [Conformance]",
     "[sig-auth] ServiceAccounts should mount an API token into pods [Conformance]",
     "[sig-auth] ServiceAccounts ServiceAccountIssuerDiscovery should support OIDC discovery of service account "
