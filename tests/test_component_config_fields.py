@@ -12,3 +12,11 @@ def test_the_component_config_fields_match_the_go_types():
     result = subprocess.run([str(ROOT / "tools" / "component-config-fields.sh"), "--check"], capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_the_control_plane_flags_match_the_binaries():
+    """components/config/component_flags.json is what kube-apiserver, kube-controller-manager and
+    kube-scheduler --help list."""
+    result = subprocess.run([str(ROOT / "tools" / "component-flags.sh"), "--check"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -60,6 +60,28 @@ BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
                      "kubeha:kubernetes.kubelet.kind: is set by kubeha; give only the configuration's fields"),
     "kube-proxy apiVersion": (_set("kubernetes.kubeProxy", {"apiVersion": "kubeproxy.config.k8s.io/v1alpha1"}),
                               "kubeha:kubernetes.kubeProxy.apiVersion: is set by kubeha"),
+    "apiserver flag misspelt": (_set("kubernetes.apiServer", {"extraArgs": {"profilin": "false"}}),
+                                "kubeha:kubernetes.apiServer.extraArgs.profilin: is not a flag of kube-apiserver "
+                                "1.34.4 (give it without the leading --); did you mean profiling?"),
+    "apiserver flag with dashes": (_set("kubernetes.apiServer", {"extraArgs": {"--profiling": "false"}}),
+                                   "kubeha:kubernetes.apiServer.extraArgs.--profiling: is not a flag of kube-apiserver"),
+    "apiserver flag kubeadm sets": (_set("kubernetes.apiServer", {"extraArgs": {"etcd-servers": "https://e1:2379"}}),
+                                    "kubeha:kubernetes.apiServer.extraArgs.etcd-servers: is the control plane's own "
+                                    "etcd member"),
+    "controller manager flag of a setting": (
+        _set("kubernetes.controllerManager", {"extraArgs": {"cluster-cidr": "10.0.0.0/16"}}),
+        "kubeha:kubernetes.controllerManager.extraArgs.cluster-cidr: is set from kubernetes.podSubnet; set that"),
+    "scheduler flag on two lines": (_set("kubernetes.scheduler", {"extraArgs": {"v": "2\n--profiling=true"}}),
+                                    "kubeha:kubernetes.scheduler.extraArgs.v: holds a control character"),
+    "extra volume named as kubeadm's": (
+        _set("kubernetes.apiServer", {"extraVolumes": [{"name": "k8s-certs", "hostPath": "/srv/a", "mountPath": "/a"}]}),
+        "kubeha:kubernetes.apiServer.extraVolumes[0].name: k8s-certs is one of kubeadm's own volumes"),
+    "extra volume over kubeadm's mounts": (
+        _set("kubernetes.apiServer", {"extraVolumes": [{"name": "etc", "hostPath": "/srv/etc", "mountPath": "/etc"}]}),
+        "kubeha:kubernetes.apiServer.extraVolumes[0].mountPath: would cover kubeadm's own mount /etc/kubernetes/pki"),
+    "extra volume with a relative path": (
+        _set("kubernetes.apiServer", {"extraVolumes": [{"name": "a", "hostPath": "srv/a", "mountPath": "/a"}]}),
+        "kubeha:kubernetes.apiServer.extraVolumes[0].hostPath: must be an absolute path"),
     "unknown cgroup driver": (_set("containerd", {"cgroupDriver": "cgroupv2"}), "kubeha:containerd.cgroupDriver: "),
     "unknown containerd key": (_set("containerd", {"snapshotter": "zfs"}),
                                "kubeha:containerd.snapshotter: is not a known key"),
@@ -374,6 +396,12 @@ def _with_kubernetes(stack_config: dict[str, Any], **settings: Any) -> dict[str,
     config = copy.deepcopy(stack_config)
     config.setdefault("kubernetes", {}).update(settings)
     return config
+
+
+def test_flag_values_written_as_yaml_booleans_and_numbers_are_their_text(stack_config):
+    config = parse_cluster_config(_with_kubernetes(stack_config, apiServer={"extraArgs": {
+        "profiling": False, "audit-log-maxage": 30}}))
+    assert config.kubernetes.api_server.extra_args == {"profiling": "false", "audit-log-maxage": "30"}
 
 
 def test_real_kubelet_and_kube_proxy_fields_are_accepted(stack_config):

@@ -5,6 +5,7 @@ import re
 import tomllib
 
 import pytest
+import yaml
 
 from components.config.loading import parse_cluster_config
 from components.loadbalancer.load_balancer_pair import render_lb_files
@@ -129,6 +130,37 @@ def test_kubelet_and_kube_proxy_settings_pass_kubeadm_config_validate(deploy, st
     kubeadm_validate(config)
     assert "cgroupDriver: cgroupfs\n" in config and "failCgroupV1: false\n" in config and "maxPods: 50\n" in config
     assert "kind: KubeProxyConfiguration\n" in config and "  maxPerCore: 0\n" in config
+
+
+CONTROL_PLANE_SETTINGS = {
+    "apiServer": {"extraArgs": {"profiling": "false", "audit-log-path": "/var/log/kubernetes/audit.log"},
+                  "extraVolumes": [{"name": "audit-log", "hostPath": "/var/log/kubernetes",
+                                    "mountPath": "/var/log/kubernetes", "readOnly": False,
+                                    "pathType": "DirectoryOrCreate"}]},
+    "controllerManager": {"extraArgs": {"terminated-pod-gc-threshold": "500"}},
+    "scheduler": {"extraArgs": {"v": "2"}},
+}
+
+
+def test_control_plane_flags_and_volumes_pass_kubeadm_config_validate(deploy, stack_config):
+    stack_config["kubernetes"].update(CONTROL_PLANE_SETTINGS)
+    config = heredoc(deploy(stack_config).named("cluster-init").inputs["create"], "KUBEHA_KUBEADM_CONFIG")
+    kubeadm_validate(config)
+    [cluster] = [document for document in yaml.safe_load_all(config) if document["kind"] == "ClusterConfiguration"]
+    assert {"name": "profiling", "value": "false"} in cluster["apiServer"]["extraArgs"]
+    assert cluster["apiServer"]["extraVolumes"][0]["readOnly"] is False
+    assert cluster["controllerManager"]["extraArgs"] == [{"name": "terminated-pod-gc-threshold", "value": "500"}]
+    assert cluster["scheduler"]["extraArgs"] == [{"name": "v", "value": "2"}]
+
+
+def test_control_plane_flags_take_kubeadm_v1beta3s_form_before_1_31(deploy, stack_config):
+    stack_config["kubernetes"].update(CONTROL_PLANE_SETTINGS, version="1.30.8")
+    config = heredoc(deploy(stack_config).named("cluster-init").inputs["create"], "KUBEHA_KUBEADM_CONFIG")
+    # The lab's kubeadm (1.34) still reads v1beta3, but deploys 1.33 and later only.
+    kubeadm_validate(config.replace("kubernetesVersion: v1.30.8", "kubernetesVersion: v1.34.4"))
+    [cluster] = [document for document in yaml.safe_load_all(config) if document["kind"] == "ClusterConfiguration"]
+    assert cluster["apiServer"]["extraArgs"]["profiling"] == "false"
+    assert cluster["scheduler"]["extraArgs"] == {"v": "2"}
 
 
 def test_kubeadm_rejects_an_unknown_kubelet_field(deploy, stack_config):

@@ -88,8 +88,12 @@ PROXY_URL = rf"^https?://([A-Za-z0-9._~%-]+(:[A-Za-z0-9._~%-]*)?@)?{_URL_HOST}/?
 ON_CALENDAR = r"^[A-Za-z0-9*][A-Za-z0-9*:/,.~+ -]{0,63}$"
 # A POSIX login name (it lands in SSH connections and sudo's checks).
 USER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
-# An absolute path of plain names: it lands in a unit file, a shell word and a `find`.
-BACKUP_DIRECTORY = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+# An absolute path of plain names (no `..`): it lands in a unit file, a shell word, a `find` or a
+# static pod's hostPath.
+ABSOLUTE_PATH = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+BACKUP_DIRECTORY = ABSOLUTE_PATH
+# A Kubernetes volume name (a DNS label).
+VOLUME_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # A backup file's path: plain names, ending in the name the backups get.
 BACKUP_FILE = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)*/kubeha-etcd-[0-9]{8}T[0-9]{6}Z-[a-z0-9-]+\.tar\.enc$"
 
@@ -103,7 +107,8 @@ GRAMMARS = {
     PROXY_URL: "an http(s) proxy URL such as http://proxy.example:3128 (no path, spaces, quotes or '$')",
     ON_CALENDAR: "a systemd OnCalendar value such as hourly, *:0/15 or '*-*-* 02:30:00' (no '%' or quotes)",
     USER_NAME: "a login name of lowercase letters, digits, '_' and '-' such as kubeha",
-    BACKUP_DIRECTORY: "an absolute path of letters, digits, '_', '.' and '-', such as /var/lib/kubeha/etcd-backup",
+    ABSOLUTE_PATH: "an absolute path of letters, digits, '_', '.' and '-', such as /var/lib/kubeha/etcd-backup",
+    VOLUME_NAME: "a volume name of lowercase letters, digits and '-' (at most 63), such as audit-policy",
     BACKUP_FILE: "the absolute path of a kubeha backup file, such as "
                  "/var/lib/kubeha/etcd-backup/kubeha-etcd-20261204T100000Z-cp1.tar.enc",
 }

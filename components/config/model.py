@@ -25,7 +25,15 @@ from components.config.catalogue import (
     on_mirror,
 )
 from components.config.component_config import KUBE_PROXY_CONFIGURATION, KUBELET_CONFIGURATION, check_fields
+from components.config.control_plane_flags import (
+    COMPONENTS,
+    KUBEADM_VOLUMES,
+    flag_problem,
+    mount_path_problem,
+    value_problem,
+)
 from components.config.grammar import (
+    ABSOLUTE_PATH,
     APISERVER_PORT,
     BACKUP_DIRECTORY,
     BACKUP_FILE,
@@ -43,6 +51,7 @@ from components.config.grammar import (
     REPOSITORY_URL,
     TAKEN_ON_CONTROL_PLANES,
     USER_NAME,
+    VOLUME_NAME,
     check_pinned_image,
     check_port,
     check_registry_path,
@@ -414,6 +423,81 @@ def _check_component_config(key: str, configuration: str, settings: dict[str, An
         raise ConfigKeyError(f"kubernetes.{key}.{problem.path}", f"{problem.message} ({kind}, Kubernetes 1.34)")
 
 
+class HostPathType(str, Enum):
+    """A hostPath volume's check before the pod starts (Kubernetes' HostPathType)."""
+
+    DIRECTORY_OR_CREATE = "DirectoryOrCreate"
+    DIRECTORY = "Directory"
+    FILE_OR_CREATE = "FileOrCreate"
+    FILE = "File"
+    SOCKET = "Socket"
+    CHAR_DEVICE = "CharDevice"
+    BLOCK_DEVICE = "BlockDevice"
+
+
+class HostPathVolume(_Model):
+    """A file or folder of the control plane host, mounted into a control plane component's pod
+    (kubeadm's extraVolumes): where a flag names a file (a policy, a configuration)."""
+
+    name: str = Field(pattern=VOLUME_NAME)
+    """The volume's name in the static pod (not one of kubeadm's own, such as k8s-certs)."""
+    host_path: str = Field(pattern=ABSOLUTE_PATH)
+    """The file or folder on every control plane host."""
+    mount_path: str = Field(pattern=ABSOLUTE_PATH)
+    """Where the component sees it (not over kubeadm's own mounts, such as /etc/kubernetes/pki)."""
+    read_only: bool = True
+    """Mounted read-only (the default), or writable (a log folder)."""
+    path_type: Optional[HostPathType] = None
+    """What must be at hostPath before the pod starts (DirectoryOrCreate, File, ...); none: no check."""
+
+
+class ControlPlaneComponent(_Model):
+    """Flags and host files of one control plane component (kube-apiserver, kube-controller-manager
+    or kube-scheduler), as kubeadm passes them at init and to every control plane that joins."""
+
+    extra_args: dict[str, str] = {}
+    """Flag name (without --) -> value, e.g. {profiling: "false", audit-log-maxage: "30"}. Checked
+    against the component's flags (Kubernetes 1.34); flags kubeadm or kubeha set (certificates, etcd,
+    subnets, the endpoint) are refused, naming what to set instead.
+    """
+    extra_volumes: list[HostPathVolume] = []
+    """Host files or folders the flags name, mounted into the component's pod: `{name, hostPath,
+    mountPath, readOnly, pathType}` each (readOnly true unless set; pathType one of Kubernetes'
+    HostPathType values, e.g. DirectoryOrCreate). Not kubeadm's own volume names or mounts.
+    """
+
+    @field_validator("extra_args", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: object) -> object:
+        # A YAML `false` or `30` is the flag's text, as kubeadm writes it: "false", "30".
+        if not isinstance(value, dict):
+            return value
+        return {name: ("true" if item is True else "false" if item is False else
+                       str(item) if isinstance(item, (int, float)) else item) for name, item in value.items()}
+
+
+def _check_control_plane_component(key: str, component: ControlPlaneComponent) -> None:
+    for name in sorted(component.extra_args):
+        problem = flag_problem(key, name) or value_problem(component.extra_args[name])
+        if problem:
+            raise ConfigKeyError(f"kubernetes.{key}.extraArgs.{name}", problem)
+    names: set[str] = set()
+    mount_paths: set[str] = set()
+    for index, volume in enumerate(component.extra_volumes):
+        where = f"kubernetes.{key}.extraVolumes[{index}]"
+        if volume.name in KUBEADM_VOLUMES:
+            raise ConfigKeyError(f"{where}.name", f"{volume.name} is one of kubeadm's own volumes; choose another name")
+        if volume.name in names:
+            raise ConfigKeyError(f"{where}.name", f"{volume.name} is given twice")
+        problem = mount_path_problem(volume.mount_path)
+        if problem:
+            raise ConfigKeyError(f"{where}.mountPath", problem)
+        if volume.mount_path in mount_paths:
+            raise ConfigKeyError(f"{where}.mountPath", f"{volume.mount_path} is mounted twice")
+        names.add(volume.name)
+        mount_paths.add(volume.mount_path)
+
+
 def release_tuple(version: str) -> tuple[int, int, int]:
     """'1.34.4' -> (1, 34, 4): a kubernetes.version (validated x.y.z) as numbers that compare."""
     major, minor, patch = (int(part) for part in version.split("."))
@@ -452,6 +536,13 @@ class KubernetesSettings(_Model):
     """Fields of kube-proxy's KubeProxyConfiguration (v1alpha1), e.g. {mode: iptables}, checked
     against its Go type at preview. Fields kubeha sets are refused.
     """
+    api_server: ControlPlaneComponent = ControlPlaneComponent()
+    """kube-apiserver's flags (extraArgs) and host files (extraVolumes), given to kubeadm init and to
+    every control plane that joins (kubeha does not roll a change out to running ones yet)."""
+    controller_manager: ControlPlaneComponent = ControlPlaneComponent()
+    """kube-controller-manager's flags and host files, as apiServer's."""
+    scheduler: ControlPlaneComponent = ControlPlaneComponent()
+    """kube-scheduler's flags and host files, as apiServer's."""
     # How long removing a node waits for its drain; a drain still blocked then (a
     # PodDisruptionBudget, a pod that will not stop) fails the removal and says so, rather than
     # hold `pulumi up` indefinitely.
@@ -471,7 +562,15 @@ class KubernetesSettings(_Model):
     def _component_configs(self) -> "KubernetesSettings":
         _check_component_config("kubelet", KUBELET_CONFIGURATION, self.kubelet, _KUBELET_KEYS_SET_BY_KUBEHA)
         _check_component_config("kubeProxy", KUBE_PROXY_CONFIGURATION, self.kube_proxy, _KUBE_PROXY_KEYS_SET_BY_KUBEHA)
+        for key in COMPONENTS:
+            _check_control_plane_component(key, self.control_plane_component(key))
         return self
+
+    def control_plane_component(self, key: str) -> ControlPlaneComponent:
+        """The settings under kubernetes.<key> (apiServer, controllerManager or scheduler)."""
+        components = {"apiServer": self.api_server, "controllerManager": self.controller_manager,
+                      "scheduler": self.scheduler}
+        return components[key]
 
     _mirror = field_validator("image_repository")(check_registry_path)
 

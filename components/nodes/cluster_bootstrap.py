@@ -38,7 +38,8 @@ def render_kubeadm_init_config(host: Host, cluster: ClusterContext, extra_ignore
     return render(
         "control-plane/kubeadm-config.yaml.j2", host=host, api_version=kubernetes.kubeadm_api_version,
         apiserver_port=APISERVER_PORT, cri_socket=CRI_SOCKET, cluster_name=kubernetes.cluster_name,
-        kubernetes_version=kubernetes.version, control_plane_endpoint=cluster.control_plane_endpoint,
+        kubernetes=kubernetes, kubernetes_version=kubernetes.version,
+        control_plane_endpoint=cluster.control_plane_endpoint,
         cert_sans=cluster.cert_sans, pod_subnet=kubernetes.pod_subnet, service_subnet=kubernetes.service_subnet,
         image_repository=kubernetes.image_repository,
         ignored_preflight_errors=[*cluster.ignored_preflight_errors, *extra_ignored],

@@ -87,6 +87,8 @@ kubernetes_settings() {
     # Pulls from registry.k8s.io go to a mirror on the lab bridge first, as at a site with a
     # pull-through cache; test_cluster_lab runs one there to see them (the images are preloaded,
     # so nothing else pulls, and a mirror that does not answer is skipped by containerd).
+    # The control plane's flags as a hardened site sets them (profiling off, as the CIS benchmark
+    # asks): test_cluster_lab finds them in every control plane's manifests, the joined ones too.
     echo '  kubeha:preflight:
     skip: [time-sync]
   kubeha:kubernetes:
@@ -101,6 +103,12 @@ kubernetes_settings() {
         nodefs.inodesFree: 5%
       imageGCHighThresholdPercent: 100
       imageGCLowThresholdPercent: 99
+    apiServer:
+      extraArgs: {profiling: "false"}
+    controllerManager:
+      extraArgs: {profiling: "false"}
+    scheduler:
+      extraArgs: {profiling: "false"}
     kubeProxy:
       mode: iptables
       conntrack:

@@ -66,6 +66,22 @@ def test_the_control_plane_runs_on_every_control_plane_and_kube_proxy_on_every_n
     assert wait_for(lambda: wanted <= running_pods(kubeconfig_file), 120), wanted - running_pods(kubeconfig_file)
 
 
+@pytest.mark.parametrize("component", ["kube-apiserver", "kube-controller-manager", "kube-scheduler"])
+def test_the_stacks_control_plane_flags_are_in_every_control_planes_manifest(lab_stack, component):
+    """kubernetes.<component>.extraArgs (the lab stack: profiling off) reach cp1 through kubeadm init
+    and cp2 and cp3 through their joins."""
+    for name in ("cp1", "cp2", "cp3"):
+        manifest = yaml.safe_load(lab_stack.hosts[name].run(f"cat /etc/kubernetes/manifests/{component}.yaml").stdout)
+        assert "--profiling=false" in manifest["spec"]["containers"][0]["command"], name
+
+
+def test_a_control_plane_flag_change_on_the_built_cluster_is_refused_before_any_host(lab_stack):
+    output, sessions = refused_up(lab_stack, "kubernetes.scheduler.extraArgs.v", "2", "")
+    assert "kubeha:kubernetes.scheduler: this cluster was built with" in output, output[-3000:]
+    assert "kubeha does not roll them out to running control planes yet" in output
+    assert set(sessions.values()) == {0}
+
+
 def test_etcd_has_three_started_members(lab_stack, kubeconfig_file):
     assert etcd_members(kubeconfig_file) == [("started", "cp1"), ("started", "cp2"), ("started", "cp3")]
 
