@@ -167,7 +167,7 @@ def _restore(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterCon
     scripts = RestoreScripts(
         check=ssh.command(render("etcd-backup/etcd-restore-check.sh.j2", **values), f"{host.name}-etcd-restore-check"),
         restore=ssh.command(render("etcd-backup/restore-etcd.sh.j2", **values,
-                                   kubeadm_config=init_config.rstrip("\n"),
+                                   kubeadm_config=init_config.rstrip("\n"), audit=config.kubernetes.audit,
                                    restore_static_pods=cluster.load_balancing.static_pods),
                             f"{host.name}-etcd-restore"))
     return EtcdRestore("etcd-restore", project=project, backup=restore.backup, on=restore.on, force=restore.force,

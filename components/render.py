@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import yaml
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -27,6 +28,8 @@ _environment = jinja2.Environment(
 # one shell word of it (single quotes where needed), `yaml` a YAML scalar (JSON's string form).
 _environment.filters["sh"] = shlex.quote
 _environment.filters["yaml"] = json.dumps
+# A whole YAML document from validated data (a file a script writes through a quoted here-document).
+_environment.filters["to_yaml"] = lambda value: yaml.safe_dump(value, sort_keys=False, default_flow_style=False)
 
 
 def render(template: str, **context: Any) -> str:

@@ -82,6 +82,20 @@ BAD_INPUTS: dict[str, tuple[Mutation, str]] = {
     "extra volume with a relative path": (
         _set("kubernetes.apiServer", {"extraVolumes": [{"name": "a", "hostPath": "srv/a", "mountPath": "/a"}]}),
         "kubeha:kubernetes.apiServer.extraVolumes[0].hostPath: must be an absolute path"),
+    "audit flag in extraArgs": (_set("kubernetes.apiServer", {"extraArgs": {"audit-log-path": "/var/log/a.log"}}),
+                                "kubeha:kubernetes.apiServer.extraArgs.audit-log-path: is set from kubernetes.audit"),
+    "extra volume named as kubeha's": (
+        _set("kubernetes.scheduler", {"extraVolumes": [{"name": "kubeha-x", "hostPath": "/srv/a", "mountPath": "/a"}]}),
+        "kubeha:kubernetes.scheduler.extraVolumes[0].name: names starting kubeha- are kubeha's own volumes"),
+    "audit policy of another kind": (
+        _set("kubernetes.audit", {"policy": {"apiVersion": "v1", "kind": "ConfigMap", "rules": []}}),
+        "kubeha:kubernetes.audit.policy: "),
+    "audit rule level misspelt": (
+        _set("kubernetes.audit", {"policy": {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+                                             "rules": [{"level": "Metdata"}]}}),
+        "kubeha:kubernetes.audit.policy: "),
+    "audit log in the root folder": (_set("kubernetes.audit", {"logPath": "/audit.log"}),
+                                     "kubeha:kubernetes.audit.logPath: must be a file in a folder"),
     "unknown cgroup driver": (_set("containerd", {"cgroupDriver": "cgroupv2"}), "kubeha:containerd.cgroupDriver: "),
     "unknown containerd key": (_set("containerd", {"snapshotter": "zfs"}),
                                "kubeha:containerd.snapshotter: is not a known key"),
@@ -400,8 +414,16 @@ def _with_kubernetes(stack_config: dict[str, Any], **settings: Any) -> dict[str,
 
 def test_flag_values_written_as_yaml_booleans_and_numbers_are_their_text(stack_config):
     config = parse_cluster_config(_with_kubernetes(stack_config, apiServer={"extraArgs": {
-        "profiling": False, "audit-log-maxage": 30}}))
-    assert config.kubernetes.api_server.extra_args == {"profiling": "false", "audit-log-maxage": "30"}
+        "profiling": False, "v": 2}}))
+    assert config.kubernetes.api_server.extra_args == {"profiling": "false", "v": "2"}
+
+
+def test_a_whole_audit_policy_is_taken_as_given(stack_config):
+    policy = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+              "rules": [{"level": "None", "users": ["system:kube-proxy"]}, {"level": "RequestResponse"}]}
+    config = parse_cluster_config(_with_kubernetes(stack_config, audit={"policy": policy, "maxAge": 7}))
+    assert config.kubernetes.audit is not None and config.kubernetes.audit.policy_document() == policy
+    assert config.kubernetes.apiserver_arguments()["audit-log-maxage"] == "7"
 
 
 def test_real_kubelet_and_kube_proxy_fields_are_accepted(stack_config):

@@ -35,6 +35,7 @@ def command_scripts(deploy, stack_config):
     stack_config["packages"] = {"proxy": "http://10.250.0.1:3142"}
     stack_config["containerd"] = {"registryMirrors": MIRRORS}
     stack_config["firewall"] = {"mode": "managed"}
+    stack_config["kubernetes"]["audit"] = {"policy": "request"}
     return deploy(stack_config).scripts()
 
 
@@ -132,10 +133,36 @@ def test_kubelet_and_kube_proxy_settings_pass_kubeadm_config_validate(deploy, st
     assert "kind: KubeProxyConfiguration\n" in config and "  maxPerCore: 0\n" in config
 
 
+@pytest.mark.parametrize("command, kubeadm", [("cluster-init:create", "kubeadm init"),
+                                              ("cp2-kubeadm-join:join", "kubeadm join")])
+def test_the_audit_policy_is_written_root_only_before_kubeadm_starts_the_apiserver(command_scripts, command, kubeadm):
+    script = inner_script(command_scripts[command])
+    policy = yaml.safe_load(heredoc(script, "KUBEHA_AUDIT_POLICY"))
+    assert (policy["apiVersion"], policy["kind"]) == ("audit.k8s.io/v1", "Policy")
+    assert policy["rules"][-1] == {"level": "Request"}
+    assert "chmod 0600 /etc/kubernetes/audit/policy.yaml.partial\n" in script
+    assert script.index("KUBEHA_AUDIT_POLICY") < script.index(f"if ! {kubeadm} ")
+
+
+def test_a_worker_gets_no_audit_policy(command_scripts):
+    assert "KUBEHA_AUDIT_POLICY" not in command_scripts["w1-kubeadm-join:join"]
+
+
+def test_the_apiserver_loads_the_audit_policy_and_writes_its_log_on_the_host(command_scripts):
+    config = heredoc(command_scripts["cluster-init:create"], "KUBEHA_KUBEADM_CONFIG")
+    [cluster] = [document for document in yaml.safe_load_all(config) if document["kind"] == "ClusterConfiguration"]
+    flags = {entry["name"]: entry["value"] for entry in cluster["apiServer"]["extraArgs"]}
+    assert flags["audit-policy-file"] == "/etc/kubernetes/audit/policy.yaml"
+    assert flags["audit-log-path"] == "/var/log/kubernetes/audit/audit.log"
+    assert {(volume["name"], volume["hostPath"], volume["readOnly"]) for volume in cluster["apiServer"]["extraVolumes"]} \
+        == {("kubeha-audit-policy", "/etc/kubernetes/audit", True),
+            ("kubeha-audit-log", "/var/log/kubernetes/audit", False)}
+
+
 CONTROL_PLANE_SETTINGS = {
-    "apiServer": {"extraArgs": {"profiling": "false", "audit-log-path": "/var/log/kubernetes/audit.log"},
-                  "extraVolumes": [{"name": "audit-log", "hostPath": "/var/log/kubernetes",
-                                    "mountPath": "/var/log/kubernetes", "readOnly": False,
+    "apiServer": {"extraArgs": {"profiling": "false", "tracing-config-file": "/etc/kubeha-tracing/tracing.yaml"},
+                  "extraVolumes": [{"name": "tracing", "hostPath": "/etc/kubeha-tracing",
+                                    "mountPath": "/etc/kubeha-tracing", "readOnly": False,
                                     "pathType": "DirectoryOrCreate"}]},
     "controllerManager": {"extraArgs": {"terminated-pod-gc-threshold": "500"}},
     "scheduler": {"extraArgs": {"v": "2"}},

@@ -54,6 +54,9 @@ def test_a_first_deployment_has_nothing_to_compare_with(built):
      '{"extraArgs": {"profiling": "false"}}'),
     ("kubernetes.scheduler", lambda c: c["kubernetes"].update(scheduler={"extraArgs": {"v": "2"}}), "{}",
      '{"extraArgs": {"v": "2"}}'),
+    ("kubernetes.audit", lambda c: c["kubernetes"].update(audit={"policy": "metadata"}), "(none)",
+     '{"logPath": "/var/log/kubernetes/audit/audit.log", "maxAge": 30, "maxBackups": 10, "maxSize": 100, '
+     '"policy": "metadata"}'),
 ])
 def test_a_fixed_setting_change_is_refused_naming_key_and_values(stack_config, built, key, edit, old, new):
     [message] = check(built, settings_after(stack_config, edit))

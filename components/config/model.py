@@ -487,6 +487,8 @@ def _check_control_plane_component(key: str, component: ControlPlaneComponent) -
         where = f"kubernetes.{key}.extraVolumes[{index}]"
         if volume.name in KUBEADM_VOLUMES:
             raise ConfigKeyError(f"{where}.name", f"{volume.name} is one of kubeadm's own volumes; choose another name")
+        if volume.name.startswith("kubeha-"):
+            raise ConfigKeyError(f"{where}.name", "names starting kubeha- are kubeha's own volumes; choose another")
         if volume.name in names:
             raise ConfigKeyError(f"{where}.name", f"{volume.name} is given twice")
         problem = mount_path_problem(volume.mount_path)
@@ -496,6 +498,120 @@ def _check_control_plane_component(key: str, component: ControlPlaneComponent) -
             raise ConfigKeyError(f"{where}.mountPath", f"{volume.mount_path} is mounted twice")
         names.add(volume.name)
         mount_paths.add(volume.mount_path)
+
+
+class AuditPreset(str, Enum):
+    """A ready audit policy: what every request leaves in the audit log."""
+
+    METADATA = "metadata"  # who did what to which object, when; no bodies
+    REQUEST = "request"  # also the request's body, except for objects that carry credentials
+
+
+# Never logged by the presets: the health checks (the load balancers ask twice a second each) and
+# events (the cluster's own chatter, which would drown the rest).
+_AUDIT_QUIET: list[dict[str, Any]] = [
+    {"level": "None", "nonResourceURLs": ["/healthz*", "/readyz*", "/livez*", "/version"]},
+    {"level": "None", "resources": [{"group": "", "resources": ["events"]},
+                                    {"group": "events.k8s.io", "resources": ["events"]}]},
+]
+# Objects whose bodies hold credentials: at most their metadata, whatever the preset.
+_AUDIT_CREDENTIALS: dict[str, Any] = {
+    "level": "Metadata",
+    "resources": [{"group": "", "resources": ["secrets", "configmaps", "serviceaccounts/token"]},
+                  {"group": "authentication.k8s.io", "resources": ["tokenreviews"]}]}
+AUDIT_PRESETS: dict[AuditPreset, list[dict[str, Any]]] = {
+    AuditPreset.METADATA: [*_AUDIT_QUIET, {"level": "Metadata"}],
+    AuditPreset.REQUEST: [*_AUDIT_QUIET, _AUDIT_CREDENTIALS, {"level": "Request"}],
+}
+AUDIT_LEVELS = ("None", "Metadata", "Request", "RequestResponse")
+_AUDIT_POLICY_KEYS = {"apiVersion", "kind", "metadata", "rules", "omitStages", "omitManagedFields"}
+_AUDIT_RULE_KEYS = {"level", "users", "userGroups", "verbs", "resources", "namespaces", "nonResourceURLs",
+                    "omitStages", "omitManagedFields"}
+# Where kubeha puts the policy on every control plane (root-only), and the flags it sets from
+# kubernetes.audit.
+AUDIT_POLICY_FILE = "/etc/kubernetes/audit/policy.yaml"
+AUDIT_FLAGS = ("audit-policy-file", "audit-log-path", "audit-log-maxage", "audit-log-maxbackup", "audit-log-maxsize")
+
+
+class AuditSettings(_Model):
+    """The apiserver's audit log, on every control plane's disk."""
+
+    policy: AuditPreset | dict[str, Any] = AuditPreset.METADATA
+    """`metadata` (who did what to which object, when), `request` (also request bodies, but only
+    the metadata of Secrets, ConfigMaps and token requests), or a whole audit.k8s.io/v1 Policy.
+    The presets leave out health checks and events.
+    """
+    log_path: str = Field("/var/log/kubernetes/audit/audit.log", pattern=ABSOLUTE_PATH)
+    """The log file on each control plane; its folder is mounted into the apiserver."""
+    max_age: int = Field(30, ge=0, le=3650)
+    """Days an old log file is kept (0: no limit by age)."""
+    max_backups: int = Field(10, ge=0, le=1000)
+    """Old log files kept (0: no limit by count)."""
+    max_size: int = Field(100, ge=1, le=100_000)
+    """Megabytes a log file grows to before it is rotated."""
+
+    @field_validator("policy")
+    @classmethod
+    def _audit_policy(cls, policy: AuditPreset | dict[str, Any]) -> AuditPreset | dict[str, Any]:
+        if isinstance(policy, AuditPreset):
+            return policy
+        if policy.get("apiVersion") != "audit.k8s.io/v1" or policy.get("kind") != "Policy":
+            raise ValueError("must be metadata, request, or a Policy with apiVersion audit.k8s.io/v1")
+        unknown = sorted(set(policy) - _AUDIT_POLICY_KEYS)
+        if unknown:
+            raise ValueError(f"{unknown[0]} is not a field of an audit Policy")
+        rules = policy.get("rules")
+        if not isinstance(rules, list) or not rules:
+            raise ValueError("a Policy needs rules (a list with at least one)")
+        for index, rule in enumerate(rules):
+            if not isinstance(rule, dict) or rule.get("level") not in AUDIT_LEVELS:
+                raise ValueError(f"rules[{index}].level must be one of {', '.join(AUDIT_LEVELS)}")
+            unknown = sorted(set(rule) - _AUDIT_RULE_KEYS)
+            if unknown:
+                raise ValueError(f"rules[{index}].{unknown[0]} is not a field of an audit rule")
+        return policy
+
+    @field_validator("log_path")
+    @classmethod
+    def _log_file_in_a_folder(cls, path: str) -> str:
+        folder = path.rsplit("/", 1)[0]
+        if not folder:
+            raise ValueError("must be a file in a folder (its folder is mounted into the apiserver)")
+        problem = mount_path_problem(folder)
+        if problem:
+            raise ValueError(f"its folder {folder} {problem}")
+        return path
+
+    def policy_document(self) -> dict[str, Any]:
+        """The audit.k8s.io/v1 Policy the apiservers load."""
+        if isinstance(self.policy, AuditPreset):
+            return {"apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived"],
+                    "rules": AUDIT_PRESETS[self.policy]}
+        return self.policy
+
+    @property
+    def log_folder(self) -> str:
+        return self.log_path.rsplit("/", 1)[0]
+
+    @property
+    def policy_file(self) -> str:
+        return AUDIT_POLICY_FILE
+
+    @property
+    def policy_folder(self) -> str:
+        return AUDIT_POLICY_FILE.rsplit("/", 1)[0]
+
+    def flags(self) -> dict[str, str]:
+        return {"audit-policy-file": AUDIT_POLICY_FILE, "audit-log-path": self.log_path,
+                "audit-log-maxage": str(self.max_age), "audit-log-maxbackup": str(self.max_backups),
+                "audit-log-maxsize": str(self.max_size)}
+
+    def volumes(self) -> list[HostPathVolume]:
+        folder = self.policy_folder
+        return [HostPathVolume(name="kubeha-audit-policy", host_path=folder, mount_path=folder, read_only=True,
+                               path_type=HostPathType.DIRECTORY),
+                HostPathVolume(name="kubeha-audit-log", host_path=self.log_folder, mount_path=self.log_folder,
+                               read_only=False, path_type=HostPathType.DIRECTORY_OR_CREATE)]
 
 
 def release_tuple(version: str) -> tuple[int, int, int]:
@@ -536,6 +652,11 @@ class KubernetesSettings(_Model):
     """Fields of kube-proxy's KubeProxyConfiguration (v1alpha1), e.g. {mode: iptables}, checked
     against its Go type at preview. Fields kubeha sets are refused.
     """
+    audit: Optional[AuditSettings] = None
+    """The apiserver's audit log: `{policy: metadata}` switches it on (see its keys). kubeha writes
+    the policy, root-only, to every control plane before kubeadm init and join, and sets the
+    apiserver's audit flags and mounts. Off unless set; fixed once the cluster is built.
+    """
     api_server: ControlPlaneComponent = ControlPlaneComponent()
     """kube-apiserver's flags (extraArgs) and host files (extraVolumes), given to kubeadm init and to
     every control plane that joins (kubeha does not roll a change out to running ones yet)."""
@@ -564,7 +685,22 @@ class KubernetesSettings(_Model):
         _check_component_config("kubeProxy", KUBE_PROXY_CONFIGURATION, self.kube_proxy, _KUBE_PROXY_KEYS_SET_BY_KUBEHA)
         for key in COMPONENTS:
             _check_control_plane_component(key, self.control_plane_component(key))
+        for name in sorted(set(self.api_server.extra_args) & set(AUDIT_FLAGS)):
+            raise ConfigKeyError(f"kubernetes.apiServer.extraArgs.{name}", "is set from kubernetes.audit; set that")
+        if self.audit is not None:
+            taken = {volume.mount_path for volume in self.audit.volumes()}
+            for index, volume in enumerate(self.api_server.extra_volumes):
+                if volume.mount_path in taken:
+                    raise ConfigKeyError(f"kubernetes.apiServer.extraVolumes[{index}].mountPath",
+                                         f"{volume.mount_path} is where kubernetes.audit's files are mounted")
         return self
+
+    def apiserver_arguments(self) -> dict[str, str]:
+        """Every extraArg of the apiservers: kubernetes.apiServer's and kubernetes.audit's."""
+        return {**self.api_server.extra_args, **(self.audit.flags() if self.audit else {})}
+
+    def apiserver_volumes(self) -> list[HostPathVolume]:
+        return [*self.api_server.extra_volumes, *(self.audit.volumes() if self.audit else [])]
 
     def control_plane_component(self, key: str) -> ControlPlaneComponent:
         """The settings under kubernetes.<key> (apiServer, controllerManager or scheduler)."""

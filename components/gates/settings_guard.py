@@ -25,6 +25,7 @@ from typing import Any, Optional
 
 import pulumi
 from pulumi import dynamic
+from pydantic import BaseModel
 
 from components.config.control_plane_flags import COMPONENTS
 from components.config.model import ClusterConfig, ControlPlaneComponent, release_tuple
@@ -59,6 +60,9 @@ _WHY_FIXED: dict[str, str] = {
                                "which kubeha does not change on running nodes; set it back to {old}",
     "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
                           "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
+    "kubernetes.audit": "is the apiservers' audit policy and log, which kubeadm applies at init and to each control "
+                        "plane that joins; kubeha does not roll it out to running control planes yet, so the edit "
+                        "would reach only control planes that join later. Set it back to {old}",
     **{f"kubernetes.{key}": f"is {binary}'s flags and host files, which kubeadm applies at init and to each control "
                             "plane that joins; kubeha does not roll them out to running control planes yet, so the "
                             "edit would reach only control planes that join later. Set it back to {old}"
@@ -77,12 +81,18 @@ _WHY_FIXED: dict[str, str] = {
 # The keys a built cluster refuses a change of (also marked in docs/configuration.md).
 FIXED_KEYS: tuple[str, ...] = tuple(_WHY_FIXED)
 # What a cluster built before kubeha recorded these keys was built with: kubeha had no such setting.
-_BUILT_BEFORE_RECORDED = {f"kubernetes.{key}": "{}" for key in COMPONENTS}
+_BUILT_BEFORE_RECORDED = {**{f"kubernetes.{key}": "{}" for key in COMPONENTS}, "kubernetes.audit": "(none)"}
 
 
 def _component_settings(component: ControlPlaneComponent) -> str:
     """A control plane component's settings as recorded: "{}" when it has none."""
     return json.dumps(component.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=True)
+
+
+def _settings_text(settings: Optional[BaseModel]) -> str:
+    """Optional settings as recorded: "(none)" when unset, else every value (defaults too)."""
+    return "(none)" if settings is None else json.dumps(settings.model_dump(mode="json", by_alias=True),
+                                                        sort_keys=True)
 
 
 def _text(value: object) -> str:
@@ -112,6 +122,7 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
         **{f"kubernetes.{key}": _component_settings(kubernetes.control_plane_component(key)) for key in COMPONENTS},
+        "kubernetes.audit": _settings_text(kubernetes.audit),
         "network.plugin": config.network.plugin.value,
         **_network_mtu(config),
         "loadBalancer.virtualRouterId": _text(balancer.virtual_router_id),

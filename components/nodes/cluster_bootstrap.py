@@ -91,4 +91,4 @@ class ClusterBootstrap(pulumi.ComponentResource):
             kubeadm_config=render_kubeadm_init_config(host, cluster).rstrip("\n"),
             control_plane_endpoint=cluster.control_plane_endpoint,
             kube_vip_bootstrap=cluster.load_balancing.kube_vip_bootstrap,
-            restore_static_pods=cluster.load_balancing.static_pods)
+            restore_static_pods=cluster.load_balancing.static_pods, audit=cluster.kubernetes.audit)

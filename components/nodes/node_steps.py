@@ -144,7 +144,8 @@ def render_join_script(host: Host, cluster: ClusterContext, *, control_plane: bo
         certificate_key="${KUBEADM_CERTIFICATE_KEY}")
     return render("node/kubeadm-join.sh.j2", host=host, control_plane=control_plane,
                   restore_static_pods=control_plane and cluster.load_balancing.static_pods,
-                  join_config=join_config.rstrip("\n"), control_plane_endpoint=cluster.control_plane_endpoint)
+                  join_config=join_config.rstrip("\n"), control_plane_endpoint=cluster.control_plane_endpoint,
+                  audit=cluster.kubernetes.audit)
 
 
 def render_join_material_script(host: Host, cluster: ClusterContext, *, control_plane: bool,

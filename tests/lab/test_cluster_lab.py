@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from components.config.grammar import APISERVER_PORT
 from tests.lab.cluster import (
     PORT,
     VIP,
@@ -30,7 +31,7 @@ from tests.lab.cluster import (
     resource_name,
     wait_for,
 )
-from tests.lab.hosts import BRIDGE_ADDRESS, lab_address
+from tests.lab.hosts import BRIDGE_ADDRESS, LabHost, lab_address
 from tests.lab.probe import Prober
 
 pytestmark = pytest.mark.lab
@@ -73,6 +74,30 @@ def test_the_stacks_control_plane_flags_are_in_every_control_planes_manifest(lab
     for name in ("cp1", "cp2", "cp3"):
         manifest = yaml.safe_load(lab_stack.hosts[name].run(f"cat /etc/kubernetes/manifests/{component}.yaml").stdout)
         assert "--profiling=false" in manifest["spec"]["containers"][0]["command"], name
+
+
+AUDIT_LOG = "/var/log/kubernetes/audit/audit.log"
+
+
+def audit_entries(host: LabHost, text: str) -> list[dict]:
+    """The audit log's entries on `host` that hold `text`."""
+    lines = host.run(f"grep -F '{text}' {AUDIT_LOG}", check=False).stdout.splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_every_apiserver_writes_its_requests_to_its_audit_log(lab_stack, kubeconfig_file):
+    """kubernetes.audit (the lab stack: the metadata preset): each control plane's own apiserver,
+    asked directly, logs the request on that host (cp1's policy from kubeadm init, cp2's and cp3's
+    from their joins)."""
+    for name in ("cp1", "cp2", "cp3"):
+        host = lab_stack.hosts[name]
+        result = kubectl(kubeconfig_file, "--server", f"https://{host.address}:{APISERVER_PORT}", "get", "pods",
+                         "-n", "kube-system", "-l", f"kubeha-audit-test={name}")
+        assert result.returncode == 0, result.stderr
+        marker = f"kubeha-audit-test%3D{name}"  # in the logged request URI
+        assert wait_for(lambda: any(entry["verb"] == "list" and entry["level"] == "Metadata"  # noqa: B023
+                                    for entry in audit_entries(host, marker)), 10), name  # noqa: B023
+    assert lab_stack.hosts["cp1"].run("stat -c %a /etc/kubernetes/audit/policy.yaml").stdout.strip() == "600"
 
 
 def test_a_control_plane_flag_change_on_the_built_cluster_is_refused_before_any_host(lab_stack):
