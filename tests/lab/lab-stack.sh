@@ -88,7 +88,8 @@ kubernetes_settings() {
     # pull-through cache; test_cluster_lab runs one there to see them (the images are preloaded,
     # so nothing else pulls, and a mirror that does not answer is skipped by containerd).
     # The control plane's flags as a hardened site sets them (profiling off, as the CIS benchmark
-    # asks): test_cluster_lab finds them in every control plane's manifests, the joined ones too.
+    # asks) and its audit log on (metadata): test_cluster_lab finds them on every control plane,
+    # the joined ones too.
     echo '  kubeha:preflight:
     skip: [time-sync]
   kubeha:kubernetes:
@@ -103,6 +104,8 @@ kubernetes_settings() {
         nodefs.inodesFree: 5%
       imageGCHighThresholdPercent: 100
       imageGCLowThresholdPercent: 99
+    audit:
+      policy: metadata
     apiServer:
       extraArgs: {profiling: "false"}
     controllerManager:
