@@ -4,6 +4,8 @@
 # the lab's builds, tests/lab/kubernetes/build.sh). `--check`: fail if the committed file differs.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=tools/generated-file.sh
+source "${here}/generated-file.sh"
 CACHE_DIR="${CACHE_DIR:-/var/cache/kubeha}"
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.34.4}"
 bin="${KUBE_DIR:-${CACHE_DIR}/kubernetes/v${KUBERNETES_VERSION}}/bin"
@@ -26,12 +28,4 @@ for line in sys.stdin.read().splitlines():
         flags[component] = []
 print(json.dumps({"release": sys.argv[1], "flags": flags}, indent=1, sort_keys=True))
 ' "${KUBERNETES_VERSION}")"
-if [ "${1:-}" = --check ]; then
-    if ! diff -u "${target}" <(printf '%s\n' "${fresh}"); then
-        echo "components/config/component_flags.json is not what the binaries say: run tools/component-flags.sh" >&2
-        exit 1
-    fi
-    exit 0
-fi
-printf '%s\n' "${fresh}" > "${target}"
-echo "wrote ${target}"
+check_or_write "${target}" "${fresh}" "the binaries" "${1:-}"
