@@ -81,6 +81,12 @@ def test_keepalived_priorities_differ_and_both_start_backup_without_preemption(l
         assert "nopreempt" in files["/etc/keepalived/keepalived.conf"]
 
 
+def test_keepalived_keeps_its_adverts_and_checks_on_time_on_a_busy_host(lb_files):
+    conf = lb_files["lb1"]["/etc/keepalived/keepalived.conf"]
+    assert "vrrp_priority -20" in conf and "vrrp_no_swap" in conf
+    assert re.search(r"vrrp_script check_apiserver \{[^}]*fall 2", conf)
+
+
 def test_haproxy_admin_and_health_ports_listen_on_loopback_only(lb_files):
     cfg = lb_files["lb1"]["/etc/haproxy/haproxy.cfg"]
     assert "bind 127.0.0.1:8081" in cfg and "bind 127.0.0.1:9090" in cfg

@@ -62,6 +62,12 @@ def test_services_are_enabled_and_healthy(pair):
         host.run("/etc/keepalived/check_apiserver.sh")
 
 
+def test_the_vrrp_process_runs_at_the_highest_priority(pair):
+    for host in pair.values():
+        nice_values = host.run("ps -o ni= -C keepalived").stdout.split()
+        assert "-20" in nice_values, nice_values  # the VRRP child; the parent keeps 0
+
+
 def test_install_step_is_idempotent(pair, lb_commands):
     output = pair["lb1"].run(lb_commands["lb-lb1-install"]["create"]).stdout
     assert "packages already installed" in output
