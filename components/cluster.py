@@ -117,6 +117,24 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     return pulumi.Output.all(*expiries).apply(lambda dates: min(dates) if dates else None)
 
 
+def _control_plane_settings(config: ClusterConfig, cluster: ClusterContext,
+                            control_planes: dict[str, ControlPlaneNode],
+                            after: list[pulumi.Resource]) -> list[pulumi.Resource]:
+    """The apiserver, controller manager and scheduler settings (kubernetes.apiServer,
+    .controllerManager, .scheduler, .audit) on each control plane, one at a time: a change rolls out
+    node by node, each step waiting for the one before (templates/control-plane/
+    reconfigure-control-plane.sh.j2). On a new cluster, and on a control plane that joins, the
+    step finds its settings in place already and restarts nothing."""
+    previous: list[pulumi.Resource] = after
+    for host in config.control_planes:
+        script = render("control-plane/reconfigure-control-plane.sh.j2", host=host, cri_socket=CRI_SOCKET,
+                        apiserver_port=APISERVER_PORT, audit=config.kubernetes.audit,
+                        kubeadm_config=render_kubeadm_init_config(host, cluster).rstrip("\n"))
+        previous = [run_script(f"{host.name}-control-plane-settings", host=host, ssh=cluster.ssh, create=script,
+                               opts=pulumi.ResourceOptions(parent=control_planes[host.name], depends_on=previous))]
+    return previous
+
+
 def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,
              after: list[pulumi.Resource]) -> KubernetesUpgrade:
     """The cluster at kubernetes.version: `kubeadm upgrade apply` on the lead, then the other
@@ -298,6 +316,9 @@ class Cluster(pulumi.ComponentResource):
         # A kubernetes.version change, once every node is a member and the backups run; certificate
         # renewals wait for it (both restart static pods, one control plane at a time each).
         upgraded = _upgrade(self, config, cluster, [*records, *installs])
+        # Then a change of the control plane's settings, one control plane at a time; certificate
+        # renewals after it (each restarts static pods: one control plane at a time in all).
+        reconfigured = _control_plane_settings(config, cluster, control_planes, [*records, upgraded])
 
         return {
             "apiserverEndpoint": config.apiserver_endpoint,
@@ -306,7 +327,7 @@ class Cluster(pulumi.ComponentResource):
             "vip": str(settings.vip) if settings.vip is not None else None,
             "kubeconfig": kubeconfig,
             "kubeconfigExpires": credential.not_after,
-            "certificatesExpire": _certificates(config, cluster, control_planes, [*records, upgraded]),
+            "certificatesExpire": _certificates(config, cluster, control_planes, [*records, *reconfigured]),
             "caCertHash": bootstrap.ca_cert_hash,
             "controlPlanes": _host_list(config.control_planes),
             "workers": _host_list(config.workers),

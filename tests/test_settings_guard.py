@@ -50,13 +50,6 @@ def test_a_first_deployment_has_nothing_to_compare_with(built):
     ("kubernetes.kubelet", lambda c: c["kubernetes"].update(kubelet={"maxPods": 50}), "{}", '{"maxPods": 50}'),
     ("loadBalancer.virtualRouterId", lambda c: c["loadBalancer"].update(virtualRouterId=52), "51", "52"),
     ("network.flannel.mtu", lambda c: c.update(network={"flannel": {"mtu": 1400}}), "(unset)", "1400"),
-    ("kubernetes.apiServer", lambda c: c["kubernetes"].update(apiServer={"extraArgs": {"profiling": "false"}}), "{}",
-     '{"extraArgs": {"profiling": "false"}}'),
-    ("kubernetes.scheduler", lambda c: c["kubernetes"].update(scheduler={"extraArgs": {"v": "2"}}), "{}",
-     '{"extraArgs": {"v": "2"}}'),
-    ("kubernetes.audit", lambda c: c["kubernetes"].update(audit={"policy": "metadata"}), "(none)",
-     '{"logPath": "/var/log/kubernetes/audit/audit.log", "maxAge": 30, "maxBackups": 10, "maxSize": 100, '
-     '"policy": "metadata"}'),
 ])
 def test_a_fixed_setting_change_is_refused_naming_key_and_values(stack_config, built, key, edit, old, new):
     [message] = check(built, settings_after(stack_config, edit))
@@ -86,20 +79,13 @@ def test_a_setting_the_guard_never_recorded_is_recorded_not_refused(built):
     assert check(older, built) == []
 
 
-def test_control_plane_flags_on_a_cluster_built_before_they_were_recorded_are_refused(stack_config, built):
-    """Such a cluster was built without any: kubeha had no such setting."""
-    older = {key: value for key, value in built.items() if key != "kubernetes.apiServer"}
-    wanted = settings_after(stack_config, lambda c: c["kubernetes"].update(
-        apiServer={"extraArgs": {"profiling": "false"}}))
-    [message] = check(older, wanted)
-    assert message.startswith("kubeha:kubernetes.apiServer: this cluster was built with {}; ")
-    assert "kubeha does not roll them out to running control planes yet" in message
-
-
-def test_control_plane_flags_of_a_new_cluster_pass(stack_config):
-    wanted = settings_after(stack_config, lambda c: c["kubernetes"].update(
-        controllerManager={"extraArgs": {"profiling": "false"}}))
-    assert _GuardProvider("kubeha").check({}, {SETTINGS: wanted}).failures in (None, [])
+def test_control_plane_settings_may_change_on_a_built_cluster(stack_config, built):
+    """They roll out one control plane at a time (reconfigure-control-plane.sh.j2)."""
+    def hardened(config):
+        config["kubernetes"].update(apiServer={"extraArgs": {"profiling": "false"}},
+                                    controllerManager={"extraArgs": {"profiling": "false"}},
+                                    scheduler={"extraArgs": {"v": "2"}}, audit={"policy": "metadata"})
+    assert check(built, settings_after(stack_config, hardened)) == []
 
 
 def test_a_setting_the_guard_never_recorded_previews_no_change(built):

@@ -655,11 +655,14 @@ class KubernetesSettings(_Model):
     audit: Optional[AuditSettings] = None
     """The apiserver's audit log: `{policy: metadata}` switches it on (see its keys). kubeha writes
     the policy, root-only, to every control plane before kubeadm init and join, and sets the
-    apiserver's audit flags and mounts. Off unless set; fixed once the cluster is built.
+    apiserver's audit flags and mounts. Off unless set. A change on a built cluster rolls out one
+    control plane at a time (a new policy restarts each apiserver).
     """
     api_server: ControlPlaneComponent = ControlPlaneComponent()
     """kube-apiserver's flags (extraArgs) and host files (extraVolumes), given to kubeadm init and to
-    every control plane that joins (kubeha does not roll a change out to running ones yet)."""
+    every control plane that joins. A change on a built cluster rolls out one control plane at a
+    time: kubeadm's configuration in the cluster, then each node's manifest, the next once its
+    apiserver is ready again."""
     controller_manager: ControlPlaneComponent = ControlPlaneComponent()
     """kube-controller-manager's flags and host files, as apiServer's."""
     scheduler: ControlPlaneComponent = ControlPlaneComponent()

@@ -25,10 +25,8 @@ from typing import Any, Optional
 
 import pulumi
 from pulumi import dynamic
-from pydantic import BaseModel
 
-from components.config.control_plane_flags import COMPONENTS
-from components.config.model import ClusterConfig, ControlPlaneComponent, release_tuple
+from components.config.model import ClusterConfig, release_tuple
 from components.dynamic_resource import DynamicResource
 from components.gates.release_check import ReleaseCheck, release_problem
 
@@ -60,13 +58,6 @@ _WHY_FIXED: dict[str, str] = {
                                "which kubeha does not change on running nodes; set it back to {old}",
     "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
                           "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
-    "kubernetes.audit": "is the apiservers' audit policy and log, which kubeadm applies at init and to each control "
-                        "plane that joins; kubeha does not roll it out to running control planes yet, so the edit "
-                        "would reach only control planes that join later. Set it back to {old}",
-    **{f"kubernetes.{key}": f"is {binary}'s flags and host files, which kubeadm applies at init and to each control "
-                            "plane that joins; kubeha does not roll them out to running control planes yet, so the "
-                            "edit would reach only control planes that join later. Set it back to {old}"
-       for key, binary in COMPONENTS.items()},
     "network.plugin": "would replace the pod network under every running pod; set it back to {old}, or build a "
                       "new stack and move the workloads",
     "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
@@ -80,21 +71,6 @@ _WHY_FIXED: dict[str, str] = {
 
 # The keys a built cluster refuses a change of (also marked in docs/configuration.md).
 FIXED_KEYS: tuple[str, ...] = tuple(_WHY_FIXED)
-# What a cluster built before kubeha recorded these keys was built with: kubeha had no such setting.
-_BUILT_BEFORE_RECORDED = {**{f"kubernetes.{key}": "{}" for key in COMPONENTS}, "kubernetes.audit": "(none)"}
-
-
-def _component_settings(component: ControlPlaneComponent) -> str:
-    """A control plane component's settings as recorded: "{}" when it has none."""
-    return json.dumps(component.model_dump(mode="json", by_alias=True, exclude_defaults=True), sort_keys=True)
-
-
-def _settings_text(settings: Optional[BaseModel]) -> str:
-    """Optional settings as recorded: "(none)" when unset, else every value (defaults too)."""
-    return "(none)" if settings is None else json.dumps(settings.model_dump(mode="json", by_alias=True),
-                                                        sort_keys=True)
-
-
 def _text(value: object) -> str:
     return "(unset)" if value is None else str(value)
 
@@ -121,8 +97,6 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "containerd.cgroupDriver": config.containerd.cgroup_driver.value,
         "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
         "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
-        **{f"kubernetes.{key}": _component_settings(kubernetes.control_plane_component(key)) for key in COMPONENTS},
-        "kubernetes.audit": _settings_text(kubernetes.audit),
         "network.plugin": config.network.plugin.value,
         **_network_mtu(config),
         "loadBalancer.virtualRouterId": _text(balancer.virtual_router_id),
@@ -197,8 +171,6 @@ def refusals(project: str, built: dict[str, str], wanted: dict[str, str]) -> lis
     """One message per fixed setting that differs from what the cluster was built with, one for a
     version change kubeadm cannot make, and one for a removal of more than one control plane. A key
     the cluster has no recorded value for (a guard from an older kubeha) is recorded, not refused."""
-    if built:  # a cluster the guard recorded; a new one has nothing to keep
-        built = {**_BUILT_BEFORE_RECORDED, **built}
     messages = [f"{project}:{key}: this cluster was built with {built[key]}; changing it to {wanted[key]} "
                 f"{_WHY_FIXED[key].format(old=built[key])}. Refused; nothing was changed."
                 for key in wanted if key in built and key in _WHY_FIXED and built[key] != wanted[key]]

@@ -128,3 +128,14 @@ def test_after_the_upgrade_a_preview_changes_nothing(upgrade, lab_stack):
     result = lab_stack.pulumi("preview", "--json")
     steps = [step for step in json.loads(result.stdout).get("steps", []) if step["op"] != "same"]
     assert steps == []
+
+
+def test_the_control_plane_flags_set_before_survive_the_upgrade(upgrade, lab_stack):
+    """kubeadm upgrade writes the manifests from the cluster's kubeadm-config, which a settings change
+    updates (the cluster module leaves kubernetes.apiServer.extraArgs.event-ttl changed)."""
+    got = lab_stack.pulumi("config", "get", "--path", "kubernetes.apiServer.extraArgs.event-ttl", check=False)
+    wanted = got.stdout.strip() if got.returncode == 0 else None
+    for node in ("cp1", "cp2", "cp3"):
+        manifest = lab_stack.hosts[node].run("cat /etc/kubernetes/manifests/kube-apiserver.yaml").stdout
+        flags = [line.strip().removeprefix("- ") for line in manifest.splitlines() if "--event-ttl=" in line]
+        assert flags == ([f"--event-ttl={wanted}"] if wanted else []), node
