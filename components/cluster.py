@@ -6,6 +6,7 @@ at the top level; each child it registers directly carries an alias to that old 
 descendants inherit it), so such a stack updates with no change."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
 
@@ -129,10 +130,41 @@ def _control_plane_settings(config: ClusterConfig, cluster: ClusterContext,
     for host in config.control_planes:
         script = render("control-plane/reconfigure-control-plane.sh.j2", host=host, cri_socket=CRI_SOCKET,
                         apiserver_port=APISERVER_PORT, audit=config.kubernetes.audit,
-                        kubeadm_config=render_kubeadm_init_config(host, cluster).rstrip("\n"))
+                        kubeadm_config=render_kubeadm_init_config(host, cluster, kubelet=False,
+                                                                  kube_proxy=False).rstrip("\n"))
         previous = [run_script(f"{host.name}-control-plane-settings", host=host, ssh=cluster.ssh, create=script,
                                opts=pulumi.ResourceOptions(parent=control_planes[host.name], depends_on=previous))]
     return previous
+
+
+def _kubelet_settings(config: ClusterConfig, cluster: ClusterContext, nodes: dict[str, pulumi.Resource],
+                      after: list[pulumi.Resource]) -> list[pulumi.Resource]:
+    """kubernetes.kubelet on every node, one node at a time, control planes first: the lead's step
+    updates the cluster's kubelet-config first (templates/node/kubelet-settings.sh.j2)."""
+    lead = config.lead_control_plane
+    ordered = [lead, *(host for host in config.control_planes if host.name != lead.name), *config.workers]
+    settings_text = json.dumps(config.kubernetes.kubelet, sort_keys=True)
+    previous: list[pulumi.Resource] = after
+    for host in ordered:
+        upload = host.name == lead.name
+        script = render("node/kubelet-settings.sh.j2", host=host, upload=upload, settings_text=settings_text,
+                        kubeadm_config=render_kubeadm_init_config(host, cluster, kube_proxy=False).rstrip("\n")
+                        if upload else "")
+        previous = [run_script(f"{host.name}-kubelet-settings", host=host, ssh=cluster.ssh, create=script,
+                               opts=pulumi.ResourceOptions(parent=nodes[host.name], depends_on=previous))]
+    return previous
+
+
+def _kube_proxy_settings(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,
+                         after: list[pulumi.Resource]) -> pulumi.Resource:
+    """kubernetes.kubeProxy: its ConfigMap and DaemonSet applied again on the lead, and kube-proxy
+    restarted when they changed (templates/control-plane/kube-proxy-settings.sh.j2)."""
+    lead = config.lead_control_plane
+    script = render("control-plane/kube-proxy-settings.sh.j2", host=lead,
+                    settings_text=json.dumps(config.kubernetes.kube_proxy, sort_keys=True),
+                    kubeadm_config=render_kubeadm_init_config(lead, cluster, kubelet=False).rstrip("\n"))
+    return run_script("cluster-kube-proxy-settings", host=lead, ssh=cluster.ssh, create=script,
+                      opts=_top(parent, pulumi.ResourceOptions(depends_on=after)))
 
 
 def _upgrade(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,
@@ -287,12 +319,13 @@ class Cluster(pulumi.ComponentResource):
                                                         removed_by_restore=restore is not None)
             for host in config.control_plane_entries]
         # Workers join in parallel, once the lead is a member.
+        workers: dict[str, WorkerNode] = {}
         for host in config.worker_entries:
             worker = WorkerNode(host.name, WorkerNodeArgs(
                 host=host, cluster=cluster, join=JoinTicket(bootstrap.ca_cert_hash, cluster_side=lead,
                                                             after=[member[lead.name]]),
                 cluster_side_joined=member[lead.name], load_balancing_after=rolling), opts=_top(self))
-            rolling = worker.load_balancing_done
+            rolling, workers[host.name] = worker.load_balancing_done, worker
             records.append(worker.ready)
         # Before any node leaves on `pulumi destroy`, the cluster is marked, so none is drained.
         run_script("cluster-teardown", host=lead, ssh=ssh,
@@ -319,6 +352,9 @@ class Cluster(pulumi.ComponentResource):
         # Then a change of the control plane's settings, one control plane at a time; certificate
         # renewals after it (each restarts static pods: one control plane at a time in all).
         reconfigured = _control_plane_settings(config, cluster, control_planes, [*records, upgraded])
+        # The kubelets' and kube-proxy's settings after the upgrade too (it rewrites both).
+        kubelets = _kubelet_settings(config, cluster, {**control_planes, **workers}, [*records, upgraded])
+        _kube_proxy_settings(self, config, cluster, [*records, upgraded])
 
         return {
             "apiserverEndpoint": config.apiserver_endpoint,
@@ -327,7 +363,7 @@ class Cluster(pulumi.ComponentResource):
             "vip": str(settings.vip) if settings.vip is not None else None,
             "kubeconfig": kubeconfig,
             "kubeconfigExpires": credential.not_after,
-            "certificatesExpire": _certificates(config, cluster, control_planes, [*records, *reconfigured]),
+            "certificatesExpire": _certificates(config, cluster, control_planes, [*records, *reconfigured, *kubelets]),
             "caCertHash": bootstrap.ca_cert_hash,
             "controlPlanes": _host_list(config.control_planes),
             "workers": _host_list(config.workers),

@@ -47,7 +47,12 @@ def test_a_first_deployment_has_nothing_to_compare_with(built):
     ("kubernetes.clusterName", lambda c: c["kubernetes"].update(clusterName="prod"), "kubernetes", "prod"),
     ("containerd.cgroupDriver", lambda c: c.update(containerd={"cgroupDriver": "cgroupfs"}), "systemd",
      "cgroupfs"),
-    ("kubernetes.kubelet", lambda c: c["kubernetes"].update(kubelet={"maxPods": 50}), "{}", '{"maxPods": 50}'),
+    ("kubernetes.kubelet.cpuManagerPolicy", lambda c: c["kubernetes"].update(kubelet={"cpuManagerPolicy": "static"}),
+     "(unset)", "static"),
+    ("kubernetes.kubelet.reservedMemory",
+     lambda c: c["kubernetes"].update(kubelet={"reservedMemory": [{"numaNode": 0, "limits": {"memory": "1Gi"}}]}),
+     "(unset)", '[{"limits": {"memory": "1Gi"}, "numaNode": 0}]'),
+    ("kubernetes.kubeProxy.mode", lambda c: c["kubernetes"].update(kubeProxy={"mode": "ipvs"}), "(unset)", "ipvs"),
     ("loadBalancer.virtualRouterId", lambda c: c["loadBalancer"].update(virtualRouterId=52), "51", "52"),
     ("network.flannel.mtu", lambda c: c.update(network={"flannel": {"mtu": 1400}}), "(unset)", "1400"),
 ])
@@ -75,8 +80,16 @@ def test_settings_that_may_change_pass(stack_config, built):
 
 
 def test_a_setting_the_guard_never_recorded_is_recorded_not_refused(built):
-    older = {key: value for key, value in built.items() if key != "kubernetes.kubeProxy"}
+    older = {key: value for key, value in built.items() if key != "kubernetes.kubeProxy.mode"}
     assert check(older, built) == []
+
+
+def test_kubelet_and_kube_proxy_settings_may_change_on_a_built_cluster(stack_config, built):
+    """They roll out node by node (kubelet-settings.sh.j2, kube-proxy-settings.sh.j2)."""
+    def tuned(config):
+        config["kubernetes"].update(kubelet={"maxPods": 50, "serializeImagePulls": False},
+                                    kubeProxy={"conntrack": {"maxPerCore": 0}})
+    assert check(built, settings_after(stack_config, tuned)) == []
 
 
 def test_control_plane_settings_may_change_on_a_built_cluster(stack_config, built):

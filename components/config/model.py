@@ -646,11 +646,14 @@ class KubernetesSettings(_Model):
     # init as they are, for every node: e.g. {failCgroupV1: false} on cgroup v1 hosts.
     kubelet: dict[str, Any] = {}
     """Fields of the kubelet's KubeletConfiguration (v1beta1), e.g. {maxPods: 50}, checked against
-    its Go type at preview. Fields kubeha sets are refused.
+    its Go type at preview. Fields kubeha sets are refused. A change on a built cluster rolls out
+    one node at a time (the kubelet restarted, no drain); the CPU, memory and topology managers'
+    policies are fixed once built (they need a drained node).
     """
     kube_proxy: dict[str, Any] = {}
     """Fields of kube-proxy's KubeProxyConfiguration (v1alpha1), e.g. {mode: iptables}, checked
-    against its Go type at preview. Fields kubeha sets are refused.
+    against its Go type at preview. Fields kubeha sets are refused. A change on a built cluster
+    updates its ConfigMap and restarts its DaemonSet; `mode` is fixed once built.
     """
     audit: Optional[AuditSettings] = None
     """The apiserver's audit log: `{policy: metadata}` switches it on (see its keys). kubeha writes

@@ -2,7 +2,8 @@
 
 Some settings are fixed the moment `kubeadm init` runs: the control-plane endpoint (mode, VIP,
 port) is in every certificate and kubeconfig, the subnets and the cluster name are in the
-cluster's own configuration, and the kubelets keep their cgroup driver and component configuration.
+cluster's own configuration, the kubelets keep their cgroup driver and resource manager policies,
+and kube-proxy its mode.
 Applying such an edit node by node would split or break the cluster, and ignoring it would mislead.
 So the values are kept in a resource of their own, registered before anything else, and every
 remote command waits for it: its provider's `check` sees the values the cluster was built with (the
@@ -42,6 +43,14 @@ _ENDPOINT = ("would move the control-plane endpoint that every certificate and k
              "to {old}, or build a new stack with the new value and move the workloads")
 _MTU = ("is the MTU of every pod's interface, set when the pod starts; pods and nodes would be left on two MTUs, "
         "which drops large packets between them. Set it back to {old}")
+_RESOURCE_MANAGER = ("is a policy of the kubelet's CPU, memory or topology manager, which a kubelet takes only on a "
+                     "drained node whose manager state file is removed; kubeha restarts kubelets without a drain, "
+                     "so it does not change it. Set it back to {old}")
+# KubeletConfiguration fields kubeha does not change on a built cluster (the kubelet refuses to start
+# with a state file of another policy): kubernetes.kubelet's other fields roll out node by node.
+RESOURCE_MANAGER_FIELDS = ("cpuManagerPolicy", "cpuManagerPolicyOptions", "reservedSystemCPUs",
+                           "memoryManagerPolicy", "reservedMemory", "topologyManagerPolicy",
+                           "topologyManagerScope", "topologyManagerPolicyOptions")
 # Why each setting is fixed once the cluster is built, and what to do instead of editing it.
 _WHY_FIXED: dict[str, str] = {
     "loadBalancer.mode": _ENDPOINT,
@@ -56,12 +65,12 @@ _WHY_FIXED: dict[str, str] = {
                                 "kubeadm init; set it back to {old}",
     "containerd.cgroupDriver": "must match the cgroup driver the kubelets were configured with at init and join, "
                                "which kubeha does not change on running nodes; set it back to {old}",
-    "kubernetes.kubelet": "is kubelet configuration that kubeadm applies at init only; kubeha does not roll it "
-                          "out to running nodes yet, so the edit would be silently ignored. Set it back to {old}",
+    **{f"kubernetes.kubelet.{field}": _RESOURCE_MANAGER for field in RESOURCE_MANAGER_FIELDS},
     "network.plugin": "would replace the pod network under every running pod; set it back to {old}, or build a "
                       "new stack and move the workloads",
-    "kubernetes.kubeProxy": "is kube-proxy configuration that kubeadm applies at init only; kubeha does not roll "
-                            "it out yet, so the edit would be silently ignored. Set it back to {old}",
+    "kubernetes.kubeProxy.mode": "is kube-proxy's proxy mode on every node; the rules of the old mode would have to "
+                                 "be cleaned from each node as it switches, which kubeha does not do. Set it back "
+                                 "to {old}, or build a new stack with the new mode",
     "loadBalancer.virtualRouterId": "is the VRRP router id every keepalived of the cluster uses; the change rolls "
                                     "one host at a time, and hosts with two ids each claim the VIP (two holders "
                                     "at once). Set it back to {old}",
@@ -73,6 +82,11 @@ _WHY_FIXED: dict[str, str] = {
 FIXED_KEYS: tuple[str, ...] = tuple(_WHY_FIXED)
 def _text(value: object) -> str:
     return "(unset)" if value is None else str(value)
+
+
+def _json_text(value: object) -> str:
+    """A component configuration field as recorded: a string as it is, anything else as JSON."""
+    return value if isinstance(value, str) else "(unset)" if value is None else json.dumps(value, sort_keys=True)
 
 
 def _network_mtu(config: ClusterConfig) -> dict[str, str]:
@@ -95,8 +109,9 @@ def fixed_settings(config: ClusterConfig) -> dict[str, str]:
         "kubernetes.serviceSubnet": str(kubernetes.service_subnet),
         "kubernetes.version": kubernetes.version,
         "containerd.cgroupDriver": config.containerd.cgroup_driver.value,
-        "kubernetes.kubelet": json.dumps(kubernetes.kubelet, sort_keys=True),
-        "kubernetes.kubeProxy": json.dumps(kubernetes.kube_proxy, sort_keys=True),
+        **{f"kubernetes.kubelet.{field}": _json_text(kubernetes.kubelet.get(field))
+           for field in RESOURCE_MANAGER_FIELDS},
+        "kubernetes.kubeProxy.mode": _json_text(kubernetes.kube_proxy.get("mode")),
         "network.plugin": config.network.plugin.value,
         **_network_mtu(config),
         "loadBalancer.virtualRouterId": _text(balancer.virtual_router_id),

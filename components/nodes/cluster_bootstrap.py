@@ -33,7 +33,11 @@ def _yaml_fields(settings: dict[str, object]) -> str:
 RESTORED_ETCD_PREFLIGHT = "DirAvailable--var-lib-etcd"
 
 
-def render_kubeadm_init_config(host: Host, cluster: ClusterContext, extra_ignored: Sequence[str] = ()) -> str:
+def render_kubeadm_init_config(host: Host, cluster: ClusterContext, extra_ignored: Sequence[str] = (), *,
+                               kubelet: bool = True, kube_proxy: bool = True) -> str:
+    """kubeadm's configuration for init on `host`. The day-2 steps that apply one part of it leave
+    out the settings of the parts they do not apply (`kubelet`, `kube_proxy`), so that an edit of
+    those does not re-run them."""
     kubernetes = cluster.kubernetes
     return render(
         "control-plane/kubeadm-config.yaml.j2", host=host, api_version=kubernetes.kubeadm_api_version,
@@ -43,8 +47,9 @@ def render_kubeadm_init_config(host: Host, cluster: ClusterContext, extra_ignore
         cert_sans=cluster.cert_sans, pod_subnet=kubernetes.pod_subnet, service_subnet=kubernetes.service_subnet,
         image_repository=kubernetes.image_repository,
         ignored_preflight_errors=[*cluster.ignored_preflight_errors, *extra_ignored],
-        cgroup_driver=cluster.containerd.cgroup_driver.value, kubelet_settings=_yaml_fields(kubernetes.kubelet),
-        kube_proxy_settings=_yaml_fields(kubernetes.kube_proxy))
+        cgroup_driver=cluster.containerd.cgroup_driver.value,
+        kubelet_settings=_yaml_fields(kubernetes.kubelet) if kubelet else "",
+        kube_proxy_settings=_yaml_fields(kubernetes.kube_proxy) if kube_proxy else "")
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ class Step:
 
 ORDER: tuple[Step, ...] = (
     Step("test_cluster_lab", "ha", "refused edits set back; loadBalancer.statsPort changed; the apiservers' "
-         "event-ttl and audit policy (request) changed"),
+         "event-ttl and audit policy (request), the kubelets' maxPods (120) and kube-proxy's "
+         "iptables.minSyncPeriod (2s) changed"),
     Step("test_failover_lab", "ha", "hosts rebooted; w5 joined under a cut link, then removed again"),
     Step("test_upgrade_lab", "ha", f"every node upgraded from {UPGRADE_FROM_VERSION} to the lab's release"),
     Step("test_membership_lab", "ha", "w3 added and removed, cp1 removed and joined again, two control planes' "

@@ -332,20 +332,28 @@ def test_the_load_balancer_change_rolls_out_without_a_failed_request(lab_stack, 
 
 
 # 4 -------------------------------------------------------------------------------------------
-# The control plane's settings changed on the built cluster: a flag and the audit policy, rolled
-# out one control plane at a time under load through the VIP. (Left so: the upgrade module
-# checks that the flag survives `kubeadm upgrade`.)
+# Settings changed on the built cluster in one `pulumi up`, under load through the VIP: an
+# apiserver flag and the audit policy (one control plane at a time), a kubelet field (one node at
+# a time) and a kube-proxy field (its DaemonSet restarted). Left so: the upgrade module checks that
+# the flag survives `kubeadm upgrade`.
 
 EVENT_TTL = "2h"  # kube-apiserver's --event-ttl, 1h by default: harmless to change
+MAX_PODS = 120  # the kubelet's maxPods, 110 by default
+MIN_SYNC_PERIOD = "2s"  # kube-proxy's iptables.minSyncPeriod, 1s by default
 CONTROL_PLANES = ("cp1", "cp2", "cp3")
+NODES = (*CONTROL_PLANES, "w1", "w2")
 
 
-def test_a_control_plane_settings_change_previews_as_one_step_per_control_plane(lab_stack):
+def test_a_settings_change_previews_as_the_steps_that_apply_it(lab_stack):
     lab_stack.pulumi("config", "set", "--path", "kubernetes.apiServer.extraArgs.event-ttl", EVENT_TTL)
     lab_stack.pulumi("config", "set", "--path", "kubernetes.audit.policy", "request")
+    lab_stack.pulumi("config", "set", "--path", "kubernetes.kubelet.maxPods", str(MAX_PODS))
+    lab_stack.pulumi("config", "set", "--path", "kubernetes.kubeProxy.iptables.minSyncPeriod", MIN_SYNC_PERIOD)
     steps = changed_steps(lab_stack.pulumi("preview", "--diff", "--json").stdout)
-    assert sorted((step["op"], resource_name(step["urn"])) for step in steps) == [
-        ("update", f"{node}-control-plane-settings") for node in CONTROL_PLANES]
+    assert sorted((step["op"], resource_name(step["urn"])) for step in steps) == sorted([
+        *(("update", f"{node}-control-plane-settings") for node in CONTROL_PLANES),
+        *(("update", f"{node}-kubelet-settings") for node in NODES),
+        ("update", "cluster-kube-proxy-settings")])
 
 
 @pytest.fixture(scope="module")
@@ -406,6 +414,18 @@ def test_the_cluster_keeps_the_new_settings_for_joins_and_upgrades(lab_stack, ku
     assert result.returncode == 0, result.stderr
     arguments = yaml.safe_load(result.stdout)["apiServer"]["extraArgs"]
     assert {"name": "event-ttl", "value": EVENT_TTL} in arguments
+
+
+def test_every_kubelet_runs_the_new_setting(kubeconfig_file, settings_rollout):
+    nodes = json.loads(kubectl(kubeconfig_file, "get", "nodes", "-o", "json").stdout)["items"]
+    assert {node["metadata"]["name"]: node["status"]["allocatable"]["pods"] for node in nodes} == {
+        name: str(MAX_PODS) for name in NODES}
+
+
+def test_every_kube_proxy_runs_the_new_setting(lab_stack, settings_rollout):
+    for node in NODES:
+        configz = json.loads(lab_stack.hosts[node].run("curl -fsS http://127.0.0.1:10249/configz").stdout)
+        assert configz["kubeproxy.config.k8s.io"]["iptables"]["minSyncPeriod"] == MIN_SYNC_PERIOD, node
 
 
 def test_a_second_up_after_the_change_restarts_nothing(lab_stack, settings_rollout):
