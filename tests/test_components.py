@@ -50,6 +50,7 @@ def test_the_cluster_wide_resources_are_beside_the_components(deployment):
                                                   (dynamic("Preflight"), "cluster-preflight"),
                                                   (dynamic("HostKeys"), "cluster-host-keys"),
                                                   (COMMAND, "cluster-teardown"),
+                                                  (COMMAND, "cluster-kube-proxy-settings"),
                                                   (dynamic("AdminCredential"), "cluster-admin-credential"),
                                                   (dynamic("KubernetesUpgrade"), "kubernetes-upgrade")}
 
