@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import pulumi
 
@@ -118,6 +118,17 @@ def _certificates(config: ClusterConfig, cluster: ClusterContext, control_planes
     return pulumi.Output.all(*expiries).apply(lambda dates: min(dates) if dates else None)
 
 
+def _one_node_at_a_time(step: str, hosts: Sequence[Host], script_for: Callable[[Host], str], ssh: SshAccess,
+                        parents: Mapping[str, pulumi.Resource], after: list[pulumi.Resource]) -> list[pulumi.Resource]:
+    """`<node>-<step>` on each of `hosts` in turn, each waiting for the one before (the first for
+    `after`), under its node's component; returns the last."""
+    previous = after
+    for host in hosts:
+        previous = [run_script(f"{host.name}-{step}", host=host, ssh=ssh, create=script_for(host),
+                               opts=pulumi.ResourceOptions(parent=parents[host.name], depends_on=previous))]
+    return previous
+
+
 def _control_plane_settings(config: ClusterConfig, cluster: ClusterContext,
                             control_planes: dict[str, ControlPlaneNode],
                             after: list[pulumi.Resource]) -> list[pulumi.Resource]:
@@ -126,15 +137,13 @@ def _control_plane_settings(config: ClusterConfig, cluster: ClusterContext,
     node by node, each step waiting for the one before (templates/control-plane/
     reconfigure-control-plane.sh.j2). On a new cluster, and on a control plane that joins, the
     step finds its settings in place already and restarts nothing."""
-    previous: list[pulumi.Resource] = after
-    for host in config.control_planes:
-        script = render("control-plane/reconfigure-control-plane.sh.j2", host=host, cri_socket=CRI_SOCKET,
-                        apiserver_port=APISERVER_PORT, audit=config.kubernetes.audit,
-                        kubeadm_config=render_kubeadm_init_config(host, cluster, kubelet=False,
-                                                                  kube_proxy=False).rstrip("\n"))
-        previous = [run_script(f"{host.name}-control-plane-settings", host=host, ssh=cluster.ssh, create=script,
-                               opts=pulumi.ResourceOptions(parent=control_planes[host.name], depends_on=previous))]
-    return previous
+    def script_for(host: Host) -> str:
+        return render("control-plane/reconfigure-control-plane.sh.j2", host=host, cri_socket=CRI_SOCKET,
+                      apiserver_port=APISERVER_PORT, audit=config.kubernetes.audit,
+                      kubeadm_config=render_kubeadm_init_config(host, cluster, kubelet=False,
+                                                                kube_proxy=False).rstrip("\n"))
+    return _one_node_at_a_time("control-plane-settings", config.control_planes, script_for, cluster.ssh,
+                               control_planes, after)
 
 
 def _kubelet_settings(config: ClusterConfig, cluster: ClusterContext, nodes: dict[str, pulumi.Resource],
@@ -142,17 +151,15 @@ def _kubelet_settings(config: ClusterConfig, cluster: ClusterContext, nodes: dic
     """kubernetes.kubelet on every node, one node at a time, control planes first: the lead's step
     updates the cluster's kubelet-config first (templates/node/kubelet-settings.sh.j2)."""
     lead = config.lead_control_plane
-    ordered = [lead, *(host for host in config.control_planes if host.name != lead.name), *config.workers]
     settings_text = json.dumps(config.kubernetes.kubelet, sort_keys=True)
-    previous: list[pulumi.Resource] = after
-    for host in ordered:
+
+    def script_for(host: Host) -> str:
         upload = host.name == lead.name
-        script = render("node/kubelet-settings.sh.j2", host=host, upload=upload, settings_text=settings_text,
-                        kubeadm_config=render_kubeadm_init_config(host, cluster, kube_proxy=False).rstrip("\n")
-                        if upload else "")
-        previous = [run_script(f"{host.name}-kubelet-settings", host=host, ssh=cluster.ssh, create=script,
-                               opts=pulumi.ResourceOptions(parent=nodes[host.name], depends_on=previous))]
-    return previous
+        return render("node/kubelet-settings.sh.j2", host=host, upload=upload, settings_text=settings_text,
+                      kubeadm_config=render_kubeadm_init_config(host, cluster, kube_proxy=False).rstrip("\n")
+                      if upload else "")
+    ordered = [lead, *(host for host in config.control_planes if host.name != lead.name), *config.workers]
+    return _one_node_at_a_time("kubelet-settings", ordered, script_for, cluster.ssh, nodes, after)
 
 
 def _kube_proxy_settings(parent: pulumi.Resource, config: ClusterConfig, cluster: ClusterContext,

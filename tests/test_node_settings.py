@@ -31,7 +31,7 @@ def test_the_kubelets_and_kube_proxy_change_after_the_upgrade(deployment):
 
 
 def test_only_the_leads_step_updates_the_clusters_kubelet_config(deployment):
-    assert "kubeadm_step init phase upload-config kubelet" in script(deployment, kubelet_step("cp1"))
+    assert 'kubeadm_logged "${log}" init phase upload-config kubelet' in script(deployment, kubelet_step("cp1"))
     for node in NODES[1:]:
         assert "upload-config" not in script(deployment, kubelet_step(node)), node
 
